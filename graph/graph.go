@@ -1,0 +1,252 @@
+// Package graph holds the content graph that one run moves: every manifest,
+// index and blob reached from the selected tags (and their referrers), with
+// the repositories each piece of content was reached from. Sources build it,
+// sinks consume it; it is the one data structure shared across the pipeline.
+package graph
+
+import (
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Kind says what role a node plays; it fixes the node's place in an archive
+// (manifests first, then configs, then layers) so that a stream reader knows
+// the whole plan before the first large blob arrives.
+type Kind int
+
+const (
+	KindManifest Kind = iota // image manifest or index (any media type)
+	KindConfig               // referenced as a manifest's config
+	KindLayer                // everything else: layers, blobs of artifacts
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindManifest:
+		return "manifest"
+	case KindConfig:
+		return "config"
+	default:
+		return "layer"
+	}
+}
+
+// Node is one piece of content, stored once however often it is reached.
+type Node struct {
+	Desc ocispec.Descriptor
+	Kind Kind
+	// Content holds a manifest's bytes (manifests are small and needed to
+	// walk the graph); it is nil for blobs, which are always streamed.
+	Content []byte
+	// Children are the digests this manifest references (config, layers,
+	// index children, subject excluded): what must exist before it.
+	Children []digest.Digest
+	// Repos are the source repositories the node was reached from, sorted.
+	Repos []string
+}
+
+// Tag is one backed-up tag: a repository, a tag name and its root.
+type Tag struct {
+	Repo string // source repository path without the registry, e.g. library/alpine
+	Name string
+	Desc ocispec.Descriptor
+	// Referrers counts the referrer manifests reached from this tag's
+	// graph (recursively), for reporting.
+	Referrers int
+}
+
+// Referrer is a referrer manifest that was backed up, and the repositories
+// it was found in, so that a restore puts it back there and nowhere else.
+type Referrer struct {
+	Desc    ocispec.Descriptor
+	Subject digest.Digest
+	Repos   []string
+}
+
+// Graph is everything one run moves. It is safe for concurrent use while it
+// is being built; once built it is read-only.
+type Graph struct {
+	// Registry is the source registry host (e.g. docker.io, 127.0.0.1:5000).
+	Registry string
+
+	mu        sync.Mutex
+	nodes     map[digest.Digest]*Node
+	tags      []Tag
+	referrers map[digest.Digest]*Referrer
+}
+
+// New returns an empty graph for content from registry.
+func New(registry string) *Graph {
+	return &Graph{
+		Registry:  registry,
+		nodes:     map[digest.Digest]*Node{},
+		referrers: map[digest.Digest]*Referrer{},
+	}
+}
+
+// AddNode records content reached from repo. It returns the stored node and
+// whether this call created it (the caller that creates a manifest node is
+// the one that walks its children).
+func (g *Graph) AddNode(repo string, desc ocispec.Descriptor, kind Kind) (*Node, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n, ok := g.nodes[desc.Digest]
+	if !ok {
+		n = &Node{Desc: Plain(desc), Kind: kind}
+		g.nodes[desc.Digest] = n
+	}
+	// A blob used both as a config and as a layer is stored as a config:
+	// the lower kind sorts first and keeps small things at the head.
+	if kind < n.Kind {
+		n.Kind = kind
+	}
+	n.Repos = addSorted(n.Repos, repo)
+	return n, !ok
+}
+
+// SetManifest records a manifest's bytes and children.
+func (g *Graph) SetManifest(d digest.Digest, content []byte, children []digest.Digest) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if n := g.nodes[d]; n != nil {
+		n.Content = content
+		n.Children = children
+	}
+}
+
+// AddTag records a backed-up tag.
+func (g *Graph) AddTag(t Tag) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	t.Desc = Plain(t.Desc)
+	g.tags = append(g.tags, t)
+}
+
+// AddReferrer records a referrer manifest found in repo.
+func (g *Graph) AddReferrer(repo string, desc ocispec.Descriptor, subject digest.Digest) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r := g.referrers[desc.Digest]
+	if r == nil {
+		d := Plain(desc)
+		d.ArtifactType = desc.ArtifactType
+		r = &Referrer{Desc: d, Subject: subject}
+		g.referrers[desc.Digest] = r
+	}
+	r.Repos = addSorted(r.Repos, repo)
+}
+
+// Node returns the node for d, or nil.
+func (g *Graph) Node(d digest.Digest) *Node {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.nodes[d]
+}
+
+// Nodes returns every node in archive order: manifests, then configs, then
+// layers, each group sorted by digest. The order depends on content alone,
+// so the same content always gives the same archive.
+func (g *Graph) Nodes() []*Node {
+	g.mu.Lock()
+	out := make([]*Node, 0, len(g.nodes))
+	for _, n := range g.nodes {
+		out = append(out, n)
+	}
+	g.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Kind != out[j].Kind {
+			return out[i].Kind < out[j].Kind
+		}
+		return out[i].Desc.Digest < out[j].Desc.Digest
+	})
+	return out
+}
+
+// Tags returns the tags sorted by repository, then tag.
+func (g *Graph) Tags() []Tag {
+	g.mu.Lock()
+	out := slices.Clone(g.tags)
+	g.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Repo != out[j].Repo {
+			return out[i].Repo < out[j].Repo
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// Referrers returns the referrers sorted by digest.
+func (g *Graph) Referrers() []Referrer {
+	g.mu.Lock()
+	out := make([]Referrer, 0, len(g.referrers))
+	for _, r := range g.referrers {
+		out = append(out, *r)
+	}
+	g.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Desc.Digest < out[j].Desc.Digest })
+	return out
+}
+
+// Size is the total size of all unique content.
+func (g *Graph) Size() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var s int64
+	for _, n := range g.nodes {
+		s += n.Desc.Size
+	}
+	return s
+}
+
+// Len is the number of unique nodes.
+func (g *Graph) Len() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.nodes)
+}
+
+// RemoveRepo forgets everything that only repo reached, for a repository
+// that failed after part of its graph was recorded: the backup of the
+// others must not carry half of it.
+func (g *Graph) RemoveRepo(repo string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for d, n := range g.nodes {
+		n.Repos = slices.DeleteFunc(n.Repos, func(r string) bool { return r == repo })
+		if len(n.Repos) == 0 {
+			delete(g.nodes, d)
+		}
+	}
+	g.tags = slices.DeleteFunc(g.tags, func(t Tag) bool { return t.Repo == repo })
+	for d, r := range g.referrers {
+		r.Repos = slices.DeleteFunc(r.Repos, func(x string) bool { return x == repo })
+		if len(r.Repos) == 0 {
+			delete(g.referrers, d)
+		}
+	}
+}
+
+// Plain keeps the fields of a descriptor that identify content: what an
+// archive's index and a registry need, and nothing a registry added.
+func Plain(d ocispec.Descriptor) ocispec.Descriptor {
+	return ocispec.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}
+}
+
+// FullRepo joins a registry host and a repository path.
+func FullRepo(registry, repo string) string {
+	return strings.TrimSuffix(registry, "/") + "/" + repo
+}
+
+func addSorted(list []string, s string) []string {
+	i, found := slices.BinarySearch(list, s)
+	if found {
+		return list
+	}
+	return slices.Insert(list, i, s)
+}

@@ -1,0 +1,43 @@
+// Package sink is where a run's content ends up: an OCI image layout
+// (directory, tar, compressed tar, stdout) for a backup, a registry for a
+// restore. Every sink sees the whole graph before any byte moves.
+package sink
+
+import (
+	"context"
+	"io"
+
+	"github.com/regvault/regvault/graph"
+)
+
+// Ordering says in what order a sink accepts Write calls.
+type Ordering int
+
+const (
+	// AnyOrder: Write may be called concurrently, in any order.
+	AnyOrder Ordering = iota
+	// InOrder: Write is called one at a time, in the order Prepare returned
+	// (a stream: tar to stdout, compressed tar).
+	InOrder
+	// ChildrenFirst: Write may be called concurrently, but a manifest only
+	// after every node it references has been written (a registry).
+	ChildrenFirst
+)
+
+// Sink receives the content of one run.
+type Sink interface {
+	// Prepare sees the whole graph before any byte moves. It returns the
+	// nodes it still needs (a node it already holds, verified, is left
+	// out) in the order it wants them, and how Write may be called.
+	Prepare(ctx context.Context, g *graph.Graph) (need []*graph.Node, ord Ordering, err error)
+	// Write stores one node. r yields the node's bytes and returns an
+	// error instead of io.EOF when they do not match the node's digest or
+	// size; a sink must then not keep what it read as that node.
+	Write(ctx context.Context, n *graph.Node, r io.Reader) error
+	// Commit makes the result visible: index.json and the final rename for
+	// a layout, tags for a registry.
+	Commit(ctx context.Context) error
+	// Abort discards everything not committed. It is safe after Commit
+	// (then it does nothing) and may be called more than once.
+	Abort() error
+}
