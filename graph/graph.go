@@ -55,9 +55,6 @@ type Tag struct {
 	Repo string // source repository path without the registry, e.g. library/alpine
 	Name string
 	Desc ocispec.Descriptor
-	// Referrers counts the referrer manifests reached from this tag's
-	// graph (recursively), for reporting.
-	Referrers int
 }
 
 // Referrer is a referrer manifest that was backed up, and the repositories

@@ -59,6 +59,8 @@ type TagResult struct {
 	Name      string             `json:"tag"`
 	Desc      ocispec.Descriptor `json:"descriptor"`
 	Referrers int                `json:"referrers"`
+	Artifacts int                `json:"artifacts"` // manifests and blobs reached from the tag
+	Bytes     int64              `json:"bytes"`     // their size
 }
 
 // RepoResult is one repository of a result.

@@ -6,6 +6,17 @@ package pipeline
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/regvault/regvault/graph"
 	"github.com/regvault/regvault/plan"
@@ -24,16 +35,397 @@ type Job struct {
 	Source source.Source
 	// Sink receives the content; nil resolves and walks only (--dry-run).
 	Sink sink.Sink
+	// SpoolDir holds blobs downloaded ahead of an in-order sink; "" is the
+	// system temporary directory.
+	SpoolDir string
 
 	Observe  Observer  // may be nil
 	Progress *Progress // may be nil
 }
 
+// ErrNothingDone is returned when every repository failed.
+var ErrNothingDone = errors.New("no repository could be read")
+
+// referrerTag matches the tags of the referrers tag schema; they are not
+// tags a user made, so listing all tags leaves them out.
+var referrerTag = regexp.MustCompile(`^(sha256|sha512)-[a-f0-9]{64,128}$`)
+
 // Run resolves and walks every repository of the job, then (unless Sink is
 // nil) transfers each unique node once and commits. The graph is returned
 // for reporting (a dry run prints it). A repository that fails is recorded
 // in the result and left out, unless FailFast; the error is for failures
-// of the whole run (the sink, fail-fast, cancellation).
+// of the whole run (the sink, fail-fast, cancellation, nothing to do).
 func Run(ctx context.Context, job Job) (*Result, *graph.Graph, error) {
-	panic("not yet")
+	start := time.Now()
+	r := &run{job: job, observe: job.Observe, progress: job.Progress}
+	if r.observe == nil {
+		r.observe = func(Event) {}
+	}
+	if r.progress == nil {
+		r.progress = &Progress{}
+	}
+	conc := max(job.Concurrency, 1)
+	r.graph = graph.New(job.Registry)
+	r.walker = &source.Walker{Src: job.Source, Graph: r.graph, IncludeReferrers: job.IncludeReferrers,
+		Requests: semaphore.NewWeighted(int64(conc))}
+
+	res, err := r.resolveAll(ctx)
+	res.Duration = time.Since(start)
+	if err != nil {
+		if job.Sink != nil {
+			_ = job.Sink.Abort()
+		}
+		return res, r.graph, err
+	}
+	if job.Sink == nil {
+		return res, r.graph, nil
+	}
+	if err := r.transfer(ctx, res, conc); err != nil {
+		_ = job.Sink.Abort()
+		res.Duration = time.Since(start)
+		return res, r.graph, err
+	}
+	r.observe(Event{Kind: Committing})
+	if err := job.Sink.Commit(ctx); err != nil {
+		_ = job.Sink.Abort()
+		res.Duration = time.Since(start)
+		return res, r.graph, err
+	}
+	res.Duration = time.Since(start)
+	return res, r.graph, nil
+}
+
+type run struct {
+	job      Job
+	graph    *graph.Graph
+	walker   *source.Walker
+	observe  Observer
+	progress *Progress
+}
+
+// resolveAll resolves and walks every repository at once; the shared
+// request semaphore bounds the work across repositories and tags.
+func (r *run) resolveAll(ctx context.Context) (*Result, error) {
+	res := &Result{Registry: r.job.Registry, Repos: make([]RepoResult, len(r.job.Repos))}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for i, repo := range r.job.Repos {
+		res.Repos[i].Repo = repo.Name
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tags, err := r.resolveRepo(ctx, repo)
+			res.Repos[i].Tags = tags
+			if err != nil {
+				if ctx.Err() != nil && context.Cause(ctx) != nil && !errors.Is(context.Cause(ctx), err) {
+					// Cancelled because another repository failed first.
+					err = context.Cause(ctx)
+				}
+				res.Repos[i].Err = err
+				if r.job.FailFast {
+					cancel(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		if cause := context.Cause(ctx); cause != nil {
+			return res, cause
+		}
+		return res, err
+	}
+	ok := 0
+	for i := range res.Repos {
+		rr := &res.Repos[i]
+		if rr.Err != nil {
+			r.graph.RemoveRepo(rr.Repo)
+			r.observe(Event{Kind: RepoFailed, Repo: rr.Repo, Err: rr.Err})
+			continue
+		}
+		ok++
+	}
+	// Counts after failed repositories are gone, so shared content is
+	// reported once for the repositories that have it.
+	for i := range res.Repos {
+		rr := &res.Repos[i]
+		if rr.Err != nil {
+			continue
+		}
+		r.summarize(rr)
+		r.observe(Event{Kind: RepoWalked, Repo: rr.Repo, Tags: rr.Tags, Count: rr.Artifacts, Bytes: rr.Bytes})
+	}
+	res.UniqueNodes = r.graph.Len()
+	res.UniqueBytes = r.graph.Size()
+	if ok == 0 {
+		return res, ErrNothingDone
+	}
+	return res, nil
+}
+
+func (r *run) resolveRepo(ctx context.Context, repo plan.Repo) ([]TagResult, error) {
+	r.observe(Event{Kind: RepoStarted, Repo: repo.Name})
+	tags := repo.Tags
+	if tags == nil {
+		release, err := r.walker.Acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
+		all, err := r.job.Source.Tags(ctx, repo.Name)
+		release()
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range all {
+			if !referrerTag.MatchString(t) {
+				tags = append(tags, t)
+			}
+		}
+		if len(tags) == 0 {
+			return nil, fmt.Errorf("%s/%s has no tags", r.job.Registry, repo.Name)
+		}
+		sort.Strings(tags)
+	}
+	out := make([]TagResult, len(tags))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, tag := range tags {
+		g.Go(func() error {
+			release, err := r.walker.Acquire(gctx)
+			if err != nil {
+				return err
+			}
+			desc, body, err := r.job.Source.Resolve(gctx, repo.Name, tag)
+			release()
+			if err != nil {
+				return err
+			}
+			desc = graph.Plain(desc)
+			out[i] = TagResult{Name: tag, Desc: desc}
+			r.graph.AddTag(graph.Tag{Repo: repo.Name, Name: tag, Desc: desc})
+			r.observe(Event{Kind: TagResolved, Repo: repo.Name, Tag: tag, Desc: desc})
+			return r.walker.Walk(gctx, repo.Name, desc, body)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// summarize counts, for each tag of a repository, the artifacts, bytes and
+// referrers reached from it, and for the repository the union of them.
+func (r *run) summarize(rr *RepoResult) {
+	refs := map[digest.Digest][]digest.Digest{} // subject → referrers in this repo
+	for _, ref := range r.graph.Referrers() {
+		if slices.Contains(ref.Repos, rr.Repo) {
+			refs[ref.Subject] = append(refs[ref.Subject], ref.Desc.Digest)
+		}
+	}
+	isRef := map[digest.Digest]bool{}
+	for _, list := range refs {
+		for _, d := range list {
+			isRef[d] = true
+		}
+	}
+	repoSeen := map[digest.Digest]bool{}
+	for i := range rr.Tags {
+		t := &rr.Tags[i]
+		seen := map[digest.Digest]bool{}
+		var visit func(d digest.Digest)
+		visit = func(d digest.Digest) {
+			if seen[d] {
+				return
+			}
+			seen[d] = true
+			n := r.graph.Node(d)
+			if n == nil {
+				return
+			}
+			t.Artifacts++
+			t.Bytes += n.Desc.Size
+			if isRef[d] {
+				t.Referrers++
+			}
+			if !repoSeen[d] {
+				repoSeen[d] = true
+				rr.Artifacts++
+				rr.Bytes += n.Desc.Size
+			}
+			for _, c := range n.Children {
+				visit(c)
+			}
+			for _, ref := range refs[d] {
+				visit(ref)
+			}
+		}
+		visit(t.Desc.Digest)
+	}
+}
+
+// transfer moves every node the sink needs, each once, in the order the
+// sink asks for.
+func (r *run) transfer(ctx context.Context, res *Result, conc int) error {
+	need, ord, err := r.job.Sink.Prepare(ctx, r.graph)
+	if err != nil {
+		return err
+	}
+	var total int64
+	for _, n := range need {
+		total += n.Desc.Size
+	}
+	res.Skipped = r.graph.Len() - len(need)
+	r.progress.Total.Store(total)
+	r.observe(Event{Kind: TransferStarted, Count: len(need), Bytes: total})
+
+	track := newRepoTracker(res, need, r.observe)
+	done := func(n *graph.Node) {
+		r.observe(Event{Kind: NodeDone, Desc: n.Desc, Bytes: n.Desc.Size})
+		track.done(n)
+	}
+	switch ord {
+	case sink.InOrder:
+		err = r.transferInOrder(ctx, need, conc, done)
+	case sink.ChildrenFirst:
+		err = r.transferChildrenFirst(ctx, need, conc, done)
+	default:
+		err = r.transferAny(ctx, need, conc, done)
+	}
+	res.Moved = r.progress.Done.Load()
+	return err
+}
+
+func (r *run) transferAny(ctx context.Context, need []*graph.Node, conc int, done func(*graph.Node)) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(conc)
+	for _, n := range need {
+		g.Go(func() error {
+			if err := r.copyNode(gctx, n); err != nil {
+				return err
+			}
+			done(n)
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// transferChildrenFirst writes a manifest only after everything it
+// references. Nodes are started in dependency order, so a node waiting for
+// its children never holds a slot that a child needs.
+func (r *run) transferChildrenFirst(ctx context.Context, need []*graph.Node, conc int, done func(*graph.Node)) error {
+	order := dependencyOrder(need)
+	finished := make(map[digest.Digest]chan struct{}, len(order))
+	for _, n := range order {
+		finished[n.Desc.Digest] = make(chan struct{})
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(conc)
+	for _, n := range order {
+		g.Go(func() error {
+			for _, c := range n.Children {
+				if ch, ok := finished[c]; ok {
+					select {
+					case <-ch:
+					case <-gctx.Done():
+						return gctx.Err()
+					}
+				}
+			}
+			if err := r.copyNode(gctx, n); err != nil {
+				return err
+			}
+			close(finished[n.Desc.Digest])
+			done(n)
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// dependencyOrder sorts nodes so that each comes after its children:
+// by depth (blobs 0, a manifest one more than its deepest child), stable.
+func dependencyOrder(nodes []*graph.Node) []*graph.Node {
+	byDigest := make(map[digest.Digest]*graph.Node, len(nodes))
+	for _, n := range nodes {
+		byDigest[n.Desc.Digest] = n
+	}
+	depth := map[digest.Digest]int{}
+	var visit func(n *graph.Node, stack map[digest.Digest]bool) int
+	visit = func(n *graph.Node, stack map[digest.Digest]bool) int {
+		if d, ok := depth[n.Desc.Digest]; ok {
+			return d
+		}
+		if stack[n.Desc.Digest] {
+			return 0 // a cycle cannot be ordered; content addressing makes it impossible anyway
+		}
+		stack[n.Desc.Digest] = true
+		d := 0
+		for _, c := range n.Children {
+			if cn, ok := byDigest[c]; ok {
+				d = max(d, visit(cn, stack)+1)
+			}
+		}
+		delete(stack, n.Desc.Digest)
+		depth[n.Desc.Digest] = d
+		return d
+	}
+	out := slices.Clone(nodes)
+	for _, n := range out {
+		visit(n, map[digest.Digest]bool{})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return depth[out[i].Desc.Digest] < depth[out[j].Desc.Digest] })
+	return out
+}
+
+// repoTracker reports a repository done once every node it needs is.
+type repoTracker struct {
+	mu      sync.Mutex
+	pending map[string]int
+	repos   map[string]RepoResult
+	observe Observer
+}
+
+func newRepoTracker(res *Result, need []*graph.Node, observe Observer) *repoTracker {
+	t := &repoTracker{pending: map[string]int{}, repos: map[string]RepoResult{}, observe: observe}
+	for _, n := range need {
+		for _, repo := range n.Repos {
+			t.pending[repo]++
+		}
+	}
+	for _, rr := range res.Repos {
+		if rr.Err != nil {
+			continue
+		}
+		t.repos[rr.Repo] = rr
+		if t.pending[rr.Repo] == 0 {
+			t.report(rr.Repo)
+		}
+	}
+	return t
+}
+
+func (t *repoTracker) done(n *graph.Node) {
+	t.mu.Lock()
+	var finished []string
+	for _, repo := range n.Repos {
+		t.pending[repo]--
+		if t.pending[repo] == 0 {
+			finished = append(finished, repo)
+		}
+	}
+	t.mu.Unlock()
+	for _, repo := range finished {
+		t.report(repo)
+	}
+}
+
+func (t *repoTracker) report(repo string) {
+	rr := t.repos[repo]
+	t.observe(Event{Kind: RepoDone, Repo: repo, Tags: rr.Tags, Count: rr.Artifacts, Bytes: rr.Bytes})
+}
+
+// nodeError wraps a node's error with its digest and repositories.
+func nodeError(n *graph.Node, err error) error {
+	return fmt.Errorf("%s %s (in %v): %w", n.Kind, n.Desc.Digest, n.Repos, err)
 }

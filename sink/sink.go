@@ -24,16 +24,22 @@ const (
 	ChildrenFirst
 )
 
+// Opener opens a node's bytes, verified as they are read.
+type Opener func() (io.ReadCloser, error)
+
 // Sink receives the content of one run.
 type Sink interface {
 	// Prepare sees the whole graph before any byte moves. It returns the
 	// nodes it still needs (a node it already holds, verified, is left
 	// out) in the order it wants them, and how Write may be called.
 	Prepare(ctx context.Context, g *graph.Graph) (need []*graph.Node, ord Ordering, err error)
-	// Write stores one node. r yields the node's bytes and returns an
-	// error instead of io.EOF when they do not match the node's digest or
-	// size; a sink must then not keep what it read as that node.
-	Write(ctx context.Context, n *graph.Node, r io.Reader) error
+	// Write stores one node. open returns the node's bytes; the reader
+	// returns an error instead of io.EOF when they do not match the node's
+	// digest or size, and a sink must then not keep what it read as that
+	// node. A sink calls open only when it needs the bytes (a registry
+	// that can mount a blob from another repository never does) and may
+	// call it again to retry; it closes each reader it opens.
+	Write(ctx context.Context, n *graph.Node, open Opener) error
 	// Commit makes the result visible: index.json and the final rename for
 	// a layout, tags for a registry.
 	Commit(ctx context.Context) error

@@ -1,0 +1,212 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/regvault/regvault/graph"
+	"github.com/regvault/regvault/source"
+)
+
+// copyNode streams one node from the source into the sink, verified.
+func (r *run) copyNode(ctx context.Context, n *graph.Node) error {
+	open := func() (io.ReadCloser, error) { return r.open(ctx, n) }
+	if err := r.job.Sink.Write(ctx, n, open); err != nil {
+		return nodeError(n, err)
+	}
+	return nil
+}
+
+// open returns a verified reader of a node's bytes: a manifest from memory
+// (the walk already fetched it), a blob from the source, trying each
+// repository that has it until one answers.
+func (r *run) open(ctx context.Context, n *graph.Node) (io.ReadCloser, error) {
+	if n.Content != nil {
+		r.progress.Done.Add(int64(len(n.Content)))
+		return io.NopCloser(source.VerifyReader(bytes.NewReader(n.Content), n.Desc)), nil
+	}
+	var errs []error
+	for _, repo := range n.Repos {
+		release, err := r.walker.Acquire(ctx)
+		if err != nil {
+			return nil, err
+		}
+		rc, err := r.job.Source.Fetch(ctx, repo, n.Desc)
+		release()
+		if err != nil {
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		cr := &countingReader{r: rc, n: &r.progress.Done}
+		return readCloser{source.VerifyReader(cr, n.Desc), rc}, nil
+	}
+	return nil, errors.Join(errs...)
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	c.n.Add(int64(k))
+	return k, err
+}
+
+// memorySpool is the size up to which a blob fetched ahead is kept in
+// memory rather than in a spool file.
+const memorySpool = 1 << 20
+
+// transferInOrder feeds a stream sink in its order while later blobs
+// download: the blob at the head streams straight from the network into
+// the sink; up to conc-1 blobs behind it are fetched ahead into spool
+// space (memory for small ones, files for the rest) so that the stream
+// does not wait on one request at a time.
+func (r *run) transferInOrder(ctx context.Context, need []*graph.Node, conc int, done func(*graph.Node)) error {
+	spoolDir, err := os.MkdirTemp(r.job.SpoolDir, "regvault-spool-")
+	if err != nil {
+		return fmt.Errorf("creating spool directory: %w", err)
+	}
+	defer os.RemoveAll(spoolDir)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	items := make([]*spoolItem, len(need))
+	for i, n := range need {
+		items[i] = &spoolItem{node: n, ready: make(chan struct{})}
+	}
+	ahead := make(chan struct{}, max(conc-1, 1)) // spooled blobs not yet consumed
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.prefetch(ctx, items, ahead, spoolDir, &wg)
+	}()
+
+	for _, it := range items {
+		if it.node.Content != nil || it.state.CompareAndSwap(0, claimedByWriter) {
+			if err := r.copyNode(ctx, it.node); err != nil {
+				return err
+			}
+		} else {
+			select {
+			case <-it.ready:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			err := it.err
+			if err == nil {
+				err = r.job.Sink.Write(ctx, it.node, it.open)
+				if err != nil {
+					err = nodeError(it.node, err)
+				}
+			}
+			it.release()
+			<-ahead
+			if err != nil {
+				return err
+			}
+		}
+		done(it.node)
+	}
+	return nil
+}
+
+const (
+	claimedByWriter   = 1
+	claimedByPrefetch = 2
+)
+
+type spoolItem struct {
+	node  *graph.Node
+	state atomic.Int32
+	ready chan struct{}
+	err   error
+	mem   []byte
+	file  string
+}
+
+// open reads the spooled copy, which was verified as it was written.
+func (it *spoolItem) open() (io.ReadCloser, error) {
+	if it.file == "" {
+		return io.NopCloser(bytes.NewReader(it.mem)), nil
+	}
+	return os.Open(it.file)
+}
+
+func (it *spoolItem) release() {
+	it.mem = nil
+	if it.file != "" {
+		os.Remove(it.file)
+	}
+}
+
+// prefetch walks ahead of the writer, fetching blobs into spool space while
+// there is room.
+func (r *run) prefetch(ctx context.Context, items []*spoolItem, ahead chan struct{}, dir string, wg *sync.WaitGroup) {
+	for _, it := range items {
+		if it.node.Content != nil {
+			continue
+		}
+		select {
+		case ahead <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		if !it.state.CompareAndSwap(0, claimedByPrefetch) {
+			<-ahead // the writer got there first and streams it itself
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(it.ready)
+			it.err = r.spool(ctx, it, dir)
+		}()
+	}
+}
+
+func (r *run) spool(ctx context.Context, it *spoolItem, dir string) error {
+	rc, err := r.open(ctx, it.node)
+	if err != nil {
+		return nodeError(it.node, err)
+	}
+	defer rc.Close()
+	if it.node.Desc.Size <= memorySpool {
+		b, err := io.ReadAll(rc)
+		if err != nil {
+			return nodeError(it.node, err)
+		}
+		it.mem = b
+		return nil
+	}
+	f, err := os.CreateTemp(dir, "blob-")
+	if err != nil {
+		return nodeError(it.node, err)
+	}
+	it.file = f.Name()
+	if _, err := io.Copy(f, rc); err != nil {
+		f.Close()
+		return nodeError(it.node, err)
+	}
+	if err := f.Close(); err != nil {
+		return nodeError(it.node, err)
+	}
+	return nil
+}

@@ -1,0 +1,299 @@
+// Package registry is how regvault talks to a registry: one HTTP client per
+// registry host with TLS, credentials (flags, or the Docker config and its
+// credential helpers), retries and custom headers, all from oras-go.
+package registry
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"oras.land/oras-go/v2/registry"
+	"oras.land/oras-go/v2/registry/remote"
+	"oras.land/oras-go/v2/registry/remote/auth"
+	"oras.land/oras-go/v2/registry/remote/credentials"
+	"oras.land/oras-go/v2/registry/remote/retry"
+)
+
+// Distribution-spec modes for referrers, as `oras --distribution-spec`.
+const (
+	SpecReferrersAPI = "v1.1-referrers-api"
+	SpecReferrersTag = "v1.1-referrers-tag"
+)
+
+// Options are the registry flags shared by every command.
+type Options struct {
+	Username      string
+	Password      string // never printed
+	IdentityToken string // never printed
+	// RegistryConfig is the Docker config path for credentials; "" is
+	// the default (~/.docker/config.json, $DOCKER_CONFIG).
+	RegistryConfig string
+	PlainHTTP      bool
+	Insecure       bool // skip TLS verification
+	CAFile         string
+	CertFile       string
+	KeyFile        string
+	Headers        http.Header
+	// Resolve entries are host:port:address[:port], as curl and oras take.
+	Resolve          []string
+	DistributionSpec string
+	// Concurrency sizes the connection pool.
+	Concurrency int
+	// Debug, when set, receives one line per HTTP request (no headers).
+	Debug     io.Writer
+	UserAgent string
+}
+
+// Client reaches the repositories of one registry host.
+type Client struct {
+	host  string
+	opts  Options
+	auth  *auth.Client
+	mu    sync.Mutex
+	repos map[string]*remote.Repository
+}
+
+// New builds a client for host (host[:port]).
+func New(host string, o Options) (*Client, error) {
+	if o.DistributionSpec != "" && o.DistributionSpec != SpecReferrersAPI && o.DistributionSpec != SpecReferrersTag {
+		return nil, fmt.Errorf("--distribution-spec %q: use %s or %s", o.DistributionSpec, SpecReferrersAPI, SpecReferrersTag)
+	}
+	tr, err := transport(o)
+	if err != nil {
+		return nil, err
+	}
+	var rt http.RoundTripper = retry.NewTransport(tr)
+	if o.Debug != nil {
+		rt = &debugTransport{base: rt, w: o.Debug}
+	}
+	cred, err := credential(host, o)
+	if err != nil {
+		return nil, err
+	}
+	ac := &auth.Client{
+		Client:     &http.Client{Transport: rt},
+		Header:     o.Headers.Clone(),
+		Cache:      auth.NewCache(),
+		Credential: cred,
+	}
+	ua := o.UserAgent
+	if ua == "" {
+		ua = "regvault"
+	}
+	ac.SetUserAgent(ua)
+	return &Client{host: host, opts: o, auth: ac, repos: map[string]*remote.Repository{}}, nil
+}
+
+// Host is the registry host this client talks to.
+func (c *Client) Host() string { return c.host }
+
+// Repository returns the repository at path (without the host). The same
+// object is returned for the same path, so its referrers capability, once
+// detected, is reused.
+func (c *Client) Repository(path string) (*remote.Repository, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.repos[path]; ok {
+		return r, nil
+	}
+	ref := registry.Reference{Registry: c.host, Repository: path}
+	if err := ref.ValidateRepository(); err != nil {
+		return nil, fmt.Errorf("repository %q: %w", path, err)
+	}
+	r := &remote.Repository{
+		Client:          c.auth,
+		Reference:       ref,
+		PlainHTTP:       c.opts.PlainHTTP,
+		SkipReferrersGC: true,
+	}
+	switch c.opts.DistributionSpec {
+	case SpecReferrersAPI:
+		_ = r.SetReferrersCapability(true)
+	case SpecReferrersTag:
+		_ = r.SetReferrersCapability(false)
+	}
+	c.repos[path] = r
+	return r, nil
+}
+
+// Registry returns the registry-level handle (ping, catalog, login).
+func (c *Client) Registry() *remote.Registry {
+	reg := &remote.Registry{}
+	reg.Client = c.auth
+	reg.PlainHTTP = c.opts.PlainHTTP
+	reg.Reference = registry.Reference{Registry: c.host}
+	return reg
+}
+
+// CredentialStore opens the Docker config credential store (and its
+// helpers) that login, logout and the default credentials use.
+func CredentialStore(configPath string) (credentials.Store, error) {
+	opts := credentials.StoreOptions{AllowPlaintextPut: true, DetectDefaultNativeStore: true}
+	if configPath != "" {
+		return credentials.NewStore(configPath, opts)
+	}
+	return credentials.NewStoreFromDocker(opts)
+}
+
+func credential(host string, o Options) (auth.CredentialFunc, error) {
+	if o.IdentityToken != "" {
+		return auth.StaticCredential(host, auth.Credential{RefreshToken: o.IdentityToken}), nil
+	}
+	if o.Username != "" || o.Password != "" {
+		return auth.StaticCredential(host, auth.Credential{Username: o.Username, Password: o.Password}), nil
+	}
+	store, err := CredentialStore(o.RegistryConfig)
+	if err != nil {
+		return nil, fmt.Errorf("reading credentials from the Docker config: %w", err)
+	}
+	return credentials.Credential(store), nil
+}
+
+func transport(o Options) (*http.Transport, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	conc := o.Concurrency
+	if conc < 1 {
+		conc = 8
+	}
+	// Every worker may hold a connection; keep them alive between blobs.
+	tr.MaxIdleConnsPerHost = conc + 4
+	tr.MaxConnsPerHost = 0
+	tr.ResponseHeaderTimeout = 5 * time.Minute
+	tlsConf := &tls.Config{InsecureSkipVerify: o.Insecure} //nolint:gosec // only with --insecure
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-file %s: no PEM certificate found", o.CAFile)
+		}
+		tlsConf.RootCAs = pool
+	}
+	if o.CertFile != "" || o.KeyFile != "" {
+		if o.CertFile == "" || o.KeyFile == "" {
+			return nil, fmt.Errorf("--cert-file and --key-file go together")
+		}
+		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		tlsConf.Certificates = []tls.Certificate{cert}
+	}
+	tr.TLSClientConfig = tlsConf
+	if len(o.Resolve) > 0 {
+		dial, err := resolveDialer(o.Resolve)
+		if err != nil {
+			return nil, err
+		}
+		tr.DialContext = dial
+	}
+	return tr, nil
+}
+
+// resolveDialer sends connections for host:port to a fixed address, as
+// `--resolve host:port:address[:port]`.
+func resolveDialer(entries []string) (func(ctx context.Context, network, addr string) (net.Conn, error), error) {
+	to := map[string]string{}
+	for _, e := range entries {
+		parts := strings.Split(e, ":")
+		if len(parts) != 3 && len(parts) != 4 {
+			return nil, fmt.Errorf("--resolve %q: expected host:port:address[:port]", e)
+		}
+		port := parts[1]
+		if len(parts) == 4 {
+			port = parts[3]
+		}
+		to[net.JoinHostPort(parts[0], parts[1])] = net.JoinHostPort(parts[2], port)
+	}
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if a, ok := to[addr]; ok {
+			addr = a
+		}
+		return d.DialContext(ctx, network, addr)
+	}, nil
+}
+
+// debugTransport logs each request's method, URL and outcome, never its
+// headers (they carry credentials).
+type debugTransport struct {
+	base http.RoundTripper
+	w    io.Writer
+	mu   sync.Mutex
+}
+
+func (t *debugTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.base.RoundTrip(req)
+	u := *req.URL
+	u.User = nil
+	q := u.Query()
+	for k := range q {
+		// upload URLs may carry state tokens; keep the keys, drop values
+		if k != "n" && k != "last" && k != "digest" && k != "mount" && k != "from" {
+			q.Set(k, "…")
+		}
+	}
+	u.RawQuery = q.Encode()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err != nil {
+		fmt.Fprintf(t.w, "debug: %s %s: %v (%s)\n", req.Method, u.String(), err, time.Since(start).Round(time.Millisecond))
+	} else {
+		fmt.Fprintf(t.w, "debug: %s %s -> %d (%s)\n", req.Method, u.String(), resp.StatusCode, time.Since(start).Round(time.Millisecond))
+	}
+	return resp, err
+}
+
+// Clients hands out one client per registry host, all with the same
+// options: a restore may write to several registries.
+type Clients struct {
+	opts Options
+	mu   sync.Mutex
+	m    map[string]*Client
+}
+
+// NewClients returns an empty set of clients built with o.
+func NewClients(o Options) *Clients { return &Clients{opts: o, m: map[string]*Client{}} }
+
+// Get returns the client for host, building it on first use.
+func (cs *Clients) Get(host string) (*Client, error) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if c, ok := cs.m[host]; ok {
+		return c, nil
+	}
+	c, err := New(host, cs.opts)
+	if err != nil {
+		return nil, err
+	}
+	cs.m[host] = c
+	return c, nil
+}
+
+// Repository returns the repository of a full reference host/path.
+func (cs *Clients) Repository(full string) (*remote.Repository, error) {
+	host, path, ok := strings.Cut(full, "/")
+	if !ok || path == "" {
+		return nil, fmt.Errorf("%q is not host/repository", full)
+	}
+	c, err := cs.Get(host)
+	if err != nil {
+		return nil, err
+	}
+	return c.Repository(path)
+}

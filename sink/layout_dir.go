@@ -1,0 +1,471 @@
+package sink
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/regvault/regvault/archive"
+	"github.com/regvault/regvault/graph"
+)
+
+// dirLayout writes an OCI layout directory. A new one (the path does not
+// exist, or is an empty directory) is built in a temporary sibling
+// directory and renamed into place at Commit. An existing layout is added
+// to in place: blobs it already holds (checked by size and digest) are not
+// asked for, new blobs appear under their final name only once complete,
+// and index.json is merged and replaced at Commit.
+type dirLayout struct {
+	output string // as given
+	path   string // absolute final path (symbolic links resolved if it exists)
+
+	// Set by prepare.
+	existing      bool   // adding to an existing layout in place
+	root          string // the layout being written: tmpDir, or path
+	tmpDir        string // the new layout under its temporary name
+	emptyDir      bool   // path is an empty directory the new layout replaces
+	oldIndex      ocispec.Index
+	hasLayoutFile bool
+	newIndex      ocispec.Index
+	idxJSON       []byte
+
+	mu      sync.Mutex
+	slots   map[digest.Digest]slotState
+	dirs    map[string]bool // blob directories made or written into
+	temps   map[string]bool // temporary blob files being written
+	aborted bool
+	done    bool // committed: nothing to remove any more
+}
+
+// maxVerifiers bounds how many existing blobs are hashed at once.
+const maxVerifiers = 8
+
+func (d *dirLayout) prepare(ctx context.Context, g *graph.Graph, idx ocispec.Index, idxJSON []byte) ([]*graph.Node, Ordering, error) {
+	d.newIndex, d.idxJSON = idx, idxJSON
+	d.dirs, d.temps = map[string]bool{}, map[string]bool{}
+	nodes := g.Nodes()
+
+	mode := os.FileMode(0o755)
+	st, err := os.Stat(d.path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(filepath.Dir(d.path), 0o755); err != nil {
+			return nil, 0, fmt.Errorf("layout %s: creating its parent directory: %w", d.output, err)
+		}
+	case err != nil:
+		return nil, 0, fmt.Errorf("layout %s: %w", d.output, err)
+	case !st.IsDir():
+		return nil, 0, fmt.Errorf("layout %s: exists and is not a directory (a tar output needs a name ending in .tar, .tar.gz, .tgz, .tar.zst or .tzst)", d.output)
+	default:
+		if real, err := filepath.EvalSymlinks(d.path); err == nil {
+			d.path = real
+		}
+		isLayout, empty, err := inspectDir(d.path)
+		if err != nil {
+			return nil, 0, fmt.Errorf("layout %s: %w", d.output, err)
+		}
+		switch {
+		case isLayout:
+			d.existing = true
+		case empty:
+			d.emptyDir = true
+			mode = st.Mode().Perm()
+		default:
+			return nil, 0, fmt.Errorf("layout %s: the directory is not empty and holds no OCI layout (no oci-layout file); choose an empty or new directory", d.output)
+		}
+	}
+
+	if d.existing {
+		return d.prepareExisting(ctx, nodes)
+	}
+
+	tmp, err := os.MkdirTemp(filepath.Dir(d.path), tempPattern(d.path))
+	if err != nil {
+		return nil, 0, fmt.Errorf("layout %s: creating temporary directory: %w", d.output, err)
+	}
+	d.mu.Lock()
+	d.tmpDir, d.root = tmp, tmp
+	d.slots = make(map[digest.Digest]slotState, len(nodes))
+	for _, n := range nodes {
+		d.slots[n.Desc.Digest] = slotPending
+	}
+	d.mu.Unlock()
+	if err := os.Chmod(tmp, mode); err != nil {
+		return nil, 0, fmt.Errorf("layout %s: %w", d.output, err)
+	}
+	if err := writeFileSync(filepath.Join(tmp, ocispec.ImageLayoutFile), archive.LayoutFile); err != nil {
+		return nil, 0, fmt.Errorf("layout %s: %w", d.output, err)
+	}
+	return nodes, AnyOrder, nil
+}
+
+// inspectDir says whether dir holds an OCI layout, or nothing at all.
+func inspectDir(dir string) (isLayout, empty bool, err error) {
+	if _, err := os.Lstat(filepath.Join(dir, ocispec.ImageLayoutFile)); err == nil {
+		return true, false, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return false, false, err
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, false, err
+	}
+	defer f.Close()
+	if _, err := f.Readdirnames(1); errors.Is(err, io.EOF) {
+		return false, true, nil
+	} else if err != nil {
+		return false, false, err
+	}
+	return false, false, nil
+}
+
+func (d *dirLayout) prepareExisting(ctx context.Context, nodes []*graph.Node) ([]*graph.Node, Ordering, error) {
+	d.root = d.path
+	layoutPath := filepath.Join(d.path, ocispec.ImageLayoutFile)
+	b, err := os.ReadFile(layoutPath)
+	if err != nil {
+		return nil, 0, fmt.Errorf("layout %s: %w", d.output, err)
+	}
+	var il ocispec.ImageLayout
+	if err := json.Unmarshal(b, &il); err != nil {
+		return nil, 0, fmt.Errorf("layout %s: reading %s: %w", d.output, layoutPath, err)
+	}
+	if il.Version != ocispec.ImageLayoutVersion {
+		return nil, 0, fmt.Errorf("layout %s: %s says version %q; only %q can be added to", d.output, layoutPath, il.Version, ocispec.ImageLayoutVersion)
+	}
+	d.hasLayoutFile = true
+
+	indexPath := filepath.Join(d.path, "index.json")
+	b, err = os.ReadFile(indexPath)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		d.oldIndex = ocispec.Index{MediaType: ocispec.MediaTypeImageIndex}
+		d.oldIndex.SchemaVersion = 2
+	case err != nil:
+		return nil, 0, fmt.Errorf("layout %s: %w", d.output, err)
+	default:
+		if err := json.Unmarshal(b, &d.oldIndex); err != nil {
+			return nil, 0, fmt.Errorf("layout %s: reading %s: %w", d.output, indexPath, err)
+		}
+	}
+
+	need, err := d.missingBlobs(ctx, nodes)
+	if err != nil {
+		return nil, 0, err
+	}
+	d.mu.Lock()
+	d.slots = make(map[digest.Digest]slotState, len(need))
+	for _, n := range need {
+		d.slots[n.Desc.Digest] = slotPending
+	}
+	d.mu.Unlock()
+	return need, AnyOrder, nil
+}
+
+// missingBlobs returns the nodes, in their order, whose blob the existing
+// layout does not hold with the right size and digest. Files are hashed a
+// few at a time.
+func (d *dirLayout) missingBlobs(parent context.Context, nodes []*graph.Node) ([]*graph.Node, error) {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	have := make([]bool, len(nodes))
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	jobs := make(chan int)
+	workers := min(runtime.GOMAXPROCS(0), maxVerifiers, len(nodes))
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				ok, err := d.haveBlob(ctx, nodes[i])
+				if err != nil {
+					errOnce.Do(func() { firstErr = err; cancel() })
+					continue
+				}
+				have[i] = ok
+			}
+		}()
+	}
+feed:
+	for i := range nodes {
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := parent.Err(); err != nil {
+		return nil, err
+	}
+	var need []*graph.Node
+	for i, n := range nodes {
+		if !have[i] {
+			need = append(need, n)
+		}
+	}
+	return need, nil
+}
+
+// haveBlob says whether the layout holds n's blob: a regular file of the
+// right size whose content has the right digest.
+func (d *dirLayout) haveBlob(ctx context.Context, n *graph.Node) (bool, error) {
+	dg := n.Desc.Digest
+	p := filepath.Join(d.root, filepath.FromSlash(blobName(dg)))
+	f, err := os.Open(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("layout %s: checking blob %s: %w", d.output, dg, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return false, fmt.Errorf("layout %s: checking blob %s: %w", d.output, dg, err)
+	}
+	if !st.Mode().IsRegular() || st.Size() != n.Desc.Size {
+		return false, nil
+	}
+	v := dg.Verifier()
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	if _, err := io.CopyBuffer(v, ctxReader{ctx: ctx, r: f}, *bp); err != nil {
+		return false, fmt.Errorf("layout %s: checking blob %s: %w", d.output, dg, err)
+	}
+	return v.Verified(), nil
+}
+
+func (d *dirLayout) write(ctx context.Context, n *graph.Node, open Opener) error {
+	dg := n.Desc.Digest
+	d.mu.Lock()
+	st, ok := d.slots[dg]
+	switch {
+	case d.aborted || d.done:
+		d.mu.Unlock()
+		return fmt.Errorf("layout %s: write %s: sink is closed", d.output, dg)
+	case !ok:
+		d.mu.Unlock()
+		return fmt.Errorf("layout %s: write %s: not asked for (not in the graph, or already in the layout)", d.output, dg)
+	case st == slotWriting:
+		d.mu.Unlock()
+		return fmt.Errorf("layout %s: write %s: already being written", d.output, dg)
+	case st == slotDone:
+		d.mu.Unlock()
+		return fmt.Errorf("layout %s: write %s: already written", d.output, dg)
+	}
+	dir := filepath.Join(d.root, "blobs", dg.Algorithm().String())
+	if !d.dirs[dir] {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			d.mu.Unlock()
+			return fmt.Errorf("layout %s: write %s: %w", d.output, dg, err)
+		}
+		d.dirs[dir] = true
+	}
+	f, err := os.CreateTemp(dir, "."+dg.Encoded()+".regvault-tmp-*")
+	if err != nil {
+		d.mu.Unlock()
+		return fmt.Errorf("layout %s: write %s: %w", d.output, dg, err)
+	}
+	tmp := f.Name()
+	d.temps[tmp] = true
+	d.slots[dg] = slotWriting
+	d.mu.Unlock()
+
+	err = func() error {
+		rc, err := openNode(ctx, open)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		return copyExact(f, rc, n.Desc.Size)
+	}()
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.temps, tmp)
+	if err == nil && d.aborted {
+		err = errAborted
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, dg.Encoded()))
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		if !d.aborted {
+			d.slots[dg] = slotPending
+		}
+		return fmt.Errorf("layout %s: write %s: %w", d.output, dg, err)
+	}
+	d.slots[dg] = slotDone
+	return nil
+}
+
+func (d *dirLayout) commit(context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var missing []digest.Digest
+	for dg, st := range d.slots {
+		if st != slotDone {
+			missing = append(missing, dg)
+		}
+	}
+	if len(missing) > 0 {
+		return missingError(d.output, missing)
+	}
+	// The renames of the blobs must be durable before an index names them.
+	for dir := range d.dirs {
+		if err := syncDir(dir); err != nil {
+			return fmt.Errorf("layout %s: syncing %s: %w", d.output, dir, err)
+		}
+	}
+	if len(d.dirs) > 0 {
+		if err := syncDir(filepath.Join(d.root, "blobs")); err != nil {
+			return fmt.Errorf("layout %s: syncing blobs: %w", d.output, err)
+		}
+	}
+	if d.existing {
+		return d.commitExisting()
+	}
+
+	if err := writeFileSync(filepath.Join(d.tmpDir, "index.json"), d.idxJSON); err != nil {
+		return fmt.Errorf("layout %s: %w", d.output, err)
+	}
+	if err := syncDir(d.tmpDir); err != nil {
+		return fmt.Errorf("layout %s: syncing %s: %w", d.output, d.tmpDir, err)
+	}
+	err := os.Rename(d.tmpDir, d.path)
+	if err != nil && d.emptyDir {
+		// Where a directory cannot be renamed over an empty one, remove
+		// the empty one first (os.Remove fails if it is no longer empty).
+		if rerr := os.Remove(d.path); rerr == nil {
+			err = os.Rename(d.tmpDir, d.path)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("layout %s: renaming %s into place: %w", d.output, d.tmpDir, err)
+	}
+	d.done = true
+	if err := syncDir(filepath.Dir(d.path)); err != nil {
+		return fmt.Errorf("layout %s: syncing its parent directory: %w", d.output, err)
+	}
+	return nil
+}
+
+func (d *dirLayout) commitExisting() error {
+	merged, err := archive.Marshal(archive.Merge(d.oldIndex, d.newIndex))
+	if err != nil {
+		return fmt.Errorf("layout %s: encoding index.json: %w", d.output, err)
+	}
+	if err := replaceFile(d.path, "index.json", merged); err != nil {
+		return fmt.Errorf("layout %s: %w", d.output, err)
+	}
+	d.done = true
+	if !d.hasLayoutFile {
+		if err := replaceFile(d.path, ocispec.ImageLayoutFile, archive.LayoutFile); err != nil {
+			return fmt.Errorf("layout %s: %w", d.output, err)
+		}
+	}
+	if err := syncDir(d.path); err != nil {
+		return fmt.Errorf("layout %s: syncing it: %w", d.output, err)
+	}
+	return nil
+}
+
+func (d *dirLayout) abort() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.aborted = true
+	if d.done {
+		return nil
+	}
+	if !d.existing {
+		if d.tmpDir == "" {
+			return nil
+		}
+		if err := os.RemoveAll(d.tmpDir); err != nil {
+			return fmt.Errorf("layout %s: removing %s: %w", d.output, d.tmpDir, err)
+		}
+		return nil
+	}
+	// Blobs already in place stay: they are complete and verified, and a
+	// later backup into the same directory will not fetch them again.
+	var firstErr error
+	for tmp := range d.temps {
+		if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) && firstErr == nil {
+			firstErr = fmt.Errorf("layout %s: removing %s: %w", d.output, tmp, err)
+		}
+		delete(d.temps, tmp)
+	}
+	return firstErr
+}
+
+// writeFileSync creates path with data, durably.
+func writeFileSync(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// replaceFile replaces dir/name with data through a temporary file and a
+// rename: a reader sees the old content or the new, never a part.
+func replaceFile(dir, name string, data []byte) error {
+	f, err := os.CreateTemp(dir, "."+name+".regvault-tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, name))
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,225 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/regvault/regvault/archive"
+	"github.com/regvault/regvault/graph"
+)
+
+// tarLayout writes a plain tar file in one pass, concurrently, with no
+// staging. Every member's size is known from the graph, so Prepare lays out
+// the whole file: each member's header bytes (as archive/tar encodes them)
+// and the offset of its content. It then creates the temporary file at its
+// full size and writes oci-layout, index.json, every header and the
+// trailer. Each Write copies its content into its own slot; slots do not
+// overlap, so Writes run concurrently in any order. The padding after each
+// member and the trailer are zeros, as the file was extended with zeros.
+type tarLayout struct {
+	output string // as given
+	path   string // absolute final path
+
+	mu      sync.Mutex
+	f       *os.File
+	tmp     string
+	slots   map[digest.Digest]*tarSlot
+	closed  bool // f is closed
+	renamed bool // the file is in place: nothing to remove any more
+}
+
+type slotState int
+
+const (
+	slotPending slotState = iota
+	slotWriting
+	slotDone
+)
+
+type tarSlot struct {
+	off   int64 // offset of the content in the file
+	size  int64
+	state slotState
+}
+
+// tarMember is one member of the planned tar: its header bytes, where the
+// header starts, and (for oci-layout and index.json) its content.
+type tarMember struct {
+	header []byte
+	off    int64
+	data   []byte
+}
+
+// planTar lays out the tar: oci-layout, index.json, then the nodes in
+// archive order. Each member's header is encoded with archive/tar (USTAR,
+// or PAX where USTAR does not fit), so its length, and with it every
+// following offset, is exactly what a tar.Writer would produce; the content
+// starts right after the header and is padded to whole blocks. planTar
+// hands each member to emit as it goes (so no more than one header is held
+// at a time), and returns the content slot of each node and the total size,
+// trailer included.
+func planTar(nodes []*graph.Node, idxJSON []byte, emit func(tarMember) error) (map[digest.Digest]*tarSlot, int64, error) {
+	slots := make(map[digest.Digest]*tarSlot, len(nodes))
+	var off int64
+	add := func(name string, size int64, data []byte) (int64, error) {
+		h, err := encodeHeader(tarHeader(name, size))
+		if err != nil {
+			return 0, fmt.Errorf("tar header for %s: %w", name, err)
+		}
+		if err := emit(tarMember{header: h, off: off, data: data}); err != nil {
+			return 0, err
+		}
+		content := off + int64(len(h))
+		off = content + padded(size)
+		return content, nil
+	}
+	if _, err := add("oci-layout", int64(len(archive.LayoutFile)), archive.LayoutFile); err != nil {
+		return nil, 0, err
+	}
+	if _, err := add("index.json", int64(len(idxJSON)), idxJSON); err != nil {
+		return nil, 0, err
+	}
+	for _, n := range nodes {
+		content, err := add(blobName(n.Desc.Digest), n.Desc.Size, nil)
+		if err != nil {
+			return nil, 0, err
+		}
+		slots[n.Desc.Digest] = &tarSlot{off: content, size: n.Desc.Size}
+	}
+	return slots, off + 2*tarBlock, nil
+}
+
+func (t *tarLayout) prepare(ctx context.Context, g *graph.Graph, _ ocispec.Index, idxJSON []byte) ([]*graph.Node, Ordering, error) {
+	if err := checkNotDir(t.output, t.path); err != nil {
+		return nil, 0, err
+	}
+	f, err := os.CreateTemp(filepath.Dir(t.path), tempPattern(t.path))
+	if err != nil {
+		return nil, 0, fmt.Errorf("layout %s: creating temporary file: %w", t.output, err)
+	}
+	t.mu.Lock()
+	t.f, t.tmp = f, f.Name()
+	t.mu.Unlock()
+	fail := func(what string, err error) ([]*graph.Node, Ordering, error) {
+		return nil, 0, fmt.Errorf("layout %s: %s %s: %w", t.output, what, t.tmp, err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return fail("setting the mode of", err)
+	}
+	// Headers go in as they are planned; the gaps left for content and
+	// padding read as zeros until Write fills them.
+	nodes := g.Nodes()
+	slots, total, err := planTar(nodes, idxJSON, func(m tarMember) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		_, err := f.WriteAt(append(m.header, m.data...), m.off)
+		return err
+	})
+	if err != nil {
+		return fail("writing headers to", err)
+	}
+	if err := f.Truncate(total); err != nil {
+		return fail("sizing", err)
+	}
+	if _, err := f.WriteAt(make([]byte, 2*tarBlock), total-2*tarBlock); err != nil {
+		return fail("writing the trailer to", err)
+	}
+	t.mu.Lock()
+	t.slots = slots
+	t.mu.Unlock()
+	return nodes, AnyOrder, nil
+}
+
+func (t *tarLayout) write(ctx context.Context, n *graph.Node, open Opener) error {
+	d := n.Desc.Digest
+	t.mu.Lock()
+	s := t.slots[d]
+	switch {
+	case t.closed:
+		t.mu.Unlock()
+		return fmt.Errorf("layout %s: write %s: sink is closed", t.output, d)
+	case s == nil:
+		t.mu.Unlock()
+		return fmt.Errorf("layout %s: write %s: not a node of the prepared graph", t.output, d)
+	case s.state == slotWriting:
+		t.mu.Unlock()
+		return fmt.Errorf("layout %s: write %s: already being written", t.output, d)
+	case s.state == slotDone:
+		t.mu.Unlock()
+		return fmt.Errorf("layout %s: write %s: already written", t.output, d)
+	}
+	s.state = slotWriting
+	f := t.f
+	t.mu.Unlock()
+
+	err := func() error {
+		rc, err := openNode(ctx, open)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		return copyExact(io.NewOffsetWriter(f, s.off), rc, s.size)
+	}()
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err != nil {
+		s.state = slotPending
+		return fmt.Errorf("layout %s: write %s: %w", t.output, d, err)
+	}
+	s.state = slotDone
+	return nil
+}
+
+func (t *tarLayout) commit(context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var missing []digest.Digest
+	for d, s := range t.slots {
+		if s.state != slotDone {
+			missing = append(missing, d)
+		}
+	}
+	if len(missing) > 0 {
+		return missingError(t.output, missing)
+	}
+	if err := t.f.Sync(); err != nil {
+		return fmt.Errorf("layout %s: syncing %s: %w", t.output, t.tmp, err)
+	}
+	t.closed = true
+	if err := t.f.Close(); err != nil {
+		return fmt.Errorf("layout %s: closing %s: %w", t.output, t.tmp, err)
+	}
+	if err := os.Rename(t.tmp, t.path); err != nil {
+		return fmt.Errorf("layout %s: renaming %s into place: %w", t.output, t.tmp, err)
+	}
+	t.renamed = true
+	if err := syncDir(filepath.Dir(t.path)); err != nil {
+		return fmt.Errorf("layout %s: syncing its directory: %w", t.output, err)
+	}
+	return nil
+}
+
+func (t *tarLayout) abort() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.renamed || t.tmp == "" {
+		return nil
+	}
+	if !t.closed {
+		t.closed = true
+		_ = t.f.Close()
+	}
+	if err := os.Remove(t.tmp); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("layout %s: removing %s: %w", t.output, t.tmp, err)
+	}
+	return nil
+}

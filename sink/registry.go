@@ -1,0 +1,387 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
+	"oras.land/oras-go/v2/errdef"
+
+	"github.com/regvault/regvault/graph"
+	"github.com/regvault/regvault/registry"
+)
+
+// Registry pushes a graph into registries. The graph's repository names
+// are full target names, host/path; one run may write to several hosts.
+// A blob goes to each target registry once: it is uploaded into one
+// repository and cross-repository mounted into the others, and not at all
+// where the target already has it.
+type Registry struct {
+	clients     *registry.Clients
+	failFast    bool
+	concurrency int
+
+	g       *graph.Graph
+	mu      sync.Mutex
+	have    map[digest.Digest]map[string]bool // target repo holds the node
+	current map[string]bool                   // repo:tag already points at the right digest
+	failed  map[string]error                  // target repo → first failure
+
+	stats RegistryStats
+}
+
+// RegistryStats counts what a restore did.
+type RegistryStats struct {
+	Uploaded      atomic.Int64 // blobs uploaded
+	UploadedBytes atomic.Int64
+	Mounted       atomic.Int64 // blobs mounted from another repository
+	Manifests     atomic.Int64 // manifests pushed
+	Present       atomic.Int64 // node×repository pairs the target already had
+	Tagged        atomic.Int64 // tags set
+	TagsCurrent   atomic.Int64 // tags that already pointed at the right digest
+}
+
+// NewRegistry returns a sink pushing through clients. With failFast, the
+// first failure stops the run; otherwise a failing repository is recorded
+// (see Failures) and the others go on.
+func NewRegistry(clients *registry.Clients, failFast bool, concurrency int) *Registry {
+	return &Registry{
+		clients: clients, failFast: failFast, concurrency: max(concurrency, 1),
+		have: map[digest.Digest]map[string]bool{}, current: map[string]bool{}, failed: map[string]error{},
+	}
+}
+
+// Stats returns the counters of what was done.
+func (s *Registry) Stats() *RegistryStats { return &s.stats }
+
+// Failures returns the target repositories that failed, with the first
+// error of each.
+func (s *Registry) Failures() map[string]error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]error, len(s.failed))
+	for k, v := range s.failed {
+		out[k] = v
+	}
+	return out
+}
+
+// Check asks each target, read-only, which nodes and tags it already has.
+// Prepare calls it; a dry run calls it alone.
+func (s *Registry) Check(ctx context.Context, g *graph.Graph) error {
+	s.g = g
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.SetLimit(s.concurrency)
+	for _, n := range g.Nodes() {
+		for _, repo := range n.Repos {
+			eg.Go(func() error {
+				ok, err := s.exists(ectx, repo, n)
+				if err != nil {
+					return s.fail(repo, fmt.Errorf("checking %s@%s: %w", repo, n.Desc.Digest, err))
+				}
+				if ok {
+					s.markHave(n.Desc.Digest, repo)
+				}
+				return nil
+			})
+		}
+	}
+	for _, t := range g.Tags() {
+		eg.Go(func() error {
+			r, err := s.clients.Repository(t.Repo)
+			if err != nil {
+				return s.fail(t.Repo, err)
+			}
+			d, err := r.Resolve(ectx, t.Name)
+			switch {
+			case err == nil:
+				if d.Digest == t.Desc.Digest {
+					s.mu.Lock()
+					s.current[t.Repo+":"+t.Name] = true
+					s.mu.Unlock()
+				}
+			case errors.Is(err, errdef.ErrNotFound):
+			default:
+				return s.fail(t.Repo, fmt.Errorf("resolving %s:%s: %w", t.Repo, t.Name, err))
+			}
+			return nil
+		})
+	}
+	return eg.Wait()
+}
+
+// Present reports how many bytes of g the targets already hold (after
+// Check), counting each node once per target repository.
+func (s *Registry) Present() (nodes int, bytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for d, repos := range s.have {
+		n := s.g.Node(d)
+		if n == nil {
+			continue
+		}
+		nodes += len(repos)
+		bytes += int64(len(repos)) * n.Desc.Size
+	}
+	return nodes, bytes
+}
+
+func (s *Registry) exists(ctx context.Context, repo string, n *graph.Node) (bool, error) {
+	r, err := s.clients.Repository(repo)
+	if err != nil {
+		return false, err
+	}
+	if n.Kind == graph.KindManifest {
+		return r.Manifests().Exists(ctx, n.Desc)
+	}
+	return r.Blobs().Exists(ctx, n.Desc)
+}
+
+// Prepare checks the targets and returns the nodes some target lacks.
+func (s *Registry) Prepare(ctx context.Context, g *graph.Graph) ([]*graph.Node, Ordering, error) {
+	if err := s.Check(ctx, g); err != nil {
+		return nil, ChildrenFirst, err
+	}
+	var need []*graph.Node
+	for _, n := range g.Nodes() {
+		if len(s.missing(n)) > 0 {
+			need = append(need, n)
+		} else {
+			s.stats.Present.Add(int64(len(n.Repos)))
+		}
+	}
+	return need, ChildrenFirst, nil
+}
+
+// missing lists the target repositories that lack n and have not failed.
+func (s *Registry) missing(n *graph.Node) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, repo := range n.Repos {
+		if !s.have[n.Desc.Digest][repo] && s.failed[repo] == nil {
+			out = append(out, repo)
+		}
+	}
+	return out
+}
+
+func (s *Registry) markHave(d digest.Digest, repo string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.have[d] == nil {
+		s.have[d] = map[string]bool{}
+	}
+	s.have[d][repo] = true
+}
+
+// fail records a repository's failure; with fail-fast it is returned to
+// stop the run.
+func (s *Registry) fail(repo string, err error) error {
+	s.mu.Lock()
+	if s.failed[repo] == nil {
+		s.failed[repo] = err
+	}
+	s.mu.Unlock()
+	if s.failFast {
+		return err
+	}
+	return nil
+}
+
+// Write puts n into every target repository that lacks it.
+func (s *Registry) Write(ctx context.Context, n *graph.Node, open Opener) error {
+	missing := s.missing(n)
+	if len(missing) > 0 {
+		s.stats.Present.Add(int64(len(n.Repos) - len(missing)))
+	}
+	if n.Kind == graph.KindManifest {
+		return s.writeManifest(ctx, n, missing)
+	}
+	// Per registry host: upload once (unless some repository there has it
+	// already), then mount into the rest.
+	byHost := map[string][]string{}
+	var hosts []string
+	for _, repo := range missing {
+		host, _, _ := strings.Cut(repo, "/")
+		if byHost[host] == nil {
+			hosts = append(hosts, host)
+		}
+		byHost[host] = append(byHost[host], repo)
+	}
+	sort.Strings(hosts)
+	eg, ectx := errgroup.WithContext(ctx)
+	for _, host := range hosts {
+		eg.Go(func() error { return s.writeBlobToHost(ectx, n, host, byHost[host], open) })
+	}
+	return eg.Wait()
+}
+
+func (s *Registry) writeBlobToHost(ctx context.Context, n *graph.Node, host string, repos []string, open Opener) error {
+	from := s.holderOn(n.Desc.Digest, host)
+	rest := repos
+	if from == "" {
+		// Upload into the first repository that takes it.
+		for len(rest) > 0 {
+			repo := rest[0]
+			rest = rest[1:]
+			if err := s.upload(ctx, repo, n, open); err != nil {
+				if ferr := s.fail(repo, err); ferr != nil {
+					return ferr
+				}
+				continue
+			}
+			from = repo
+			break
+		}
+		if from == "" {
+			return nil
+		}
+	}
+	eg, ectx := errgroup.WithContext(ctx)
+	for _, repo := range rest {
+		eg.Go(func() error {
+			if err := s.mount(ectx, repo, from, n, open); err != nil {
+				return s.fail(repo, err)
+			}
+			return nil
+		})
+	}
+	return eg.Wait()
+}
+
+// holderOn returns a repository on host that holds d, or "".
+func (s *Registry) holderOn(d digest.Digest, host string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var list []string
+	for repo := range s.have[d] {
+		if strings.HasPrefix(repo, host+"/") {
+			list = append(list, repo)
+		}
+	}
+	if len(list) == 0 {
+		return ""
+	}
+	sort.Strings(list)
+	return list[0]
+}
+
+func (s *Registry) upload(ctx context.Context, repo string, n *graph.Node, open Opener) error {
+	r, err := s.clients.Repository(repo)
+	if err != nil {
+		return err
+	}
+	rc, err := open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if err := r.Blobs().Push(ctx, n.Desc, rc); err != nil {
+		if errors.Is(err, errdef.ErrAlreadyExists) {
+			s.markHave(n.Desc.Digest, repo)
+			return nil
+		}
+		return fmt.Errorf("uploading %s to %s: %w", n.Desc.Digest, repo, err)
+	}
+	s.stats.Uploaded.Add(1)
+	s.stats.UploadedBytes.Add(n.Desc.Size)
+	s.markHave(n.Desc.Digest, repo)
+	return nil
+}
+
+func (s *Registry) mount(ctx context.Context, repo, from string, n *graph.Node, open Opener) error {
+	r, err := s.clients.Repository(repo)
+	if err != nil {
+		return err
+	}
+	_, fromPath, _ := strings.Cut(from, "/")
+	uploaded := false
+	getContent := func() (io.ReadCloser, error) {
+		// The registry would not mount: upload after all.
+		uploaded = true
+		return open()
+	}
+	if err := r.Mount(ctx, n.Desc, fromPath, getContent); err != nil {
+		return fmt.Errorf("mounting %s into %s from %s: %w", n.Desc.Digest, repo, from, err)
+	}
+	if uploaded {
+		s.stats.Uploaded.Add(1)
+		s.stats.UploadedBytes.Add(n.Desc.Size)
+	} else {
+		s.stats.Mounted.Add(1)
+	}
+	s.markHave(n.Desc.Digest, repo)
+	return nil
+}
+
+func (s *Registry) writeManifest(ctx context.Context, n *graph.Node, repos []string) error {
+	eg, ectx := errgroup.WithContext(ctx)
+	for _, repo := range repos {
+		eg.Go(func() error {
+			if err := s.pushManifest(ectx, repo, n); err != nil {
+				return s.fail(repo, err)
+			}
+			return nil
+		})
+	}
+	return eg.Wait()
+}
+
+func (s *Registry) pushManifest(ctx context.Context, repo string, n *graph.Node) error {
+	r, err := s.clients.Repository(repo)
+	if err != nil {
+		return err
+	}
+	if err := r.Manifests().Push(ctx, n.Desc, bytes.NewReader(n.Content)); err != nil {
+		return fmt.Errorf("pushing manifest %s to %s: %w", n.Desc.Digest, repo, err)
+	}
+	s.stats.Manifests.Add(1)
+	s.markHave(n.Desc.Digest, repo)
+	return nil
+}
+
+// Commit sets every tag that does not already point at its digest, in
+// repositories that did not fail.
+func (s *Registry) Commit(ctx context.Context) error {
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.SetLimit(s.concurrency)
+	for _, t := range s.g.Tags() {
+		s.mu.Lock()
+		skip := s.failed[t.Repo] != nil
+		current := s.current[t.Repo+":"+t.Name]
+		s.mu.Unlock()
+		if skip {
+			continue
+		}
+		if current {
+			s.stats.TagsCurrent.Add(1)
+			continue
+		}
+		eg.Go(func() error {
+			n := s.g.Node(t.Desc.Digest)
+			r, err := s.clients.Repository(t.Repo)
+			if err == nil {
+				err = r.PushReference(ectx, n.Desc, bytes.NewReader(n.Content), t.Name)
+			}
+			if err != nil {
+				return s.fail(t.Repo, fmt.Errorf("tagging %s:%s: %w", t.Repo, t.Name, err))
+			}
+			s.stats.Tagged.Add(1)
+			return nil
+		})
+	}
+	return eg.Wait()
+}
+
+// Abort leaves the registries as they are: what was pushed is only
+// unreferenced content until a tag points at it.
+func (s *Registry) Abort() error { return nil }

@@ -1,0 +1,106 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry/remote"
+
+	"github.com/regvault/regvault/registry"
+)
+
+// Registry reads repositories of one registry through oras-go.
+type Registry struct {
+	client *registry.Client
+}
+
+// NewRegistry returns a source reading from the client's registry.
+func NewRegistry(c *registry.Client) *Registry { return &Registry{client: c} }
+
+// Host is the registry host.
+func (r *Registry) Host() string { return r.client.Host() }
+
+func (r *Registry) repo(name string) (*remote.Repository, error) {
+	return r.client.Repository(name)
+}
+
+// Tags lists every tag of repo, following pagination.
+func (r *Registry) Tags(ctx context.Context, repo string) ([]string, error) {
+	rp, err := r.repo(repo)
+	if err != nil {
+		return nil, err
+	}
+	var tags []string
+	err = rp.Tags(ctx, "", func(page []string) error {
+		tags = append(tags, page...)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing tags of %s: %w", r.full(repo), err)
+	}
+	return tags, nil
+}
+
+// Resolve fetches the manifest a tag points at in one request.
+func (r *Registry) Resolve(ctx context.Context, repo, tag string) (ocispec.Descriptor, []byte, error) {
+	rp, err := r.repo(repo)
+	if err != nil {
+		return ocispec.Descriptor{}, nil, err
+	}
+	desc, rc, err := rp.FetchReference(ctx, tag)
+	if err != nil {
+		if errors.Is(err, errdef.ErrNotFound) {
+			return ocispec.Descriptor{}, nil, fmt.Errorf("%s:%s: tag not found: %w", r.full(repo), tag, err)
+		}
+		return ocispec.Descriptor{}, nil, fmt.Errorf("resolving %s:%s: %w", r.full(repo), tag, err)
+	}
+	defer rc.Close()
+	b, err := content.ReadAll(rc, desc)
+	if err != nil {
+		return ocispec.Descriptor{}, nil, fmt.Errorf("reading manifest %s:%s (%s): %w", r.full(repo), tag, desc.Digest, err)
+	}
+	return desc, b, nil
+}
+
+// Fetch opens a manifest or blob by descriptor.
+func (r *Registry) Fetch(ctx context.Context, repo string, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	rp, err := r.repo(repo)
+	if err != nil {
+		return nil, err
+	}
+	var rc io.ReadCloser
+	if isManifest(desc.MediaType) {
+		rc, err = rp.Manifests().Fetch(ctx, desc)
+	} else {
+		rc, err = rp.Blobs().Fetch(ctx, desc)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetching %s@%s: %w", r.full(repo), desc.Digest, err)
+	}
+	return rc, nil
+}
+
+// Referrers lists the manifests whose subject is desc: the Referrers API,
+// falling back to the tag schema (oras-go decides and remembers which).
+func (r *Registry) Referrers(ctx context.Context, repo string, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	rp, err := r.repo(repo)
+	if err != nil {
+		return nil, err
+	}
+	var out []ocispec.Descriptor
+	err = rp.Referrers(ctx, desc, "", func(page []ocispec.Descriptor) error {
+		out = append(out, page...)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing referrers of %s@%s: %w", r.full(repo), desc.Digest, err)
+	}
+	return out, nil
+}
+
+func (r *Registry) full(repo string) string { return r.client.Host() + "/" + repo }

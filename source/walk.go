@@ -1,0 +1,223 @@
+package source
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
+	"oras.land/oras-go/v2/content"
+
+	"github.com/regvault/regvault/dedup"
+	"github.com/regvault/regvault/graph"
+)
+
+// Manifest media types regvault walks.
+const (
+	MediaTypeDockerManifest      = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeDockerManifestList  = "application/vnd.docker.distribution.manifest.list.v2+json"
+	mediaTypeDockerSchema1       = "application/vnd.docker.distribution.manifest.v1+json"
+	mediaTypeDockerSchema1Signed = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+	mediaTypeArtifactManifest    = "application/vnd.oci.artifact.manifest.v1+json"
+)
+
+// maxManifestBytes bounds a manifest read into memory, as registries do.
+const maxManifestBytes = 4 << 20
+
+func isManifest(mt string) bool {
+	switch mt {
+	case ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex,
+		MediaTypeDockerManifest, MediaTypeDockerManifestList, mediaTypeArtifactManifest,
+		mediaTypeDockerSchema1, mediaTypeDockerSchema1Signed:
+		return true
+	}
+	return false
+}
+
+// IsManifest reports whether a media type is one of a manifest or index.
+func IsManifest(mt string) bool { return isManifest(mt) }
+
+// Walker records into a graph everything reachable from tags: manifests,
+// index children, configs, layers and, when asked, referrers (recursively,
+// with referrers of referrers and of index children). Each manifest is
+// fetched once per run however many repositories reach it; each
+// repository walks it once (referrers are per repository).
+type Walker struct {
+	Src              Source
+	Graph            *graph.Graph
+	IncludeReferrers bool
+	// Requests bounds the requests under way at once, across all walks.
+	Requests *semaphore.Weighted
+
+	manifests dedup.Once[digest.Digest, []byte]
+	visited   dedup.Set[string]
+}
+
+// Walk records the graph of root (a tag's manifest, content already
+// fetched) in repo.
+func (w *Walker) Walk(ctx context.Context, repo string, root ocispec.Descriptor, rootContent []byte) error {
+	return w.walk(ctx, repo, root, rootContent)
+}
+
+func (w *Walker) walk(ctx context.Context, repo string, desc ocispec.Descriptor, body []byte) error {
+	// The cycle guard: a manifest is walked once per repository, so a
+	// referrer that refers (transitively) to itself ends here.
+	if !w.visited.Add(repo + "@" + desc.Digest.String()) {
+		return nil
+	}
+	w.Graph.AddNode(repo, desc, graph.KindManifest)
+	if body == nil {
+		var err error
+		body, err = w.manifests.Do(ctx, desc.Digest, func() ([]byte, error) { return w.fetchManifest(ctx, repo, desc) })
+		if err != nil {
+			return err
+		}
+	}
+	m, err := parseManifest(desc, body)
+	if err != nil {
+		return fmt.Errorf("%s@%s: %w", repo, desc.Digest, err)
+	}
+	children := make([]digest.Digest, 0, len(m.blobs)+len(m.manifests))
+	for _, b := range m.blobs {
+		w.Graph.AddNode(repo, b.desc, b.kind)
+		children = append(children, b.desc.Digest)
+	}
+	for _, c := range m.manifests {
+		children = append(children, c.Digest)
+	}
+	w.Graph.SetManifest(desc.Digest, body, children)
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, c := range m.manifests {
+		g.Go(func() error { return w.walk(gctx, repo, c, nil) })
+	}
+	if w.IncludeReferrers {
+		g.Go(func() error {
+			refs, err := w.referrers(gctx, repo, desc)
+			if err != nil {
+				return err
+			}
+			for _, r := range refs {
+				w.Graph.AddReferrer(repo, r, desc.Digest)
+				g.Go(func() error { return w.walk(gctx, repo, r, nil) })
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// Acquire takes one of the request slots shared by all walks; call the
+// returned function to give it back.
+func (w *Walker) Acquire(ctx context.Context) (func(), error) {
+	if w.Requests == nil {
+		return func() {}, nil
+	}
+	if err := w.Requests.Acquire(ctx, 1); err != nil {
+		return nil, err
+	}
+	return func() { w.Requests.Release(1) }, nil
+}
+
+func (w *Walker) fetchManifest(ctx context.Context, repo string, desc ocispec.Descriptor) ([]byte, error) {
+	if desc.Size > maxManifestBytes {
+		return nil, fmt.Errorf("%s@%s: manifest of %d bytes is larger than the %d bytes allowed", repo, desc.Digest, desc.Size, maxManifestBytes)
+	}
+	release, err := w.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	rc, err := w.Src.Fetch(ctx, repo, desc)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := content.ReadAll(io.LimitReader(rc, desc.Size+1), desc)
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest %s@%s: %w", repo, desc.Digest, err)
+	}
+	return b, nil
+}
+
+func (w *Walker) referrers(ctx context.Context, repo string, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	release, err := w.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return w.Src.Referrers(ctx, repo, desc)
+}
+
+type blobRef struct {
+	desc ocispec.Descriptor
+	kind graph.Kind
+}
+
+type parsedManifest struct {
+	blobs     []blobRef
+	manifests []ocispec.Descriptor
+}
+
+// parseManifest finds a manifest's children: config and layers of an image
+// manifest, blobs of an artifact manifest, manifests of an index. The
+// subject is not a child: it is what the manifest refers to.
+func parseManifest(desc ocispec.Descriptor, body []byte) (parsedManifest, error) {
+	var m struct {
+		MediaType string               `json:"mediaType"`
+		Config    *ocispec.Descriptor  `json:"config"`
+		Layers    []ocispec.Descriptor `json:"layers"`
+		Blobs     []ocispec.Descriptor `json:"blobs"`
+		Manifests []ocispec.Descriptor `json:"manifests"`
+	}
+	if err := json.Unmarshal(body, &m); err != nil {
+		return parsedManifest{}, fmt.Errorf("invalid manifest JSON: %w", err)
+	}
+	mt := desc.MediaType
+	if mt == "" {
+		mt = m.MediaType
+	}
+	var out parsedManifest
+	switch mt {
+	case ocispec.MediaTypeImageManifest, MediaTypeDockerManifest:
+		if m.Config == nil {
+			return out, fmt.Errorf("image manifest without a config")
+		}
+		out.blobs = append(out.blobs, blobRef{*m.Config, graph.KindConfig})
+		for _, l := range m.Layers {
+			out.blobs = append(out.blobs, blobRef{l, graph.KindLayer})
+		}
+	case mediaTypeArtifactManifest:
+		for _, l := range m.Blobs {
+			out.blobs = append(out.blobs, blobRef{l, graph.KindLayer})
+		}
+	case ocispec.MediaTypeImageIndex, MediaTypeDockerManifestList:
+		for _, c := range m.Manifests {
+			if !isManifest(c.MediaType) {
+				// An index may list plain blobs; they are content too.
+				out.blobs = append(out.blobs, blobRef{c, graph.KindLayer})
+				continue
+			}
+			out.manifests = append(out.manifests, c)
+		}
+	case mediaTypeDockerSchema1, mediaTypeDockerSchema1Signed:
+		return out, fmt.Errorf("Docker schema 1 manifests are deprecated and not supported")
+	default:
+		return out, fmt.Errorf("unsupported manifest media type %q", mt)
+	}
+	for _, b := range out.blobs {
+		if err := b.desc.Digest.Validate(); err != nil {
+			return out, fmt.Errorf("invalid digest %q: %w", b.desc.Digest, err)
+		}
+	}
+	for _, c := range out.manifests {
+		if err := c.Digest.Validate(); err != nil {
+			return out, fmt.Errorf("invalid digest %q: %w", c.Digest, err)
+		}
+	}
+	return out, nil
+}
