@@ -1,0 +1,62 @@
+# regvault. `make test` is what CI runs (.ci/run).
+
+GO ?= go
+
+# Where the distribution registry binary is built and kept between runs.
+CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/regvault
+
+DIST_VERSION := v3.1.2
+DIST_MODULE  := github.com/distribution/distribution/v3
+DIST_BIN     := $(CACHE)/bin/registry
+DIST_STAMP   := $(CACHE)/bin/.registry-$(DIST_VERSION).stamp
+
+# Fuzzing: packages to fuzz and how long each fuzz test runs.
+FUZZ_PKGS ?= ./plan/
+FUZZTIME  ?= 60s
+
+.PHONY: all build test demo bench fuzz lint distribution
+
+all: build
+
+build:
+	$(GO) build -o bin/regvault ./cmd/regvault
+
+# The CNCF distribution registry that integration tests run as a process.
+# Built once per version (a few minutes on a fresh module cache); an
+# existing binary of the right version is reused.
+distribution: $(DIST_STAMP)
+	@test -x "$(DIST_BIN)" || { rm -f "$(DIST_STAMP)"; $(MAKE) --no-print-directory "$(DIST_STAMP)"; }
+
+$(DIST_STAMP):
+	@mkdir -p "$(CACHE)/bin"
+	@if [ -x "$(DIST_BIN)" ] && $(GO) version -m "$(DIST_BIN)" 2>/dev/null | \
+		grep -Eq '^[[:space:]]+mod[[:space:]]+$(DIST_MODULE)[[:space:]]+$(DIST_VERSION)([[:space:]]|$$)'; then \
+		echo "using $(DIST_BIN) ($(DIST_VERSION))"; \
+	else \
+		echo "building the distribution registry $(DIST_VERSION) into $(CACHE)/bin (takes a few minutes the first time)"; \
+		env GOFLAGS= GOBIN="$(CACHE)/bin" $(GO) install $(DIST_MODULE)/cmd/registry@$(DIST_VERSION); \
+	fi
+	@rm -f "$(CACHE)"/bin/.registry-*.stamp
+	@touch "$@"
+
+test: distribution
+	REGVAULT_DISTRIBUTION="$(DIST_BIN)" $(GO) test -count=1 -timeout 15m ./...
+
+demo:
+	$(GO) run ./cmd/regvault-demo
+
+bench:
+	$(GO) run ./bench/cmd/bench
+
+# Runs every Fuzz* test of each package in FUZZ_PKGS for FUZZTIME.
+fuzz:
+	@for pkg in $(FUZZ_PKGS); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$f"; \
+			$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+lint:
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...

@@ -1,0 +1,207 @@
+package pipeline_test
+
+import (
+	"archive/tar"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/stretchr/testify/require"
+	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/content/oci"
+
+	"github.com/regvault/regvault/pipeline"
+	"github.com/regvault/regvault/plan"
+	"github.com/regvault/regvault/registry"
+	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/sink"
+	"github.com/regvault/regvault/source"
+)
+
+func backup(t *testing.T, srv *registrytest.Server, output string, args []string, referrers bool) (*pipeline.Result, error) {
+	t.Helper()
+	var full []string
+	for _, a := range args {
+		full = append(full, srv.Host()+"/"+a)
+	}
+	p, err := plan.NewBackup(full, plan.BackupOptions{Output: output, IncludeReferrers: referrers, Concurrency: 8})
+	require.NoError(t, err)
+	c, err := registry.New(p.Registry, registry.Options{PlainHTTP: true})
+	require.NoError(t, err)
+	var snk sink.Sink
+	if output != "" {
+		l, err := sink.NewLayout(output, sink.LayoutOptions{FullReference: p.FullReference})
+		require.NoError(t, err)
+		snk = l
+	}
+	res, _, err := pipeline.Run(context.Background(), pipeline.Job{
+		Registry: p.Registry, Repos: p.Repos, IncludeReferrers: p.IncludeReferrers,
+		Concurrency: p.Concurrency, Source: source.NewRegistry(c), Sink: snk, SpoolDir: t.TempDir(),
+	})
+	return res, err
+}
+
+// Every form of output holds every tag and every reachable blob of every
+// repository, and each shared blob once.
+func TestBackupSampleEveryForm(t *testing.T) {
+	srv := registrytest.NewInProcess(t)
+	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{})
+	dir := t.TempDir()
+	for _, name := range []string{"b.tar", "b.tar.gz", "b.tar.zst", "b-dir"} {
+		t.Run(name, func(t *testing.T) {
+			out := filepath.Join(dir, name)
+			res, err := backup(t, srv, out, sample.Repositories, true)
+			require.NoError(t, err)
+			require.Empty(t, res.Failed())
+			require.Equal(t, 6, res.TagCount())
+			store := openLayout(t, out)
+			ctx := context.Background()
+			for repo, tags := range sample.Tags {
+				for tag, want := range tags {
+					got, err := store.Resolve(ctx, srv.Host()+"/"+repo+":"+tag)
+					require.NoError(t, err, "%s:%s", repo, tag)
+					require.Equal(t, want.Digest, got.Digest)
+				}
+			}
+			for repo, descs := range sample.Content {
+				for _, d := range descs {
+					ok, err := store.Exists(ctx, d)
+					require.NoError(t, err)
+					require.True(t, ok, "%s: %s %s missing", repo, d.MediaType, d.Digest)
+					if d.Size < 1<<20 {
+						rc, err := store.Fetch(ctx, d)
+						require.NoError(t, err)
+						_, err = content.ReadAll(rc, d)
+						rc.Close()
+						require.NoError(t, err)
+					}
+				}
+			}
+			if strings.HasSuffix(name, ".tar") {
+				members := tarMembers(t, out)
+				require.Equal(t, "oci-layout", members[0])
+				require.Equal(t, "index.json", members[1])
+				base := "blobs/sha256/" + sample.BaseLayer.Digest.Encoded()
+				n := 0
+				for _, m := range members {
+					if m == base {
+						n++
+					}
+				}
+				require.Equal(t, 1, n, "the base layer shared by every image is stored once")
+			}
+		})
+	}
+}
+
+// Backing up unchanged content twice gives byte-identical archives.
+func TestBackupIsByteIdentical(t *testing.T) {
+	srv := registrytest.NewInProcess(t)
+	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{})
+	dir := t.TempDir()
+	for _, ext := range []string{".tar", ".tar.gz", ".tar.zst"} {
+		a, b := filepath.Join(dir, "a"+ext), filepath.Join(dir, "b"+ext)
+		_, err := backup(t, srv, a, sample.Repositories, true)
+		require.NoError(t, err)
+		_, err = backup(t, srv, b, sample.Repositories, true)
+		require.NoError(t, err)
+		ab, _ := os.ReadFile(a)
+		bb, _ := os.ReadFile(b)
+		require.Equal(t, digest.FromBytes(ab), digest.FromBytes(bb), ext)
+	}
+}
+
+// Each unique blob is fetched from the registry once however many
+// repositories share it.
+func TestBackupFetchesEachBlobOnce(t *testing.T) {
+	srv := registrytest.NewInProcess(t)
+	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{})
+	srv.ResetStats()
+	out := filepath.Join(t.TempDir(), "b.tar")
+	res, err := backup(t, srv, out, sample.Repositories, true)
+	require.NoError(t, err)
+	st := srv.Stats()
+	blobs := 0
+	for _, n := range tarMembers(t, out)[2:] {
+		_ = n
+		blobs++
+	}
+	manifestGets := st.Count("GET", registrytest.KindManifest)
+	blobGets := st.Count("GET", registrytest.KindBlob)
+	require.Equal(t, int64(blobs), manifestGets+blobGets, "one GET per unique manifest or blob (tags resolve with the manifest GET)")
+	require.Equal(t, res.UniqueNodes, blobs)
+}
+
+// A repository that does not exist fails alone; the others are backed up.
+func TestBackupMissingRepositoryIsPartial(t *testing.T) {
+	srv := registrytest.NewInProcess(t)
+	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{})
+	out := filepath.Join(t.TempDir(), "b.tar")
+	res, err := backup(t, srv, out, append(sample.Repositories, "no/such-repo"), false)
+	require.NoError(t, err)
+	failed := res.Failed()
+	require.Len(t, failed, 1)
+	require.Equal(t, "no/such-repo", failed[0].Repo)
+	store := openLayout(t, out)
+	_, err = store.Resolve(context.Background(), srv.Host()+"/demo/frontend:v1")
+	require.NoError(t, err)
+}
+
+// A blob whose bytes do not match its digest fails the backup, and
+// nothing that looks like a backup is left.
+func TestBackupCorruptBlobFails(t *testing.T) {
+	var corrupt string
+	srv := registrytest.NewInProcess(t, registrytest.WithHandler(corruptBlob(&corrupt)))
+	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{})
+	corrupt = sample.BaseLayer.Digest.String()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "b.tar")
+	_, err := backup(t, srv, out, sample.Repositories, false)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), sample.BaseLayer.Digest.String())
+	entries, _ := os.ReadDir(dir)
+	require.Empty(t, entries, "no output and no temporary file remain")
+}
+
+func openLayout(t *testing.T, path string) interface {
+	content.ReadOnlyStorage
+	Resolve(context.Context, string) (ocispec.Descriptor, error)
+} {
+	t.Helper()
+	switch {
+	case strings.HasSuffix(path, ".tar"):
+		s, err := oci.NewFromTar(context.Background(), path)
+		require.NoError(t, err)
+		return s
+	case strings.HasSuffix(path, ".tar.gz"), strings.HasSuffix(path, ".tar.zst"):
+		plain := filepath.Join(t.TempDir(), "plain.tar")
+		decompress(t, path, plain)
+		return openLayout(t, plain)
+	default:
+		s, err := oci.NewFromFS(context.Background(), os.DirFS(path))
+		require.NoError(t, err)
+		return s
+	}
+}
+
+func tarMembers(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	tr := tar.NewReader(f)
+	var names []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return names
+		}
+		require.NoError(t, err)
+		names = append(names, h.Name)
+	}
+}
