@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/regvault/regvault/archive"
+	"github.com/regvault/regvault/pipeline"
+	"github.com/regvault/regvault/plan"
+	"github.com/regvault/regvault/registry"
+	"github.com/regvault/regvault/sink"
+	"github.com/regvault/regvault/source"
+)
+
+const backupExamples = `  # Back up several repositories of one registry into one tar archive
+  regvault backup --output base-images.tar \
+    --include-referrers \
+    docker.io/library/busybox:1.36.1 \
+    docker.io/library/alpine:3.19.0 \
+    docker.io/library/nginx:1.25-alpine
+
+  # Back up selected tags of several repositories (comma-separated)
+  regvault backup --output versioned-bases.tar \
+    docker.io/library/alpine:3.18.0,3.19.0 \
+    docker.io/library/busybox:1.35.0,1.36.1 \
+    docker.io/library/redis:7.2-alpine
+
+  # Back up every tag of a repository, with its signatures and SBOMs (referrers)
+  regvault backup --output app.tar --include-referrers registry.mycompany.com/app/frontend
+
+  # Write a zstd-compressed tar (.tar.gz/.tgz gives gzip)
+  regvault backup --output apps.tar.zst \
+    registry.mycompany.com/app/frontend registry.mycompany.com/app/backend
+
+  # Write a directory (an OCI image layout); a later backup into it adds to it
+  regvault backup --output ./backup-dir registry.mycompany.com/app/frontend:v2.0
+
+  # Stream the tar to standard output, e.g. to compress or copy it elsewhere
+  regvault backup --output - registry.mycompany.com/app/frontend | ssh backup-host 'cat > frontend.tar'
+
+  # Name tags registry/repo:tag in index.json for a single repository, too
+  regvault backup --output backup.tar --full-reference docker.io/library/alpine:latest
+
+  # A private registry: the password from standard input, never on the command line
+  echo "$REGISTRY_PASSWORD" | regvault backup --output private-backup.tar \
+    --username admin --password-stdin \
+    registry.mycompany.com/app/frontend registry.mycompany.com/app/backend
+
+  # Show what would be backed up (tags, digests, referrers, size) without writing anything
+  regvault backup --dry-run --include-referrers \
+    docker.io/library/busybox:1.36.1 docker.io/library/alpine:3.19.0
+
+  # Machine-readable summary
+  regvault backup --output apps.tar --format json registry.mycompany.com/app/frontend`
+
+type backupCmd struct {
+	c   *cli
+	reg registryFlags
+
+	output           string
+	includeReferrers bool
+	fullReference    bool
+	dryRun           bool
+	failFast         bool
+	format           string
+}
+
+func (c *cli) backupCommand() *cobra.Command {
+	b := &backupCmd{c: c, reg: registryFlags{c: c}}
+	cmd := &cobra.Command{
+		Use:   "backup [flags] --output <path> <registry>/<repo>[:<tag>[,<tag>...]] ...",
+		Short: "Back up repositories of one registry into one OCI image layout",
+		Long: `Back up one or more repositories of one registry into a single OCI image
+layout: a directory, a tar (.tar), a compressed tar (.tar.gz, .tgz, .tar.zst,
+.tzst), or a tar on standard output (-). Each blob is fetched and stored once,
+however many repositories and tags share it.
+
+Each argument is <registry>/<repository>[:<tag>[,<tag>...]]. With no tags, every
+tag of the repository is backed up. All repositories must be from the same
+registry: create a separate backup for each registry.
+
+index.json names each tag by the tag alone for a single repository (as oras
+does), and by registry/repository:tag with --full-reference and always for
+several repositories.
+
+A repository that fails is reported and left out; the others form a valid
+backup (exit code 3). With --fail-fast the first failure stops the backup and
+nothing is written (exit code 1).`,
+		Example: backupExamples,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return b.run(cmd.Context(), args)
+		},
+	}
+	fs := cmd.Flags()
+	fs.SortFlags = false
+	fs.StringVarP(&b.output, "output", "o", "", "where to write the backup: a directory, a .tar, .tar.gz/.tgz or .tar.zst/.tzst file, or - for a tar on standard output")
+	fs.BoolVar(&b.includeReferrers, "include-referrers", false, "also back up referrers (signatures, SBOMs, ...), recursively")
+	fs.BoolVar(&b.fullReference, "full-reference", false, "name tags registry/repository:tag in index.json also for a single repository (always so for several)")
+	fs.BoolVar(&b.dryRun, "dry-run", false, "resolve and print what would be backed up (tags, digests, referrers, size) and write nothing")
+	fs.BoolVar(&b.failFast, "fail-fast", false, "stop at the first repository that fails and write nothing")
+	fs.StringVar(&b.format, "format", "text", "output format: text or json")
+	b.reg.addFlags(fs, true)
+	return cmd
+}
+
+func (b *backupCmd) run(ctx context.Context, args []string) error {
+	c := b.c
+	if b.format != "text" && b.format != "json" {
+		return usageError("--format %q: use text or json", b.format)
+	}
+	p, err := plan.NewBackup(args, plan.BackupOptions{
+		Output:           b.output,
+		FullReference:    b.fullReference,
+		IncludeReferrers: b.includeReferrers,
+		DryRun:           b.dryRun,
+		FailFast:         b.failFast,
+		Concurrency:      b.reg.concurrency,
+	})
+	if err != nil {
+		return err
+	}
+	if p.Kind == archive.Stdout && !p.DryRun && isTerminal(c.stdout) {
+		return usageError("--output -: standard output is a terminal; redirect it to a file or a pipe, or give a file name")
+	}
+	opts, err := b.reg.options(c.stdin)
+	if err != nil {
+		return err
+	}
+	// The report goes where the archive does not.
+	out := c.stdout
+	if p.Kind == archive.Stdout && !p.DryRun {
+		out = c.stderr
+	}
+	client, err := registry.New(p.Registry, opts)
+	if err != nil {
+		return err
+	}
+	// The output is opened before anything is printed: a bad --output is
+	// the whole message.
+	var layout *sink.Layout
+	if !p.DryRun {
+		if layout, err = sink.NewLayout(p.Output, sink.LayoutOptions{FullReference: p.FullReference, Stdout: c.stdout}); err != nil {
+			return err
+		}
+	}
+	rep := &reporter{
+		c: c, out: out, plan: p,
+		json: b.format == "json",
+		tty:  b.reg.tty(out) && isTerminal(c.stderr),
+	}
+	if !rep.json {
+		rep.header()
+	}
+
+	job := pipeline.Job{
+		Registry:         p.Registry,
+		Repos:            p.Repos,
+		IncludeReferrers: p.IncludeReferrers,
+		Concurrency:      p.Concurrency,
+		FailFast:         p.FailFast,
+		Source:           source.NewRegistry(client),
+		Observe:          rep.observe,
+		Progress:         &pipeline.Progress{},
+	}
+	if layout != nil { // not a typed nil in the interface
+		job.Sink = layout
+	}
+	rep.start(job.Progress)
+	res, g, runErr := pipeline.Run(ctx, job)
+	rep.stop()
+
+	sum := summarize(p, res, g, runErr)
+	if ctx.Err() != nil {
+		sum.interrupted = true
+	}
+	code := sum.exitCode()
+	if rep.json {
+		if err := rep.printJSON(sum, code); err != nil {
+			return err
+		}
+	} else {
+		rep.printSummary(sum)
+	}
+	switch {
+	case code == exitOK:
+		return nil
+	case sum.interrupted:
+		if p.DryRun {
+			return &exitError{code: code, err: errors.New("interrupted")}
+		}
+		return &exitError{code: code, err: fmt.Errorf("interrupted: the backup to %s was not completed", outputName(p))}
+	case runErr != nil && !errors.Is(runErr, pipeline.ErrNothingDone) && len(sum.failed) == 0:
+		// The run failed as a whole (the sink, the disk): say why.
+		return &exitError{code: code, err: runErr}
+	default:
+		// The failure block has been printed.
+		return &exitError{code: code}
+	}
+}
+
+// outputSize is the size of what was written: the file for an archive,
+// the unique content for a directory or a stream.
+func outputSize(p *plan.Backup, res *pipeline.Result) int64 {
+	switch p.Kind {
+	case archive.Tar, archive.TarGzip, archive.TarZstd:
+		if fi, err := os.Stat(p.Output); err == nil && fi.Mode().IsRegular() {
+			return fi.Size()
+		}
+	}
+	if res == nil {
+		return 0
+	}
+	return res.UniqueBytes
+}
+
+func outputName(p *plan.Backup) string {
+	if p.Kind == archive.Stdout {
+		return "standard output"
+	}
+	return p.Output
+}

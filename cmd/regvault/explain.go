@@ -1,0 +1,172 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+
+	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry/remote/auth"
+	"oras.land/oras-go/v2/registry/remote/errcode"
+)
+
+// problem is what kind of failure an error is, for a short reason and a
+// recommendation.
+type problem int
+
+const (
+	problemOther problem = iota
+	problemAuth
+	problemDenied
+	problemRepoNotFound
+	problemTagNotFound
+	problemTLS
+	problemPlainHTTP
+	problemUnreachable
+	problemIntegrity
+)
+
+func classify(err error) problem {
+	if err == nil {
+		return problemOther
+	}
+	var resp *errcode.ErrorResponse
+	if errors.As(err, &resp) {
+		switch resp.StatusCode {
+		case http.StatusUnauthorized:
+			return problemAuth
+		case http.StatusForbidden:
+			return problemDenied
+		}
+		for _, e := range resp.Errors {
+			switch e.Code {
+			case errcode.ErrorCodeUnauthorized:
+				return problemAuth
+			case errcode.ErrorCodeDenied:
+				return problemDenied
+			case errcode.ErrorCodeNameUnknown:
+				return problemRepoNotFound
+			case errcode.ErrorCodeManifestUnknown:
+				return problemTagNotFound
+			}
+		}
+		if resp.StatusCode == http.StatusNotFound {
+			if strings.Contains(resp.URL.Path, "/tags/list") {
+				return problemRepoNotFound
+			}
+			return problemTagNotFound
+		}
+	}
+	if errors.Is(err, auth.ErrBasicCredentialNotFound) {
+		return problemAuth
+	}
+	if errors.Is(err, errdef.ErrNotFound) {
+		return problemTagNotFound
+	}
+	if errors.Is(err, content.ErrMismatchedDigest) || errors.Is(err, content.ErrTrailingData) {
+		return problemIntegrity
+	}
+	var (
+		unknownCA *x509.UnknownAuthorityError
+		hostErr   *x509.HostnameError
+		certErr   *x509.CertificateInvalidError
+		verifyErr *tls.CertificateVerificationError
+		recErr    *tls.RecordHeaderError
+	)
+	msg := err.Error()
+	switch {
+	case errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &certErr), errors.As(err, &verifyErr):
+		return problemTLS
+	case strings.Contains(msg, "server gave HTTP response to HTTPS client"):
+		return problemPlainHTTP
+	case errors.As(err, &recErr):
+		return problemPlainHTTP
+	case strings.Contains(msg, "x509:") || strings.Contains(msg, "tls: failed to verify"):
+		return problemTLS
+	}
+	var dnsErr *net.DNSError
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.As(err, &dnsErr) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH) || strings.Contains(msg, "connection refused") {
+		return problemUnreachable
+	}
+	return problemOther
+}
+
+// reason is a short phrase for a failure, as in the proposal's
+// "✗ docker.io/library/postgres (authentication required)".
+func reason(err error) string {
+	switch classify(err) {
+	case problemAuth:
+		return "authentication required"
+	case problemDenied:
+		return "access denied"
+	case problemRepoNotFound:
+		return "repository not found"
+	case problemTagNotFound:
+		return "tag not found"
+	case problemTLS:
+		return "TLS certificate not trusted"
+	case problemPlainHTTP:
+		return "registry speaks plain HTTP"
+	case problemUnreachable:
+		return "registry unreachable"
+	case problemIntegrity:
+		return "content does not match its digest"
+	}
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 && len(msg)-i < 80 {
+		return msg[i+2:]
+	}
+	return msg
+}
+
+// recommendations are what a user can do about the failures, each once.
+func recommendations(host string, errs []error) []string {
+	var out []string
+	add := func(lines ...string) {
+		for _, l := range lines {
+			if !containsString(out, l) {
+				out = append(out, l)
+			}
+		}
+	}
+	for _, err := range errs {
+		switch classify(err) {
+		case problemAuth:
+			add("Check credentials for "+host,
+				"Use --username and --password-stdin, or regvault login "+host)
+		case problemDenied:
+			add("Check credentials for "+host+": the account may not have pull access to the repository",
+				"Use --username and --password-stdin, or regvault login "+host)
+		case problemRepoNotFound:
+			add("Check that the repository exists in " + host + ": names are case-sensitive and include their namespace, e.g. library/alpine")
+		case problemTagNotFound:
+			add("Check the tag names, or name no tags to back up every tag of the repository")
+		case problemTLS:
+			add("Pass the CA certificate that signed "+host+"'s certificate with --ca-file",
+				"Or skip certificate verification with --insecure (not recommended)")
+		case problemPlainHTTP:
+			add(host + " speaks plain HTTP: add --plain-http")
+		case problemUnreachable:
+			add(fmt.Sprintf("Check the registry address %s: nothing answered there", host))
+		case problemIntegrity:
+			add("The registry served content that does not match its digest: retry, and report it to the registry's operator if it persists")
+		}
+	}
+	return out
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,424 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/regvault/regvault/graph"
+	"github.com/regvault/regvault/pipeline"
+	"github.com/regvault/regvault/plan"
+)
+
+// reporter turns pipeline events into lines on the screen and, on a
+// terminal, a progress bar. It observes; it never drives the pipeline.
+type reporter struct {
+	c    *cli
+	out  io.Writer // the report: stdout, or stderr when the archive is on stdout
+	plan *plan.Backup
+	json bool
+	tty  bool
+
+	mu      sync.Mutex
+	started bool // "Backing up N repositories..." printed
+	n       int  // repositories reported so far
+	bar     *progressbar.ProgressBar
+	stopBar chan struct{}
+	barDone chan struct{}
+}
+
+func (r *reporter) full(repo string) string { return graph.FullRepo(r.plan.Registry, repo) }
+
+// header prints the plan: "Found N repository(ies) with M tag(s):".
+func (r *reporter) header() {
+	p := r.plan
+	all := 0
+	for _, repo := range p.Repos {
+		if repo.Tags == nil {
+			all++
+		}
+	}
+	switch {
+	case all == 0:
+		fmt.Fprintf(r.out, "Found %d repository(ies) with %d tag(s):\n", len(p.Repos), p.TagCount())
+	case all == len(p.Repos):
+		fmt.Fprintf(r.out, "Found %d repository(ies), all tags:\n", len(p.Repos))
+	default:
+		fmt.Fprintf(r.out, "Found %d repository(ies) with %d tag(s) and all tags of %d:\n", len(p.Repos), p.TagCount(), all)
+	}
+	for _, repo := range p.Repos {
+		tags := "all tags"
+		if repo.Tags != nil {
+			tags = strings.Join(repo.Tags, ", ")
+		}
+		fmt.Fprintf(r.out, "  - %s: %s\n", r.full(repo.Name), tags)
+	}
+	fmt.Fprintln(r.out)
+	if !p.DryRun {
+		fmt.Fprintf(r.out, "Backing up %s...\n", plural(len(p.Repos), "repository", "repositories"))
+	}
+}
+
+// observe is the pipeline's Observer.
+func (r *reporter) observe(ev pipeline.Event) {
+	if r.json || r.plan.DryRun {
+		return
+	}
+	switch ev.Kind {
+	case pipeline.RepoDone:
+		var b strings.Builder
+		for _, t := range ev.Tags {
+			fmt.Fprintf(&b, "  ✓ %s (%d/%d artifacts, %s", t.Name, t.Artifacts, t.Artifacts, humanBytes(t.Bytes))
+			if r.plan.IncludeReferrers {
+				fmt.Fprintf(&b, ", %d referrer(s)", t.Referrers)
+			}
+			b.WriteString(")\n")
+		}
+		fmt.Fprintf(&b, "  Repository complete: %d artifacts, %s\n", ev.Count, humanBytes(ev.Bytes))
+		r.repoLines(ev.Repo, b.String())
+	case pipeline.RepoFailed:
+		r.repoLines(ev.Repo, fmt.Sprintf("  ✗ failed: %s\n", r.c.redact(reason(ev.Err))))
+	}
+}
+
+// repoLines prints one repository's block "[i/N] host/repo" and lines.
+func (r *reporter) repoLines(repo, lines string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.n++
+	r.clearBar()
+	fmt.Fprintf(r.out, "\n[%d/%d] %s\n%s", r.n, len(r.plan.Repos), r.full(repo), lines)
+}
+
+// start shows the progress bar on a terminal, polling pr.
+func (r *reporter) start(pr *pipeline.Progress) {
+	if !r.tty || r.json || r.plan.DryRun {
+		return
+	}
+	r.stopBar = make(chan struct{})
+	r.barDone = make(chan struct{})
+	go func() {
+		defer close(r.barDone)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-r.stopBar:
+				return
+			case <-tick.C:
+			}
+			total, done := pr.Total.Load(), pr.Done.Load()
+			if total <= 0 {
+				continue
+			}
+			r.mu.Lock()
+			if r.bar == nil {
+				r.bar = progressbar.NewOptions64(total,
+					progressbar.OptionSetWriter(r.c.stderr),
+					progressbar.OptionSetDescription("Backing up"),
+					progressbar.OptionShowBytes(true),
+					progressbar.OptionShowTotalBytes(true),
+					progressbar.OptionShowCount(),
+					progressbar.OptionSetPredictTime(true),
+					progressbar.OptionSetWidth(30),
+					progressbar.OptionThrottle(100*time.Millisecond),
+					progressbar.OptionUseANSICodes(true),
+					progressbar.OptionSetRenderBlankState(true),
+				)
+			} else if r.bar.GetMax64() != total {
+				r.bar.ChangeMax64(total)
+			}
+			_ = r.bar.Set64(done)
+			r.mu.Unlock()
+		}
+	}()
+}
+
+// stop removes the progress bar.
+func (r *reporter) stop() {
+	if r.stopBar == nil {
+		return
+	}
+	close(r.stopBar)
+	<-r.barDone
+	r.mu.Lock()
+	r.clearBar()
+	r.bar = nil
+	r.mu.Unlock()
+}
+
+// clearBar erases the bar so that a line can be printed; the next poll
+// draws it again. r.mu is held.
+func (r *reporter) clearBar() {
+	if r.bar != nil {
+		_ = r.bar.Clear()
+	}
+}
+
+// summary is what a run did, for both output formats.
+type summary struct {
+	plan        *plan.Backup
+	res         *pipeline.Result
+	graph       *graph.Graph
+	runErr      error
+	interrupted bool
+	ok          []pipeline.RepoResult
+	failed      []pipeline.RepoResult
+}
+
+func summarize(p *plan.Backup, res *pipeline.Result, g *graph.Graph, runErr error) *summary {
+	if res == nil {
+		res = &pipeline.Result{Registry: p.Registry}
+	}
+	s := &summary{plan: p, res: res, graph: g, runErr: runErr}
+	for _, rr := range res.Repos {
+		if rr.Err != nil {
+			s.failed = append(s.failed, rr)
+		} else {
+			s.ok = append(s.ok, rr)
+		}
+	}
+	return s
+}
+
+// written reports whether the backup (or, for a dry run, the plan) was
+// completed for the repositories that did not fail.
+func (s *summary) written() bool {
+	return s.runErr == nil && !s.interrupted
+}
+
+func (s *summary) exitCode() int {
+	switch {
+	case s.interrupted, s.runErr != nil:
+		return exitFailure
+	case len(s.failed) > 0 && len(s.ok) > 0:
+		return exitPartial
+	case len(s.failed) > 0:
+		return exitFailure
+	}
+	return exitOK
+}
+
+// culprits are the repositories to name in "Failed to backup": all that
+// failed, except under --fail-fast, where the others were stopped with the
+// first one's error and only that one is named.
+func (s *summary) culprits() []pipeline.RepoResult {
+	if !s.plan.FailFast || len(s.failed) <= 1 {
+		return s.failed
+	}
+	for _, rr := range s.failed {
+		if strings.Contains(rr.Err.Error(), graph.FullRepo(s.plan.Registry, rr.Repo)) {
+			return []pipeline.RepoResult{rr}
+		}
+	}
+	return s.failed[:1]
+}
+
+func (r *reporter) printSummary(s *summary) {
+	if s.interrupted {
+		return // run() says so
+	}
+	p := s.plan
+	if p.DryRun {
+		r.printDryRun(s)
+	} else if s.written() {
+		fmt.Fprintln(r.out)
+		line := fmt.Sprintf("Exported to %s (%s)", outputName(p), humanBytes(outputSize(p, s.res)))
+		if s.res.Skipped > 0 {
+			line += fmt.Sprintf("; %d blob(s) were already there", s.res.Skipped)
+		}
+		fmt.Fprintln(r.out, line)
+		if len(s.failed) == 0 {
+			fmt.Fprintf(r.out, "Successfully backed up %d tag(s) from %d repository(ies) in %s.\n",
+				s.res.TagCount(), len(s.ok), humanDuration(s.res.Duration))
+		} else {
+			fmt.Fprintf(r.out, "Backed up %d tag(s) from %d repository(ies) in %s.\n",
+				s.res.TagCount(), len(s.ok), humanDuration(s.res.Duration))
+		}
+	}
+	if len(s.failed) > 0 {
+		r.printFailures(s)
+	}
+}
+
+// printFailures prints the proposal's "Error Handling" block to stderr.
+func (r *reporter) printFailures(s *summary) {
+	w := r.c.stderr
+	p := s.plan
+	var errs []error
+	fmt.Fprintln(w)
+	for _, rr := range s.culprits() {
+		fmt.Fprintf(w, "Error: Failed to backup %s\n", r.full(rr.Repo))
+		fmt.Fprintf(w, "  Reason: %s\n", r.c.redact(rr.Err.Error()))
+		errs = append(errs, rr.Err)
+	}
+	fmt.Fprintln(w)
+	total := len(s.res.Repos)
+	switch {
+	case p.DryRun:
+		fmt.Fprintf(w, "Dry run: %d of %d repositories could be backed up\n", len(s.ok), total)
+	case p.FailFast && s.runErr != nil:
+		fmt.Fprintf(w, "No backup was written: --fail-fast stops at the first failure\n")
+	case len(s.ok) == 0 || s.runErr != nil:
+		fmt.Fprintf(w, "No backup was written: %d of %d repositories backed up successfully\n", 0, total)
+	default:
+		fmt.Fprintf(w, "Partial backup created: %d of %d repositories backed up successfully\n", len(s.ok), total)
+	}
+	culprit := map[string]bool{}
+	for _, rr := range s.culprits() {
+		culprit[rr.Repo] = true
+	}
+	for _, rr := range s.res.Repos {
+		switch {
+		case rr.Err == nil:
+			if s.written() {
+				fmt.Fprintf(w, "  ✓ %s (%s)\n", r.full(rr.Repo), plural(len(rr.Tags), "tag", "tags"))
+			} else {
+				fmt.Fprintf(w, "  - %s (not written)\n", r.full(rr.Repo))
+			}
+		case culprit[rr.Repo]:
+			fmt.Fprintf(w, "  ✗ %s (%s)\n", r.full(rr.Repo), r.c.redact(reason(rr.Err)))
+		default:
+			fmt.Fprintf(w, "  - %s (stopped)\n", r.full(rr.Repo))
+		}
+	}
+	if recs := recommendations(p.Registry, errs); len(recs) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Recommendations:")
+		for i, rec := range recs {
+			fmt.Fprintf(w, "  %d. %s\n", i+1, rec)
+		}
+	}
+}
+
+// printDryRun lists what a backup would do.
+func (r *reporter) printDryRun(s *summary) {
+	w := r.out
+	p := s.plan
+	if p.Output != "" {
+		fmt.Fprintf(w, "[DRY RUN] The following would be backed up to %s:\n\n", outputName(p))
+	} else {
+		fmt.Fprintf(w, "[DRY RUN] The following would be backed up:\n\n")
+	}
+	fmt.Fprintf(w, "Registry: %s\n", p.Registry)
+	for i, rr := range s.res.Repos {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "  Repository: %s\n", rr.Repo)
+		if rr.Err != nil {
+			fmt.Fprintf(w, "    ✗ %s\n", r.c.redact(reason(rr.Err)))
+			continue
+		}
+		for _, t := range rr.Tags {
+			fmt.Fprintf(w, "    ✓ %s (%s) + %d referrer(s), %d artifacts, %s\n",
+				t.Name, shortDigest(t.Desc.Digest), t.Referrers, t.Artifacts, humanBytes(t.Bytes))
+		}
+	}
+	fmt.Fprintln(w)
+	var nodes int
+	var bytes int64
+	if s.graph != nil {
+		nodes, bytes = s.graph.Len(), s.graph.Size()
+	}
+	fmt.Fprintf(w, "[DRY RUN] Would back up %d tag(s) from %d repository(ies)\n", s.res.TagCount(), len(s.ok))
+	fmt.Fprintf(w, "[DRY RUN] Total artifacts: %d unique manifests and blobs (including referrers)\n", nodes)
+	fmt.Fprintf(w, "[DRY RUN] Estimated size: %s (each blob once)\n", humanBytes(bytes))
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "No changes were made. Remove --dry-run to perform the backup.")
+}
+
+// JSON output: one object.
+
+type jsonTag struct {
+	Tag       string `json:"tag"`
+	Digest    string `json:"digest"`
+	MediaType string `json:"mediaType"`
+	Size      int64  `json:"size"`
+	Referrers int    `json:"referrers"`
+	Artifacts int    `json:"artifacts"`
+	Bytes     int64  `json:"bytes"`
+}
+
+type jsonRepo struct {
+	Name      string    `json:"name"`
+	Reference string    `json:"reference"`
+	Status    string    `json:"status"`
+	Error     string    `json:"error,omitempty"`
+	Tags      []jsonTag `json:"tags"`
+	Artifacts int       `json:"artifacts"`
+	Bytes     int64     `json:"bytes"`
+}
+
+type jsonSummary struct {
+	Registry        string     `json:"registry"`
+	Output          string     `json:"output"`
+	DryRun          bool       `json:"dryRun"`
+	Repositories    []jsonRepo `json:"repositories"`
+	UniqueBlobs     int        `json:"uniqueBlobs"`
+	UniqueBytes     int64      `json:"uniqueBytes"`
+	BytesMoved      int64      `json:"bytesMoved"`
+	BlobsSkipped    int        `json:"blobsSkipped"`
+	DurationSeconds float64    `json:"durationSeconds"`
+	ExitCode        int        `json:"exitCode"`
+	Error           string     `json:"error,omitempty"`
+}
+
+func (r *reporter) printJSON(s *summary, code int) error {
+	p := s.plan
+	js := jsonSummary{
+		Registry:        p.Registry,
+		Output:          p.Output,
+		DryRun:          p.DryRun,
+		Repositories:    []jsonRepo{},
+		UniqueBlobs:     s.res.UniqueNodes,
+		UniqueBytes:     s.res.UniqueBytes,
+		BytesMoved:      s.res.Moved,
+		BlobsSkipped:    s.res.Skipped,
+		DurationSeconds: s.res.Duration.Seconds(),
+		ExitCode:        code,
+	}
+	switch {
+	case s.interrupted:
+		js.Error = "interrupted"
+	case s.runErr != nil:
+		js.Error = r.c.redact(s.runErr.Error())
+	}
+	for _, rr := range s.res.Repos {
+		jr := jsonRepo{Name: rr.Repo, Reference: r.full(rr.Repo), Status: "ok", Tags: []jsonTag{},
+			Artifacts: rr.Artifacts, Bytes: rr.Bytes}
+		switch {
+		case rr.Err != nil:
+			jr.Status = "failed"
+			jr.Error = r.c.redact(rr.Err.Error())
+		case !s.written():
+			jr.Status = "failed"
+			jr.Error = "not written: the backup was stopped"
+		}
+		for _, t := range rr.Tags {
+			if t.Desc.Digest == "" {
+				continue
+			}
+			jr.Tags = append(jr.Tags, jsonTag{Tag: t.Name, Digest: t.Desc.Digest.String(), MediaType: t.Desc.MediaType,
+				Size: t.Desc.Size, Referrers: t.Referrers, Artifacts: t.Artifacts, Bytes: t.Bytes})
+		}
+		js.Repositories = append(js.Repositories, jr)
+	}
+	b, err := json.MarshalIndent(js, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(r.out, "%s\n", b)
+	if err == nil && len(s.failed) > 0 {
+		// The reasons are in the JSON; stderr gets the short version.
+		for _, rr := range s.culprits() {
+			fmt.Fprintf(r.c.stderr, "Error: Failed to backup %s: %s\n", r.full(rr.Repo), r.c.redact(reason(rr.Err)))
+		}
+	}
+	return err
+}
