@@ -42,8 +42,8 @@ $(DIST_STAMP):
 test: distribution
 	REGVAULT_DISTRIBUTION="$(DIST_BIN)" $(GO) test -count=1 -timeout 15m ./...
 
-demo:
-	$(GO) run ./cmd/regvault-demo
+demo: build
+	$(GO) run ./cmd/regvault-demo -regvault bin/regvault
 
 bench:
 	$(GO) run ./bench/cmd/bench
