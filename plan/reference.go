@@ -48,7 +48,7 @@ func ParseRepoRef(s string) (RepoRef, error) {
 		for _, t := range strings.Split(list, ",") {
 			ref := registry.Reference{Registry: host, Repository: rest, Reference: t}
 			if t == "" || ref.ValidateReferenceAsTag() != nil {
-				return RepoRef{}, usagef("%q: invalid tag %q: a tag is up to 128 characters of [A-Za-z0-9_.-], not starting with . or -", s, t)
+				return RepoRef{}, usagef("%q: invalid tag %q: %s", s, t, tagRule)
 			}
 			if !slices.Contains(tags, t) {
 				tags = append(tags, t)
