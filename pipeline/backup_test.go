@@ -205,3 +205,47 @@ func tarMembers(t *testing.T, path string) []string {
 		names = append(names, h.Name)
 	}
 }
+
+// On the distribution registry (no Referrers API) referrers are found
+// through the tag schema, and the schema's sha256-… tags are not backed up
+// as tags.
+func TestBackupDistributionTagSchemaReferrers(t *testing.T) {
+	srv := registrytest.NewDistribution(t, registrytest.DistConfig{})
+	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{})
+	out := filepath.Join(t.TempDir(), "b.tar")
+	res, err := backup(t, srv, out, sample.Repositories, true)
+	require.NoError(t, err)
+	require.Empty(t, res.Failed())
+	require.Equal(t, 6, res.TagCount(), "only the six real tags, no sha256-… schema tags")
+	store := openLayout(t, out)
+	ctx := context.Background()
+	for repo, refs := range sample.Referrers {
+		for _, ref := range refs {
+			ok, err := store.Exists(ctx, ref.Descriptor)
+			require.NoError(t, err)
+			require.True(t, ok, "referrer %s of %s (%s)", ref.Descriptor.Digest, repo, ref.Descriptor.ArtifactType)
+		}
+	}
+}
+
+// A download cut off in the middle resumes with a Range request and the
+// backup is byte-identical to one made without the fault.
+func TestBackupResumesDroppedDownload(t *testing.T) {
+	var victim string
+	var ranged int
+	srv := registrytest.NewInProcess(t, registrytest.WithHandler(dropOnce(&victim, &ranged)))
+	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{})
+	dir := t.TempDir()
+	clean := filepath.Join(dir, "clean.tar")
+	_, err := backup(t, srv, clean, sample.Repositories, true)
+	require.NoError(t, err)
+
+	victim = sample.BaseLayer.Digest.String()
+	faulty := filepath.Join(dir, "faulty.tar")
+	_, err = backup(t, srv, faulty, sample.Repositories, true)
+	require.NoError(t, err)
+	a, _ := os.ReadFile(clean)
+	b, _ := os.ReadFile(faulty)
+	require.Equal(t, digest.FromBytes(a), digest.FromBytes(b))
+	require.Equal(t, 1, ranged, "the dropped download resumed with one Range request")
+}

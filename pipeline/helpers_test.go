@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -62,4 +63,51 @@ func (f *flipWriter) Write(p []byte) (int, error) {
 		return f.ResponseWriter.Write(q)
 	}
 	return f.ResponseWriter.Write(p)
+}
+
+// dropOnce cuts the connection half-way through the first download of the
+// blob whose digest *d names, as a flaky network would.
+// Range requests for that blob are counted in *ranged.
+func dropOnce(d *string, ranged *int) func(http.Handler) http.Handler {
+	var dropped bool
+	var mu sync.Mutex
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			victim := *d != "" && strings.HasSuffix(r.URL.Path, "/blobs/"+*d)
+			if victim && r.Header.Get("Range") != "" {
+				*ranged++
+			}
+			drop := victim && !dropped && r.Method == http.MethodGet && r.Header.Get("Range") == ""
+			if drop {
+				dropped = true
+			}
+			mu.Unlock()
+			if drop {
+				next.ServeHTTP(&dropWriter{ResponseWriter: w}, r)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+type dropWriter struct {
+	http.ResponseWriter
+	written int
+}
+
+func (d *dropWriter) Write(p []byte) (int, error) {
+	if d.written+len(p) > 1000 {
+		p = p[:1000-d.written]
+		d.ResponseWriter.Write(p)
+		d.ResponseWriter.(http.Flusher).Flush()
+		conn, _, err := http.NewResponseController(d.ResponseWriter).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+		panic(http.ErrAbortHandler)
+	}
+	d.written += len(p)
+	return d.ResponseWriter.Write(p)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
@@ -82,8 +83,76 @@ func (r *Registry) Fetch(ctx context.Context, repo string, desc ocispec.Descript
 	if err != nil {
 		return nil, fmt.Errorf("fetching %s@%s: %w", r.full(repo), desc.Digest, err)
 	}
+	if s, ok := rc.(io.ReadSeekCloser); ok {
+		return &resumingReader{ctx: ctx, rc: s, size: desc.Size, what: r.full(repo) + "@" + desc.Digest.String()}, nil
+	}
 	return rc, nil
 }
+
+// resumeAttempts bounds how often one download resumes after the
+// connection drops.
+const resumeAttempts = 5
+
+// resumingReader continues a blob download that broke off in the middle
+// of its body with a Range request from where it stopped (the registry
+// said it takes ranges), instead of starting over. The bytes are still
+// verified end to end by the caller.
+type resumingReader struct {
+	ctx      context.Context
+	rc       io.ReadSeekCloser
+	size     int64
+	off      int64
+	attempts int
+	what     string
+	pending  error
+}
+
+func (r *resumingReader) Read(p []byte) (int, error) {
+	for {
+		if r.pending != nil {
+			err := r.pending
+			r.pending = nil
+			if !r.resume(err) {
+				return 0, err
+			}
+		}
+		n, err := r.rc.Read(p)
+		r.off += int64(n)
+		if err == nil || err == io.EOF || r.off >= r.size {
+			return n, err
+		}
+		if n > 0 {
+			// Hand over what arrived; resume on the next call.
+			r.pending = err
+			return n, nil
+		}
+		r.pending = err
+	}
+}
+
+// resume reconnects at the current offset; it reports whether it did.
+func (r *resumingReader) resume(cause error) bool {
+	if r.attempts >= resumeAttempts || r.ctx.Err() != nil {
+		return false
+	}
+	r.attempts++
+	select {
+	case <-time.After(time.Duration(r.attempts*r.attempts) * 100 * time.Millisecond):
+	case <-r.ctx.Done():
+		return false
+	}
+	// oras-go's seeker skips a seek to where it already is, so move to
+	// the end first (no request) to make it reconnect at the offset.
+	if _, err := r.rc.Seek(r.size, io.SeekStart); err != nil {
+		return false
+	}
+	if _, err := r.rc.Seek(r.off, io.SeekStart); err != nil {
+		return false
+	}
+	return true
+}
+
+func (r *resumingReader) Close() error { return r.rc.Close() }
 
 // Referrers lists the manifests whose subject is desc: the Referrers API,
 // falling back to the tag schema (oras-go decides and remembers which).
