@@ -1,0 +1,191 @@
+package pipeline
+
+import (
+	"context"
+	"io"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/regvault/regvault/graph"
+	"github.com/regvault/regvault/plan"
+	"github.com/regvault/regvault/sink"
+	"github.com/regvault/regvault/source"
+)
+
+// RestoreJob pushes what a backup holds into registries as a plan says.
+type RestoreJob struct {
+	Plan *plan.Restore
+	// Source is the backup; its repository names are the plan's sources.
+	Source source.Source
+	// Sink receives the content under target names (host/path); nil walks
+	// only (--dry-run).
+	Sink        sink.Sink
+	Concurrency int
+	Observe     Observer
+	Progress    *Progress
+}
+
+// RunRestore walks the backup for every mapping of the plan, then transfers
+// and commits like Run. The graph's repositories are the targets
+// (host/path), so a node shared by several targets is read from the backup
+// once and pushed to each target registry once.
+func RunRestore(ctx context.Context, job RestoreJob) (*Result, *graph.Graph, error) {
+	start := time.Now()
+	conc := max(job.Concurrency, 1)
+	renamed := newRenamedSource(job.Source, job.Plan)
+	r := &run{
+		job:      Job{Source: renamed, Sink: job.Sink, Concurrency: conc},
+		graph:    graph.New(""),
+		observe:  job.Observe,
+		progress: job.Progress,
+	}
+	if r.observe == nil {
+		r.observe = func(Event) {}
+	}
+	if r.progress == nil {
+		r.progress = &Progress{}
+	}
+	requests := semaphore.NewWeighted(int64(conc))
+	withRefs := &source.Walker{Src: renamed, Graph: r.graph, IncludeReferrers: true, Requests: requests}
+	noRefs := &source.Walker{Src: renamed, Graph: r.graph, Requests: requests}
+	r.walker = withRefs
+
+	res := &Result{}
+	byTarget := map[string]int{}
+	for _, m := range job.Plan.Mappings {
+		t := m.Target.String()
+		if _, ok := byTarget[t]; !ok {
+			byTarget[t] = len(res.Repos)
+			res.Repos = append(res.Repos, RepoResult{Repo: t})
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	var tagsMu sync.Mutex
+	for _, m := range job.Plan.Mappings {
+		target := m.Target.String()
+		w := withRefs
+		if m.ExcludeReferrers || job.Plan.ExcludeReferrers {
+			w = noRefs
+		}
+		for _, tm := range m.Tags {
+			g.Go(func() error {
+				release, err := w.Acquire(gctx)
+				if err != nil {
+					return err
+				}
+				desc, body, err := job.Source.Resolve(gctx, m.Source, tm.From)
+				release()
+				if err != nil {
+					return err
+				}
+				desc = graph.Plain(desc)
+				r.graph.AddTag(graph.Tag{Repo: target, Name: tm.To, Desc: desc})
+				tagsMu.Lock()
+				rr := &res.Repos[byTarget[target]]
+				rr.Tags = append(rr.Tags, TagResult{Name: tm.To, Desc: desc})
+				tagsMu.Unlock()
+				r.observe(Event{Kind: TagResolved, Repo: target, Tag: tm.To, Desc: desc})
+				return w.Walk(gctx, target, desc, body)
+			})
+		}
+	}
+	if err := g.Wait(); err != nil {
+		res.Duration = time.Since(start)
+		if job.Sink != nil {
+			_ = job.Sink.Abort()
+		}
+		return res, r.graph, err
+	}
+	for i := range res.Repos {
+		rr := &res.Repos[i]
+		sort.Slice(rr.Tags, func(a, b int) bool { return rr.Tags[a].Name < rr.Tags[b].Name })
+		r.summarize(rr)
+		r.observe(Event{Kind: RepoWalked, Repo: rr.Repo, Tags: rr.Tags, Count: rr.Artifacts, Bytes: rr.Bytes})
+	}
+	res.UniqueNodes = r.graph.Len()
+	res.UniqueBytes = r.graph.Size()
+	if job.Sink == nil {
+		res.Duration = time.Since(start)
+		return res, r.graph, nil
+	}
+	err := r.transfer(ctx, res, conc)
+	if err == nil {
+		r.observe(Event{Kind: Committing})
+		err = job.Sink.Commit(ctx)
+	}
+	if err != nil {
+		_ = job.Sink.Abort()
+	}
+	if f, ok := job.Sink.(interface{ Failures() map[string]error }); ok {
+		for repo, ferr := range f.Failures() {
+			if i, ok := byTarget[repo]; ok {
+				res.Repos[i].Err = ferr
+				r.observe(Event{Kind: RepoFailed, Repo: repo, Err: ferr})
+			}
+		}
+	}
+	res.Duration = time.Since(start)
+	return res, r.graph, err
+}
+
+// renamedSource reads a backup under target names: a target repository
+// reads from the source repositories mapped into it.
+type renamedSource struct {
+	src     source.Source
+	sources map[string][]string // target → sources
+}
+
+func newRenamedSource(src source.Source, p *plan.Restore) *renamedSource {
+	rs := &renamedSource{src: src, sources: map[string][]string{}}
+	for _, m := range p.Mappings {
+		t := m.Target.String()
+		if !slices.Contains(rs.sources[t], m.Source) {
+			rs.sources[t] = append(rs.sources[t], m.Source)
+		}
+	}
+	return rs
+}
+
+func (rs *renamedSource) first(target string) string {
+	if s := rs.sources[target]; len(s) > 0 {
+		return s[0]
+	}
+	return target
+}
+
+func (rs *renamedSource) Tags(ctx context.Context, repo string) ([]string, error) {
+	return rs.src.Tags(ctx, rs.first(repo))
+}
+
+func (rs *renamedSource) Resolve(ctx context.Context, repo, tag string) (ocispec.Descriptor, []byte, error) {
+	return rs.src.Resolve(ctx, rs.first(repo), tag)
+}
+
+func (rs *renamedSource) Fetch(ctx context.Context, repo string, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	return rs.src.Fetch(ctx, rs.first(repo), desc)
+}
+
+// Referrers unites the referrers of every source mapped into the target.
+func (rs *renamedSource) Referrers(ctx context.Context, repo string, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	var out []ocispec.Descriptor
+	seen := map[string]bool{}
+	for _, s := range rs.sources[repo] {
+		refs, err := rs.src.Referrers(ctx, s, desc)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range refs {
+			if !seen[d.Digest.String()] {
+				seen[d.Digest.String()] = true
+				out = append(out, d)
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,54 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+)
+
+// layoutDir serves the members of an OCI layout directory. Every open goes
+// through an os.Root: a symbolic link cannot lead outside the directory.
+type layoutDir struct {
+	path string
+	root *os.Root
+}
+
+func openLayoutDir(path string) (*layoutDir, error) {
+	root, err := os.OpenRoot(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening backup: %w", err)
+	}
+	return &layoutDir{path: path, root: root}, nil
+}
+
+func (d *layoutDir) open(ctx context.Context, name string, size int64) (io.ReadCloser, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f, err := d.root.Open(name)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, layoutNotFound(name)
+		}
+		return nil, fmt.Errorf("backup %s: %w", d.path, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("backup %s: %w", d.path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("backup %s: %s is not a regular file", d.path, name)
+	}
+	if size >= 0 && fi.Size() != size {
+		f.Close()
+		return nil, layoutSizeError(name, fi.Size(), size)
+	}
+	return f, nil
+}
+
+func (d *layoutDir) close() error { return d.root.Close() }

@@ -1,0 +1,79 @@
+package source
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// layoutTar serves the members of a plain tar file with random access: the
+// headers are read once, skipping the data, and each member is then an
+// io.SectionReader of the file (concurrent reads are fine).
+type layoutTar struct {
+	path    string
+	f       *os.File
+	members map[string]layoutSection
+}
+
+type layoutSection struct{ offset, size int64 }
+
+func openLayoutTar(ctx context.Context, f *os.File, fileSize int64, path string) (*layoutTar, error) {
+	t := &layoutTar{path: path, f: f, members: map[string]layoutSection{}}
+	cr := &layoutSeekingReader{layoutCountingReader{r: f}}
+	tr := tar.NewReader(cr)
+	var lastEnd int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		h, err := tr.Next()
+		if err == io.EOF {
+			if err := layoutCheckTrailer(cr.pos, lastEnd); err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+			break
+		}
+		if err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil, fmt.Errorf("%s: the tar is truncated: %w", path, err)
+			}
+			return nil, fmt.Errorf("%s: reading tar: %w", path, err)
+		}
+		name, skip, err := layoutMember(h)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		offset := cr.pos
+		lastEnd = layoutTarEnd(offset, h.Size)
+		if skip {
+			continue
+		}
+		if _, dup := t.members[name]; dup {
+			return nil, fmt.Errorf("%s: archive member %q appears twice", path, h.Name)
+		}
+		if offset+h.Size > fileSize {
+			return nil, fmt.Errorf("%s: the tar is truncated: member %q ends at byte %d of %d", path, h.Name, offset+h.Size, fileSize)
+		}
+		t.members[name] = layoutSection{offset: offset, size: h.Size}
+	}
+	return t, nil
+}
+
+func (t *layoutTar) open(ctx context.Context, name string, size int64) (io.ReadCloser, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m, ok := t.members[name]
+	if !ok {
+		return nil, layoutNotFound(name)
+	}
+	if size >= 0 && m.size != size {
+		return nil, layoutSizeError(name, m.size, size)
+	}
+	return io.NopCloser(io.NewSectionReader(t.f, m.offset, m.size)), nil
+}
+
+func (t *layoutTar) close() error { return t.f.Close() }
