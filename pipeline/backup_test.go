@@ -249,3 +249,26 @@ func TestBackupResumesDroppedDownload(t *testing.T) {
 	require.Equal(t, digest.FromBytes(a), digest.FromBytes(b))
 	require.Equal(t, 1, ranged, "the dropped download resumed with one Range request")
 }
+
+// A second backup into a directory that holds a layout fetches only what
+// the directory lacks and keeps the earlier tags.
+func TestBackupIntoExistingDirectoryFetchesOnlyNew(t *testing.T) {
+	srv := registrytest.NewInProcess(t)
+	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{})
+	out := filepath.Join(t.TempDir(), "layout")
+	_, err := backup(t, srv, out, []string{registrytest.SampleFrontend, registrytest.SampleBackend}, false)
+	require.NoError(t, err)
+
+	srv.ResetStats()
+	res, err := backup(t, srv, out, []string{registrytest.SampleFrontend + ":v1", registrytest.SampleBase}, false)
+	require.NoError(t, err)
+	require.Positive(t, res.Skipped)
+	st := srv.Stats()
+	// The base layer is already there: it is not fetched again.
+	require.Less(t, st.BytesOut, int64(sample.BaseLayer.Size))
+	store := openLayout(t, out)
+	for _, ref := range []string{"demo/backend:v2", "demo/frontend:v2", "library/base:1.1"} {
+		_, err := store.Resolve(context.Background(), srv.Host()+"/"+ref)
+		require.NoError(t, err, ref)
+	}
+}
