@@ -1,0 +1,88 @@
+// Package e2e runs the built regvault binary as a user does, for what only
+// a real process shows: signals and exit codes.
+package e2e
+
+import (
+	"bufio"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/regvault/regvault/registrytest"
+)
+
+func build(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "regvault")
+	out, err := exec.Command("go", "build", "-o", bin, "../cmd/regvault").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return bin
+}
+
+// slowBlobs delays every blob download, so that a backup is still running
+// when the test interrupts it.
+func slowBlobs(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:") {
+			select {
+			case <-time.After(3 * time.Second):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// SIGINT and SIGTERM during a backup stop it, exit non-zero and leave no
+// file behind, neither the output nor its temporary. (The blobs take
+// seconds each to arrive: a backup that ignored the signal would finish
+// and exit 0.)
+func TestInterruptedBackupLeavesNothing(t *testing.T) {
+	bin := build(t)
+	srv := registrytest.NewInProcess(t, registrytest.WithHandler(slowBlobs))
+	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{})
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			for _, out := range []string{"b.tar", "b.tar.zst", "layout"} {
+				args := []string{"backup", "--plain-http", "--no-tty", "--output", filepath.Join(dir, out)}
+				for _, r := range sample.Repositories {
+					args = append(args, srv.Host()+"/"+r)
+				}
+				cmd := exec.Command(bin, args...)
+				stdout, err := cmd.StdoutPipe()
+				require.NoError(t, err)
+				cmd.Stderr = cmd.Stdout
+				require.NoError(t, cmd.Start())
+				lines := bufio.NewScanner(stdout)
+				var seen []string
+				for lines.Scan() {
+					seen = append(seen, lines.Text())
+					if strings.HasPrefix(lines.Text(), "Backing up") {
+						break
+					}
+				}
+				time.Sleep(200 * time.Millisecond) // blob downloads are under way
+				require.NoError(t, cmd.Process.Signal(sig))
+				for lines.Scan() {
+					seen = append(seen, lines.Text())
+				}
+				err = cmd.Wait()
+				require.Error(t, err, "an interrupted backup exits non-zero")
+				require.NotEqual(t, 0, cmd.ProcessState.ExitCode())
+				require.Contains(t, strings.Join(seen, "\n"), "interrupted")
+				entries, err := os.ReadDir(dir)
+				require.NoError(t, err)
+				require.Empty(t, entries, "%s: nothing is left behind", out)
+			}
+		})
+	}
+}
