@@ -6,14 +6,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry/remote"
+	"oras.land/oras-go/v2/registry/remote/errcode"
 
 	"github.com/regvault/regvault/graph"
 	"github.com/regvault/regvault/registry"
@@ -275,27 +280,67 @@ func (s *Registry) holderOn(d digest.Digest, host string) string {
 	return list[0]
 }
 
+// uploadAttempts bounds how often one blob upload starts over after a
+// transient failure. Uploads stream their body, so the HTTP client cannot
+// retry them itself; the sink reopens the bytes and pushes again.
+const uploadAttempts = 4
+
 func (s *Registry) upload(ctx context.Context, repo string, n *graph.Node, open Opener) error {
 	r, err := s.clients.Repository(repo)
 	if err != nil {
 		return err
 	}
-	rc, err := open()
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	if err := r.Blobs().Push(ctx, n.Desc, rc); err != nil {
-		if errors.Is(err, errdef.ErrAlreadyExists) {
+	for attempt := 1; ; attempt++ {
+		err = s.uploadOnce(ctx, r, n, open)
+		if err == nil || errors.Is(err, errdef.ErrAlreadyExists) {
 			s.markHave(n.Desc.Digest, repo)
 			return nil
 		}
-		return fmt.Errorf("uploading %s to %s: %w", n.Desc.Digest, repo, err)
+		if attempt >= uploadAttempts || !transient(err) || ctx.Err() != nil {
+			return fmt.Errorf("uploading %s to %s: %w", n.Desc.Digest, repo, err)
+		}
+		select {
+		case <-time.After(time.Duration(attempt*attempt) * 200 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (s *Registry) uploadOnce(ctx context.Context, r *remote.Repository, n *graph.Node, open Opener) error {
+	rc, err := open()
+	if err != nil {
+		return &permanent{err}
+	}
+	defer rc.Close()
+	if err := r.Blobs().Push(ctx, n.Desc, rc); err != nil {
+		return err
 	}
 	s.stats.Uploaded.Add(1)
 	s.stats.UploadedBytes.Add(n.Desc.Size)
-	s.markHave(n.Desc.Digest, repo)
 	return nil
+}
+
+// permanent marks an error that retrying cannot mend (the source failed).
+type permanent struct{ err error }
+
+func (p *permanent) Error() string { return p.err.Error() }
+func (p *permanent) Unwrap() error { return p.err }
+
+// transient reports whether an upload error may pass on a second try:
+// a 5xx or 429 answer, or a connection that broke.
+func transient(err error) bool {
+	var p *permanent
+	if errors.As(err, &p) {
+		return false
+	}
+	var resp *errcode.ErrorResponse
+	if errors.As(err, &resp) {
+		return resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
+	}
+	var verr interface{ Timeout() bool }
+	return errors.As(err, &verr) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "EOF")
 }
 
 func (s *Registry) mount(ctx context.Context, repo, from string, n *graph.Node, open Opener) error {
