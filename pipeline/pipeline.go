@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -101,6 +102,10 @@ type run struct {
 	walker   *source.Walker
 	observe  Observer
 	progress *Progress
+	// streaming: the source reads each blob once (see teeOpener), and
+	// spoolDir keeps the copies.
+	streaming bool
+	spoolDir  string
 }
 
 // resolveAll resolves and walks every repository at once; the shared
@@ -269,6 +274,14 @@ func (r *run) transfer(ctx context.Context, res *Result, conc int) error {
 	need, ord, err := r.job.Sink.Prepare(ctx, r.graph)
 	if err != nil {
 		return err
+	}
+	if s, ok := r.job.Source.(Streaming); ok && s.Streaming() {
+		r.streaming = true
+		r.spoolDir, err = os.MkdirTemp(r.job.SpoolDir, "regvault-tee-")
+		if err != nil {
+			return fmt.Errorf("creating spool directory: %w", err)
+		}
+		defer os.RemoveAll(r.spoolDir)
 	}
 	var total int64
 	for _, n := range need {

@@ -27,8 +27,11 @@ type RestoreJob struct {
 	// only (--dry-run).
 	Sink        sink.Sink
 	Concurrency int
-	Observe     Observer
-	Progress    *Progress
+	// SpoolDir holds copies of streamed blobs that a sink reads twice; ""
+	// is the system temporary directory.
+	SpoolDir string
+	Observe  Observer
+	Progress *Progress
 }
 
 // RunRestore walks the backup for every mapping of the plan, then transfers
@@ -40,7 +43,7 @@ func RunRestore(ctx context.Context, job RestoreJob) (*Result, *graph.Graph, err
 	conc := max(job.Concurrency, 1)
 	renamed := newRenamedSource(job.Source, job.Plan)
 	r := &run{
-		job:      Job{Source: renamed, Sink: job.Sink, Concurrency: conc},
+		job:      Job{Source: renamed, Sink: job.Sink, Concurrency: conc, SpoolDir: job.SpoolDir},
 		graph:    graph.New(""),
 		observe:  job.Observe,
 		progress: job.Progress,
@@ -150,6 +153,12 @@ func newRenamedSource(src source.Source, p *plan.Restore) *renamedSource {
 		}
 	}
 	return rs
+}
+
+// Streaming passes on whether the backup can be read only once.
+func (rs *renamedSource) Streaming() bool {
+	s, ok := rs.src.(Streaming)
+	return ok && s.Streaming()
 }
 
 func (rs *renamedSource) first(target string) string {

@@ -17,10 +17,112 @@ import (
 // copyNode streams one node from the source into the sink, verified.
 func (r *run) copyNode(ctx context.Context, n *graph.Node) error {
 	open := func() (io.ReadCloser, error) { return r.open(ctx, n) }
+	if r.streaming && n.Content == nil {
+		// A stream hands out each large blob once; a sink that needs the
+		// bytes twice (two registries, a declined mount, a retry) reads
+		// the copy made while the first reader went through.
+		t := &teeOpener{open: open, dir: r.spoolDir, done: make(chan struct{})}
+		defer t.cleanup()
+		open = t.Open
+	}
 	if err := r.job.Sink.Write(ctx, n, open); err != nil {
 		return nodeError(n, err)
 	}
 	return nil
+}
+
+// Streaming is implemented by sources that can be read only once, in
+// order (a compressed backup, standard input).
+type Streaming interface{ Streaming() bool }
+
+// teeOpener opens the source once and keeps a copy of what passes (in
+// memory when small, else in a spool file); later opens wait for the
+// first reader and read the copy.
+type teeOpener struct {
+	open func() (io.ReadCloser, error)
+	dir  string
+
+	mu       sync.Mutex
+	started  bool
+	done     chan struct{} // closed when the first reader is finished
+	complete bool          // the copy holds every byte, verified
+	file     string
+}
+
+func (t *teeOpener) Open() (io.ReadCloser, error) {
+	t.mu.Lock()
+	if t.started {
+		t.mu.Unlock()
+		<-t.done
+		if !t.complete {
+			return t.open()
+		}
+		return os.Open(t.file)
+	}
+	t.started = true
+	t.mu.Unlock()
+	rc, err := t.open()
+	if err != nil {
+		close(t.done)
+		return nil, err
+	}
+	f, err := os.CreateTemp(t.dir, "tee-")
+	if err != nil {
+		rc.Close()
+		close(t.done)
+		return nil, err
+	}
+	t.file = f.Name()
+	return &teeReader{t: t, rc: rc, spool: f}, nil
+}
+
+func (t *teeOpener) cleanup() {
+	if t.file != "" {
+		os.Remove(t.file)
+	}
+}
+
+type teeReader struct {
+	t      *teeOpener
+	rc     io.ReadCloser
+	spool  *os.File
+	failed bool
+	closed bool
+}
+
+func (tr *teeReader) Read(p []byte) (int, error) {
+	n, err := tr.rc.Read(p)
+	if n > 0 && !tr.failed {
+		if _, werr := tr.spool.Write(p[:n]); werr != nil {
+			tr.failed = true
+		}
+	}
+	if err != nil && err != io.EOF {
+		tr.failed = true
+	}
+	return n, err
+}
+
+// Close finishes the copy: what the first reader left unread is drained
+// from the source into the spool, so a retry after a failed upload still
+// has every byte.
+func (tr *teeReader) Close() error {
+	if tr.closed {
+		return nil
+	}
+	tr.closed = true
+	if !tr.failed {
+		if _, err := io.Copy(tr.spool, tr.rc); err != nil {
+			tr.failed = true
+		}
+	}
+	err := tr.rc.Close()
+	if cerr := tr.spool.Close(); cerr != nil {
+		tr.failed = true
+	}
+	tr.t.complete = !tr.failed
+	close(tr.t.done)
+	return err
 }
 
 // open returns a verified reader of a node's bytes: a manifest from memory

@@ -160,7 +160,7 @@ func (s *Registry) Prepare(ctx context.Context, g *graph.Graph) ([]*graph.Node, 
 		if len(s.missing(n)) > 0 {
 			need = append(need, n)
 		} else {
-			s.stats.Present.Add(int64(len(n.Repos)))
+			s.stats.Present.Add(int64(s.holders(n)))
 		}
 	}
 	return need, ChildrenFirst, nil
@@ -177,6 +177,14 @@ func (s *Registry) missing(n *graph.Node) []string {
 		}
 	}
 	return out
+}
+
+// holders counts the target repositories that already hold n (a failed
+// repository that lacks it is not one).
+func (s *Registry) holders(n *graph.Node) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.have[n.Desc.Digest])
 }
 
 func (s *Registry) markHave(d digest.Digest, repo string) {
@@ -205,9 +213,7 @@ func (s *Registry) fail(repo string, err error) error {
 // Write puts n into every target repository that lacks it.
 func (s *Registry) Write(ctx context.Context, n *graph.Node, open Opener) error {
 	missing := s.missing(n)
-	if len(missing) > 0 {
-		s.stats.Present.Add(int64(len(n.Repos) - len(missing)))
-	}
+	s.stats.Present.Add(int64(s.holders(n)))
 	if n.Kind == graph.KindManifest {
 		return s.writeManifest(ctx, n, missing)
 	}

@@ -170,3 +170,28 @@ func containsString(list []string, s string) bool {
 	}
 	return false
 }
+
+// restoreRecommendations are recommendations for failures pushing to host:
+// those of recommendations, with push in place of pull where it matters.
+func restoreRecommendations(host string, errs []error) []string {
+	var out []string
+	add := func(lines ...string) {
+		for _, l := range lines {
+			if !containsString(out, l) {
+				out = append(out, l)
+			}
+		}
+	}
+	for _, err := range errs {
+		switch classify(err) {
+		case problemDenied:
+			add("Check credentials for "+host+": the account may not have push access to the repository",
+				"Use --username and --password-stdin, or regvault login "+host)
+		case problemRepoNotFound, problemTagNotFound:
+			add("Check that " + host + " lets this account create the repository (some registries need it created first)")
+		default:
+			add(recommendations(host, []error{err})...)
+		}
+	}
+	return out
+}

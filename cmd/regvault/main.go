@@ -160,13 +160,13 @@ func (c *cli) rootCommand() *cobra.Command {
 		Short: "Back up repositories of an OCI registry into one OCI image layout, and restore them",
 		Long: `regvault backs up many repositories of one OCI registry into a single OCI
 image layout (a directory, a tar, or a compressed tar) with each blob stored
-once, and restores such a layout into a registry.
+once, and restores such a layout into registries, with remapping.
 
 Credentials come from the Docker config and its credential helpers
 (see 'regvault login'), or from the --username/--password-stdin flags.
 
 Exit codes: 0 done, 1 failure, 2 usage or validation error (nothing done),
-3 partial (some repositories backed up, some failed).`,
+3 partial (some repositories backed up or restored, some failed).`,
 		Version:           versionString(),
 		SilenceUsage:      true,
 		SilenceErrors:     true,
@@ -177,7 +177,7 @@ Exit codes: 0 done, 1 failure, 2 usage or validation error (nothing done),
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError("%s", err.Error())
 	})
-	root.AddCommand(c.backupCommand(), c.loginCommand(), c.logoutCommand())
+	root.AddCommand(c.backupCommand(), c.restoreCommand(), c.loginCommand(), c.logoutCommand(), c.repoCommand(), c.manifestCommand(), c.discoverCommand(), c.verifyCommand())
 	return root
 }
 

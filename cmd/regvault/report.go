@@ -118,18 +118,7 @@ func (r *reporter) start(pr *pipeline.Progress) {
 			}
 			r.mu.Lock()
 			if r.bar == nil {
-				r.bar = progressbar.NewOptions64(total,
-					progressbar.OptionSetWriter(r.c.stderr),
-					progressbar.OptionSetDescription("Backing up"),
-					progressbar.OptionShowBytes(true),
-					progressbar.OptionShowTotalBytes(true),
-					progressbar.OptionShowCount(),
-					progressbar.OptionSetPredictTime(true),
-					progressbar.OptionSetWidth(30),
-					progressbar.OptionThrottle(100*time.Millisecond),
-					progressbar.OptionUseANSICodes(true),
-					progressbar.OptionSetRenderBlankState(true),
-				)
+				r.bar = newProgressBar(r.c.stderr, "Backing up", total)
 			} else if r.bar.GetMax64() != total {
 				r.bar.ChangeMax64(total)
 			}
@@ -137,6 +126,23 @@ func (r *reporter) start(pr *pipeline.Progress) {
 			r.mu.Unlock()
 		}
 	}()
+}
+
+// newProgressBar is the bar backup and restore show on a terminal: bytes
+// moved of total, on w (stderr).
+func newProgressBar(w io.Writer, desc string, total int64) *progressbar.ProgressBar {
+	return progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription(desc),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionShowTotalBytes(true),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionUseANSICodes(true),
+		progressbar.OptionSetRenderBlankState(true),
+	)
 }
 
 // stop removes the progress bar.

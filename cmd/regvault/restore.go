@@ -1,0 +1,1083 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/regvault/regvault/graph"
+	"github.com/regvault/regvault/pipeline"
+	"github.com/regvault/regvault/plan"
+	"github.com/regvault/regvault/registry"
+	"github.com/regvault/regvault/sink"
+	"github.com/regvault/regvault/source"
+)
+
+const restoreExamples = `  # Mode 1: restore every repository of the backup into a registry, paths kept
+  # (docker.io/library/alpine → registry.mycompany.com/library/alpine)
+  regvault restore --input base-images.tar registry.mycompany.com
+
+  # Mode 2: restore selected repositories only, paths kept
+  regvault restore --input base-images.tar \
+    registry.mycompany.com/library/alpine \
+    registry.mycompany.com/library/busybox
+
+  # Selected tags of selected repositories (comma-separated)
+  regvault restore --input base-images.tar \
+    registry.mycompany.com/library/alpine:3.19.0 \
+    registry.mycompany.com/library/busybox:1.36.1,1.35.0
+
+  # Rename the one repository named alpine in the backup to base/alpine
+  regvault restore --input base-images.tar registry.mycompany.com/base/alpine
+
+  # Put every repository under a prefix (mirror/library/alpine, ...)
+  regvault restore --input base-images.tar registry.mycompany.com/mirror
+
+  # A single-repository backup (also one written by oras backup v1.3) to any name
+  regvault restore --input alpine.tar registry.mycompany.com/base/alpine:3.19.0
+
+  # Mode 3: map repositories and tags with a rules file
+  regvault restore --input base-images.tar --rules restore-rules.json
+
+  # Show what would be pushed (tags, digests, referrers, upload size), push nothing
+  regvault restore --input base-images.tar registry.mycompany.com --dry-run
+
+  # Read the backup (tar, tar.gz or tar.zst) from standard input
+  ssh backup-host 'cat apps.tar.zst' | regvault restore --input - registry.mycompany.com
+
+  # Leave out referrers (signatures, SBOMs), which are restored by default
+  regvault restore --input apps.tar --exclude-referrers registry.mycompany.com
+
+  # Go on with the other repositories when one fails (the default stops)
+  regvault restore --input apps.tar --fail-fast=false registry.mycompany.com
+
+  # A rules file (JSON with // and /* */ comments):
+  {
+    "settings": {
+      "exclude-referrers": false,  // leave out referrers everywhere
+      "fail-fast": true            // stop at the first failing repository
+    },
+    "mappings": [
+      // rename and relocate
+      { "source": "docker.io/library/busybox",
+        "target": "registry.mycompany.com/base/busybox-custom" },
+      // only some tags, and push 1.25-alpine as stable (only)
+      { "source": "docker.io/library/nginx",
+        "target": "registry.mycompany.com/webservers/nginx",
+        "tags": ["1.25-alpine", "1.26-alpine"],
+        "tag-mappings": { "1.25-alpine": "stable" } },
+      // no referrers for this one
+      { "source": "docker.io/library/alpine",
+        "target": "registry.mycompany.com/images/alpine",
+        "exclude-referrers": true },
+      // several sources into one repository (their tags must not collide)
+      { "source": "legacy.mycompany.com/team-a/app-1",
+        "target": "registry.mycompany.com/unified/services",
+        "tag-mappings": { "v1": "app-1-v1" } },
+      { "source": "legacy.mycompany.com/team-b/app-2",
+        "target": "registry.mycompany.com/unified/services",
+        "tag-mappings": { "v1": "app-2-v1" } }
+    ]
+  }`
+
+type restoreCmd struct {
+	c   *cli
+	reg registryFlags
+
+	input            string
+	rules            string
+	dryRun           bool
+	excludeReferrers bool
+	failFast         bool
+	format           string
+}
+
+func (c *cli) restoreCommand() *cobra.Command {
+	r := &restoreCmd{c: c, reg: registryFlags{c: c}}
+	cmd := &cobra.Command{
+		Use: "restore [flags] --input <path|-> <registry>[/<repository>][:<tag>[,<tag>...]] ...\n" +
+			"  regvault restore [flags] --input <path|-> --rules <file>",
+		Short: "Restore a backup into one or more registries, with remapping",
+		Long: `Restore a backup (an OCI image layout: a directory, a tar, a gzip- or
+zstd-compressed tar, or such a tar on standard input with --input -) into one
+or more registries. The input's form is found from its content, not its name.
+Backups written by regvault and single-repository backups written by
+oras backup (tag-only names) are both read.
+
+Each target is <registry>[/<repository>][:<tag>[,<tag>...]]; with several,
+they may name different registries. The first rule that applies wins:
+
+  registry alone                 every repository, path kept
+                                 (docker.io/library/alpine → reg/library/alpine)
+  registry/<path of a repo>      that repository only, path kept
+  registry/<prefix of paths>     the repositories under it, paths kept
+  registry/x/alpine              the one repository whose last path element
+                                 is alpine, renamed to x/alpine
+  registry/x (the only target)   a backup of one repository: renamed to x;
+                                 of several: every repository under x/
+                                 (reg/x/library/alpine)
+
+:tags restores only those tags. Anything ambiguous is an error before
+anything is pushed. For renames, tag renames, consolidation and per-repository
+referrer policy, use a rules file (--rules; not together with targets).
+
+Every source → target mapping is printed before anything is pushed. Blobs go
+before the manifests that use them and tags last; what a target already has
+is not pushed again, and a blob shared by several repositories of one
+registry is uploaded once and mounted into the others. Referrers (signatures,
+SBOMs) are restored into the repositories they were backed up from, unless
+--exclude-referrers.
+
+The first repository that fails stops the restore (rules: settings.fail-fast);
+--fail-fast=false goes on with the others. Exit codes: 0 done, 1 failure,
+2 usage or validation error (nothing pushed), 3 partial.`,
+		Example: restoreExamples,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var failFast *bool
+			if cmd.Flags().Changed("fail-fast") {
+				failFast = &r.failFast
+			}
+			return r.run(cmd.Context(), args, failFast)
+		},
+	}
+	fs := cmd.Flags()
+	fs.SortFlags = false
+	fs.StringVarP(&r.input, "input", "i", "", "the backup: a directory, a tar, a gzip- or zstd-compressed tar, or - for standard input")
+	fs.StringVar(&r.rules, "rules", "", "rules file (JSON with comments) mapping the backup's repositories and tags to targets")
+	fs.BoolVar(&r.dryRun, "dry-run", false, "print what would be restored (tags, digests, referrers, upload size) and push nothing")
+	fs.BoolVar(&r.excludeReferrers, "exclude-referrers", false, "do not restore referrers (signatures, SBOMs, ...)")
+	fs.BoolVar(&r.failFast, "fail-fast", true, "stop at the first repository that fails (unless the rules file's settings.fail-fast is false); --fail-fast=false goes on with the others")
+	fs.StringVar(&r.format, "format", "text", "output format: text or json")
+	r.reg.addFlags(fs, true)
+	return cmd
+}
+
+// inputFormsHint says what --input accepts.
+const inputFormsHint = "a backup is an OCI image layout: a directory, a tar file, or a gzip- or zstd-compressed tar file " +
+	"(as regvault backup or oras backup write them), or such a tar on standard input with --input -"
+
+func (r *restoreCmd) run(ctx context.Context, args []string, failFast *bool) error {
+	c := r.c
+	if r.format != "text" && r.format != "json" {
+		return usageError("--format %q: use text or json", r.format)
+	}
+	opts := plan.RestoreOptions{
+		FailFast:         failFast,
+		ExcludeReferrers: r.excludeReferrers,
+		DryRun:           r.dryRun,
+		Concurrency:      r.reg.concurrency,
+	}
+	// What can be checked without the backup is checked first: a mistake
+	// costs no reading.
+	if (r.rules != "") == (len(args) > 0) {
+		// both or neither: the plan says which, in the proposal's words
+		_, err := plan.NewRestore(nil, args, r.rules, opts)
+		return err
+	}
+	if r.input == "" {
+		return usageError("--input is required: %s", inputFormsHint)
+	}
+	if opts.Concurrency < 1 {
+		return usageError("--concurrency must be at least 1, got %d", opts.Concurrency)
+	}
+	for _, a := range args {
+		if _, err := plan.ParseTarget(a); err != nil {
+			return err
+		}
+	}
+	var rules *plan.Rules
+	if r.rules != "" {
+		var err error
+		if rules, err = plan.LoadRules(r.rules); err != nil {
+			return err
+		}
+	}
+	if r.input == "-" && (r.reg.passwordStdin || r.reg.identityTokenStdin) {
+		return usageError("--input - reads the backup from standard input, which --password-stdin and --identity-token-stdin read too: use one of them")
+	}
+	if r.input == "-" && isTerminal(c.stdin) {
+		return usageError("--input -: standard input is a terminal; pipe the backup in, or give a file or directory")
+	}
+	regOpts, err := r.reg.options(c.stdin)
+	if err != nil {
+		return err
+	}
+
+	spool, err := os.MkdirTemp("", "regvault-restore-")
+	if err != nil {
+		return fmt.Errorf("creating a spool directory: %w", err)
+	}
+	defer os.RemoveAll(spool)
+	layout, err := source.OpenLayout(ctx, r.input, c.stdin, spool)
+	if err != nil {
+		if ctx.Err() != nil {
+			return &exitError{code: exitFailure, err: errors.New("interrupted")}
+		}
+		return notABackup(r.input, err)
+	}
+	defer layout.Close()
+
+	in := readBackupIndex(layout)
+	var p *plan.Restore
+	if rules != nil {
+		p, err = plan.NewRestoreWithRules(in.entries, rules, opts)
+	} else {
+		p, err = plan.NewRestore(in.entries, args, "", opts)
+	}
+	if err != nil {
+		return err
+	}
+
+	rep := &restoreReporter{
+		c: c, out: c.stdout, plan: p, in: in, rulesFile: r.rules, targets: args,
+		json: r.format == "json",
+		tty:  r.reg.tty(c.stdout) && isTerminal(c.stderr),
+	}
+	if !rep.json {
+		rep.header()
+	}
+
+	clients := registry.NewClients(regOpts)
+	job := pipeline.RestoreJob{
+		Plan:        p,
+		Source:      layout,
+		Concurrency: p.Concurrency,
+		Observe:     rep.observe,
+		Progress:    &pipeline.Progress{},
+	}
+	var snk *sink.Registry
+	if !p.DryRun {
+		snk = sink.NewRegistry(clients, p.FailFast, p.Concurrency)
+		job.Sink = snk
+		rep.snk = snk
+		rep.actionLine()
+	}
+	rep.start(job.Progress)
+	res, g, runErr := pipeline.RunRestore(ctx, job)
+	rep.stop()
+
+	sum := &restoreSummary{plan: p, res: res, graph: g, runErr: runErr, snk: snk, moved: job.Progress}
+	if ctx.Err() != nil {
+		sum.interrupted = true
+	}
+	if p.DryRun && runErr == nil && !sum.interrupted {
+		// How much of it the targets have, asked read-only.
+		sum.check = sink.NewRegistry(clients, true, p.Concurrency)
+		sum.checkErr = sum.check.Check(ctx, g)
+	}
+	sum.classify()
+	code := sum.exitCode()
+	if rep.json {
+		if err := rep.printJSON(sum, code); err != nil {
+			return err
+		}
+	} else {
+		rep.printSummary(sum)
+	}
+	switch {
+	case code == exitOK:
+		return nil
+	case sum.interrupted:
+		if p.DryRun {
+			return &exitError{code: code, err: errors.New("interrupted")}
+		}
+		return &exitError{code: code, err: errors.New("interrupted: the restore was not completed; run it again to complete it")}
+	case runErr != nil && len(sum.culprits()) == 0:
+		// The run failed as a whole (reading the backup): say why.
+		return &exitError{code: code, err: fmt.Errorf("restore failed: %w", runErr)}
+	default:
+		// The failure block has been printed.
+		return &exitError{code: code}
+	}
+}
+
+// notABackup is the usage error for an --input that cannot be read as a
+// backup: nothing was pushed.
+func notABackup(input string, err error) error {
+	msg := err.Error()
+	if !strings.Contains(msg, "a backup is an OCI image layout") {
+		msg += "; " + inputFormsHint
+	}
+	name := input
+	if input == "-" {
+		name = "- (standard input)"
+	}
+	return usageError("--input %s: not a backup: %s", name, msg)
+}
+
+// backupIndex is what the backup's index.json lists.
+type backupIndex struct {
+	path    string
+	kind    source.LayoutKind
+	size    int64 // -1: not known
+	entries []plan.BackupEntry
+	repos   []string            // sorted
+	tags    map[string][]string // repo → sorted tags
+}
+
+func readBackupIndex(l *source.Layout) *backupIndex {
+	in := &backupIndex{path: l.Path(), kind: l.Kind(), size: l.Size(), tags: map[string][]string{}}
+	for _, e := range l.Entries() {
+		// Referrers are restored with their subjects; an entry named by
+		// digest has no tag to restore.
+		if e.Referrer || e.Tag == "" {
+			continue
+		}
+		in.entries = append(in.entries, plan.BackupEntry{Repo: e.Repo, Tag: e.Tag, Digest: e.Desc.Digest, Size: e.Desc.Size})
+		if _, ok := in.tags[e.Repo]; !ok {
+			in.repos = append(in.repos, e.Repo)
+		}
+		if !slices.Contains(in.tags[e.Repo], e.Tag) {
+			in.tags[e.Repo] = append(in.tags[e.Repo], e.Tag)
+		}
+	}
+	sort.Strings(in.repos)
+	for _, tags := range in.tags {
+		sort.Strings(tags)
+	}
+	if in.size < 0 && in.kind == source.LayoutDirectory {
+		in.size = dirSize(in.path)
+	}
+	return in
+}
+
+func (in *backupIndex) tagCount() int {
+	n := 0
+	for _, tags := range in.tags {
+		n += len(tags)
+	}
+	return n
+}
+
+// name is how the report names the input.
+func (in *backupIndex) name() string {
+	if in.path == "-" {
+		return "standard input"
+	}
+	return in.path
+}
+
+// dirSize is the size of the regular files under dir, or -1.
+func dirSize(dir string) int64 {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// restoreReporter turns restore events into lines and, on a terminal, a
+// progress bar. It observes; it never drives the pipeline.
+type restoreReporter struct {
+	c         *cli
+	out       io.Writer
+	plan      *plan.Restore
+	in        *backupIndex
+	rulesFile string
+	targets   []string
+	json      bool
+	tty       bool
+	snk       *sink.Registry // nil for a dry run
+
+	mu       sync.Mutex
+	restored bool // a "✓ Restored" line was printed
+	bar      *progressbar.ProgressBar
+	stopBar  chan struct{}
+	barDone  chan struct{}
+}
+
+// header prints what the backup holds and the plan's mappings.
+func (r *restoreReporter) header() {
+	w := r.out
+	in := r.in
+	size := ""
+	if in.size >= 0 {
+		size = " (" + humanBytes(in.size) + ")"
+	}
+	fmt.Fprintf(w, "Loaded backup archive: %s%s\n", in.name(), size)
+	if r.rulesFile != "" {
+		fmt.Fprintf(w, "Loaded rules configuration: %s\n", r.rulesFile)
+	}
+	fmt.Fprintf(w, "Found %d repository(ies) with %d tag(s):\n", len(in.repos), in.tagCount())
+	for _, repo := range in.repos {
+		fmt.Fprintf(w, "  - %s: %s\n", plan.SourceName(repo), strings.Join(in.tags[repo], ", "))
+	}
+	if r.plan.Rules > 0 {
+		fmt.Fprintf(w, "Applying %d mapping rule(s)\n", r.plan.Rules)
+	}
+	fmt.Fprintln(w)
+	sources := len(r.plan.Sources())
+	if len(r.plan.Skipped) > 0 {
+		fmt.Fprintf(w, "Mapping %d of %d repository(ies):\n", sources, len(in.repos))
+	} else {
+		fmt.Fprintf(w, "Mapping %d repository(ies):\n", sources)
+	}
+	for _, l := range r.plan.Lines() {
+		fmt.Fprintf(w, "  ✓ %s\n", l)
+	}
+	for _, s := range r.plan.Skipped {
+		fmt.Fprintf(w, "  - %s (skipped)\n", plan.SourceName(s))
+	}
+	fmt.Fprintln(w)
+}
+
+// actionLine says what is being done, in the proposal's words for each
+// mode.
+func (r *restoreReporter) actionLine() {
+	if r.json {
+		return
+	}
+	p := r.plan
+	switch {
+	case p.Rules > 0:
+		fmt.Fprintln(r.out, "Restoring with mappings...")
+	case len(r.targets) == 1 && !strings.Contains(r.targets[0], "/"):
+		fmt.Fprintf(r.out, "Restoring to %s...\n", r.targets[0])
+	case slices.ContainsFunc(r.targets, func(t string) bool {
+		ref, err := plan.ParseTarget(t)
+		return err == nil && ref.Tags != nil
+	}):
+		fmt.Fprintf(r.out, "Restoring selected tags from %d repository(ies)...\n", len(p.Sources()))
+	default:
+		fmt.Fprintf(r.out, "Restoring to %s...\n", strings.Join(p.Registries(), ", "))
+	}
+}
+
+// observe is the pipeline's Observer: a line per tag as its repository's
+// content is in place.
+func (r *restoreReporter) observe(ev pipeline.Event) {
+	if r.json || r.plan.DryRun || ev.Kind != pipeline.RepoDone {
+		return
+	}
+	if r.snk != nil && r.snk.Failures()[ev.Repo] != nil {
+		return // the summary says what went wrong
+	}
+	var b strings.Builder
+	for _, t := range ev.Tags {
+		fmt.Fprintf(&b, "✓ Restored %s:%s with %d referrer(s)\n", ev.Repo, t.Name, t.Referrers)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.clearBar()
+	r.restored = true
+	fmt.Fprint(r.out, b.String())
+}
+
+// start shows the progress bar on a terminal, polling pr.
+func (r *restoreReporter) start(pr *pipeline.Progress) {
+	if !r.tty || r.json || r.plan.DryRun {
+		return
+	}
+	r.stopBar = make(chan struct{})
+	r.barDone = make(chan struct{})
+	go func() {
+		defer close(r.barDone)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-r.stopBar:
+				return
+			case <-tick.C:
+			}
+			total, done := pr.Total.Load(), pr.Done.Load()
+			if total <= 0 {
+				continue
+			}
+			r.mu.Lock()
+			if r.bar == nil {
+				r.bar = newProgressBar(r.c.stderr, "Restoring", total)
+			} else if r.bar.GetMax64() != total {
+				r.bar.ChangeMax64(total)
+			}
+			_ = r.bar.Set64(done)
+			r.mu.Unlock()
+		}
+	}()
+}
+
+// stop removes the progress bar.
+func (r *restoreReporter) stop() {
+	if r.stopBar == nil {
+		return
+	}
+	close(r.stopBar)
+	<-r.barDone
+	r.mu.Lock()
+	r.clearBar()
+	r.bar = nil
+	r.mu.Unlock()
+}
+
+// clearBar erases the bar so that a line can be printed. r.mu is held.
+func (r *restoreReporter) clearBar() {
+	if r.bar != nil {
+		_ = r.bar.Clear()
+	}
+}
+
+// restoreSummary is what a restore did, for both output formats.
+type restoreSummary struct {
+	plan        *plan.Restore
+	res         *pipeline.Result
+	graph       *graph.Graph
+	runErr      error
+	interrupted bool
+	snk         *sink.Registry     // nil for a dry run
+	moved       *pipeline.Progress // bytes to move and moved
+
+	// dry run: what the targets already have
+	check    *sink.Registry
+	checkErr error
+
+	ok, failed []pipeline.RepoResult
+}
+
+func (s *restoreSummary) classify() {
+	if s.res == nil {
+		s.res = &pipeline.Result{}
+	}
+	for _, rr := range s.res.Repos {
+		if rr.Err != nil {
+			s.failed = append(s.failed, rr)
+		} else {
+			s.ok = append(s.ok, rr)
+		}
+	}
+}
+
+// done reports whether the restore went through to its end (tags set)
+// for the repositories that did not fail.
+func (s *restoreSummary) done() bool { return s.runErr == nil && !s.interrupted }
+
+func (s *restoreSummary) exitCode() int {
+	switch {
+	case s.interrupted, s.runErr != nil:
+		return exitFailure
+	case len(s.failed) > 0 && len(s.ok) > 0:
+		return exitPartial
+	case len(s.failed) > 0:
+		return exitFailure
+	}
+	return exitOK
+}
+
+// culprits are the repositories that failed by themselves. When the run
+// was stopped (fail-fast), that is the one whose error stopped it: the
+// others were cancelled, and their errors carry the cancellation's cause,
+// so their messages look like the culprit's.
+func (s *restoreSummary) culprits() []pipeline.RepoResult {
+	if s.runErr != nil {
+		var out []pipeline.RepoResult
+		for _, rr := range s.failed {
+			if errors.Is(s.runErr, rr.Err) {
+				out = append(out, rr)
+			}
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	var out []pipeline.RepoResult
+	for _, rr := range s.failed {
+		if !errors.Is(rr.Err, context.Canceled) {
+			out = append(out, rr)
+		}
+	}
+	if len(out) == 0 && !s.interrupted {
+		return s.failed
+	}
+	return out
+}
+
+// sourcesOf lists the backup's repositories restored into target.
+func sourcesOf(p *plan.Restore, target string) []string {
+	var out []string
+	for _, m := range p.Mappings {
+		if m.Target.String() == target && !slices.Contains(out, m.Source) {
+			out = append(out, m.Source)
+		}
+	}
+	return out
+}
+
+// pathOf is a repository's path without its registry ("" stays "").
+func pathOf(repo string) string {
+	if _, path, ok := strings.Cut(repo, "/"); ok {
+		return path
+	}
+	return repo
+}
+
+// tagSource finds the backup's repository and tag pushed as target:tag.
+func tagSource(p *plan.Restore, target, tag string) (string, string) {
+	for _, m := range p.Mappings {
+		if m.Target.String() != target {
+			continue
+		}
+		for _, tm := range m.Tags {
+			if tm.To == tag {
+				return m.Source, tm.From
+			}
+		}
+	}
+	return "", tag
+}
+
+// restoredCounts are the tags and source repositories of the targets that
+// did not fail.
+func (s *restoreSummary) restoredCounts() (tags, sources int) {
+	failed := map[string]bool{}
+	for _, rr := range s.failed {
+		failed[rr.Repo] = true
+	}
+	src := map[string]bool{}
+	for _, m := range s.plan.Mappings {
+		if failed[m.Target.String()] {
+			continue
+		}
+		tags += len(m.Tags)
+		src[m.Source] = true
+	}
+	return tags, len(src)
+}
+
+// uploadEstimate is what a restore into empty targets sends: each blob
+// once per registry (mounted into the other repositories there), each
+// manifest to each repository; and what the target repositories must hold
+// in all.
+func uploadEstimate(g *graph.Graph) (upload, needed int64, pairs int) {
+	if g == nil {
+		return 0, 0, 0
+	}
+	for _, n := range g.Nodes() {
+		needed += int64(len(n.Repos)) * n.Desc.Size
+		pairs += len(n.Repos)
+		if n.Kind == graph.KindManifest {
+			upload += int64(len(n.Repos)) * n.Desc.Size
+			continue
+		}
+		hosts := map[string]bool{}
+		for _, repo := range n.Repos {
+			host, _, _ := strings.Cut(repo, "/")
+			hosts[host] = true
+		}
+		upload += int64(len(hosts)) * n.Desc.Size
+	}
+	return upload, needed, pairs
+}
+
+func (r *restoreReporter) printSummary(s *restoreSummary) {
+	if s.interrupted {
+		return // run() says so
+	}
+	if s.plan.DryRun {
+		if s.runErr == nil {
+			r.printDryRun(s)
+		}
+		return
+	}
+	w := r.out
+	if s.done() {
+		if r.restored {
+			fmt.Fprintln(w)
+		}
+		st := s.snk.Stats()
+		if len(s.failed) == 0 && st.Uploaded.Load() == 0 && st.Mounted.Load() == 0 && st.Manifests.Load() == 0 && st.Tagged.Load() == 0 {
+			fmt.Fprintf(w, "Nothing to push: every blob and tag is already in place (%s up to date).\n",
+				plural(int(st.TagsCurrent.Load()), "tag", "tags"))
+		} else if line := statsLine(st); line != "" {
+			fmt.Fprintln(w, line)
+		}
+		tags, sources := s.restoredCounts()
+		remap := ""
+		if s.plan.Rules > 0 {
+			remap = " with remapping"
+		}
+		what := fmt.Sprintf("%d tag(s) from %d repository(ies) to %s%s in %s.",
+			tags, sources, strings.Join(s.plan.Registries(), ", "), remap, humanDuration(s.res.Duration))
+		if len(s.failed) == 0 {
+			fmt.Fprintf(w, "Successfully restored %s\n", what)
+		} else if len(s.ok) > 0 {
+			fmt.Fprintf(w, "Restored %s\n", what)
+		}
+		if n := len(s.plan.Skipped); n > 0 && len(s.ok) > 0 {
+			fmt.Fprintf(w, "Note: %d repository(ies) in backup were not restored.\n", n)
+		}
+	}
+	if len(s.failed) > 0 {
+		r.printFailures(s)
+	}
+}
+
+// statsLine says what was pushed: "Uploaded 12 blob(s) (80 KB), mounted 8
+// blob(s) from other repositories, pushed 20 manifest(s), set 6 tag(s); 3
+// tag(s) and 4 blob(s) or manifest(s) were already in place."
+func statsLine(st *sink.RegistryStats) string {
+	var did, had []string
+	if n := st.Uploaded.Load(); n > 0 {
+		did = append(did, fmt.Sprintf("uploaded %d blob(s) (%s)", n, humanBytes(st.UploadedBytes.Load())))
+	}
+	if n := st.Mounted.Load(); n > 0 {
+		did = append(did, fmt.Sprintf("mounted %d blob(s) from other repositories", n))
+	}
+	if n := st.Manifests.Load(); n > 0 {
+		did = append(did, fmt.Sprintf("pushed %d manifest(s)", n))
+	}
+	if n := st.Tagged.Load(); n > 0 {
+		did = append(did, fmt.Sprintf("set %d tag(s)", n))
+	}
+	if n := st.TagsCurrent.Load(); n > 0 {
+		had = append(had, fmt.Sprintf("%d tag(s)", n))
+	}
+	if n := st.Present.Load(); n > 0 {
+		had = append(had, fmt.Sprintf("%d manifest(s) and blob(s)", n))
+	}
+	if len(did) == 0 {
+		return ""
+	}
+	line := strings.Join(did, ", ")
+	line = strings.ToUpper(line[:1]) + line[1:]
+	if len(had) > 0 {
+		line += "; " + strings.Join(had, " and ") + " already in place"
+	}
+	return line + "."
+}
+
+// printFailures prints the proposal's "Error Handling" block to stderr.
+func (r *restoreReporter) printFailures(s *restoreSummary) {
+	w := r.c.stderr
+	p := s.plan
+	culprits := s.culprits()
+	isCulprit := map[string]bool{}
+	var errs []error
+	var hosts []string
+	fmt.Fprintln(w)
+	for _, rr := range culprits {
+		isCulprit[rr.Repo] = true
+		fmt.Fprintf(w, "Error: Failed to restore %s\n", rr.Repo)
+		fmt.Fprintf(w, "  Reason: %s\n", strings.ReplaceAll(r.c.redact(rr.Err.Error()), "\n", "\n    "))
+		errs = append(errs, rr.Err)
+		host, _, _ := strings.Cut(rr.Repo, "/")
+		hosts = append(hosts, host)
+	}
+	fmt.Fprintln(w)
+	total := len(s.res.Repos)
+	switch {
+	case !s.done() && p.FailFast:
+		fmt.Fprintf(w, "Restore stopped at the first failure (fail-fast): %d of %d repositories restored\n", 0, total)
+	case len(s.ok) == 0:
+		fmt.Fprintf(w, "Nothing restored: %d of %d repositories failed\n", len(s.failed), total)
+	default:
+		fmt.Fprintf(w, "Partial restore: %d of %d repositories restored successfully\n", len(s.ok), total)
+	}
+	for _, rr := range s.res.Repos {
+		switch {
+		case rr.Err == nil && s.done():
+			fmt.Fprintf(w, "  ✓ %s (%s)\n", rr.Repo, plural(len(rr.Tags), "tag", "tags"))
+		case isCulprit[rr.Repo]:
+			fmt.Fprintf(w, "  ✗ %s (%s)\n", rr.Repo, r.c.redact(reason(rr.Err)))
+		default:
+			fmt.Fprintf(w, "  - %s (stopped)\n", rr.Repo)
+		}
+	}
+	var recs []string
+	for i, err := range errs {
+		for _, rec := range restoreRecommendations(hosts[i], []error{err}) {
+			if !containsString(recs, rec) {
+				recs = append(recs, rec)
+			}
+		}
+	}
+	if !s.done() && p.FailFast && total > 1 {
+		recs = append(recs, "Use --fail-fast=false (or \"settings\": {\"fail-fast\": false}) to restore the other repositories anyway")
+	}
+	recs = append(recs, "Run the same restore again once fixed: what is already in place is not pushed again")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Recommendations:")
+	for i, rec := range recs {
+		fmt.Fprintf(w, "  %d. %s\n", i+1, rec)
+	}
+}
+
+// printDryRun prints the proposal's dry-run report.
+func (r *restoreReporter) printDryRun(s *restoreSummary) {
+	w := r.out
+	p := s.plan
+	fmt.Fprintln(w, "[DRY RUN] The following operations would be performed:")
+	byHost := map[string][]pipeline.RepoResult{}
+	var hosts []string
+	for _, rr := range s.res.Repos {
+		host, _, _ := strings.Cut(rr.Repo, "/")
+		if byHost[host] == nil {
+			hosts = append(hosts, host)
+		}
+		byHost[host] = append(byHost[host], rr)
+	}
+	sort.Strings(hosts)
+	artifacts := 0
+	for _, host := range hosts {
+		fmt.Fprintf(w, "\nRegistry: %s\n", host)
+		for i, rr := range byHost[host] {
+			if i > 0 {
+				fmt.Fprintln(w)
+			}
+			_, path, _ := strings.Cut(rr.Repo, "/")
+			fmt.Fprintf(w, "  Repository: %s", path)
+			if src := sourcesOf(p, rr.Repo); len(src) > 1 || len(src) == 1 && pathOf(src[0]) != path {
+				names := make([]string, len(src))
+				for k, n := range src {
+					names[k] = plan.SourceName(n)
+				}
+				fmt.Fprintf(w, " (from %s)", strings.Join(names, ", "))
+			}
+			fmt.Fprintln(w)
+			for _, t := range rr.Tags {
+				from := ""
+				if _, ft := tagSource(p, rr.Repo, t.Name); ft != t.Name {
+					from = ", from tag " + ft
+				}
+				fmt.Fprintf(w, "    ✓ %s (%s%s) + %d referrer(s)\n", t.Name, shortDigest(t.Desc.Digest), from, t.Referrers)
+				artifacts += 1 + t.Referrers
+			}
+		}
+	}
+	fmt.Fprintln(w)
+	upload, needed, pairs := uploadEstimate(s.graph)
+	fmt.Fprintf(w, "[DRY RUN] Would restore %d tag(s) from %d repository(ies)\n", p.TagCount(), len(p.Sources()))
+	fmt.Fprintf(w, "[DRY RUN] Total artifacts: %d (including referrers)\n", artifacts)
+	fmt.Fprintf(w, "[DRY RUN] Estimated upload size: %s\n", humanBytes(upload))
+	fmt.Fprintf(w, "[DRY RUN] %s\n", presentLine(s, upload, needed, pairs))
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "No changes were made. Remove --dry-run to perform actual restore.")
+}
+
+// presentLine says how much of the content the targets already have, as
+// asked read-only.
+func presentLine(s *restoreSummary, upload, needed int64, pairs int) string {
+	targets := "the target registry"
+	if len(s.plan.Registries()) > 1 {
+		targets = "the target registries"
+	}
+	if s.check == nil || s.checkErr != nil {
+		why := "not asked"
+		if s.checkErr != nil {
+			why = reason(s.checkErr)
+		}
+		return fmt.Sprintf("Could not ask %s what it already has (%s): the upload size is an upper bound", targets, why)
+	}
+	nodes, bytes := s.check.Present()
+	switch {
+	case nodes == 0:
+		return fmt.Sprintf("Already in %s: nothing; all of it would be uploaded", targets)
+	case nodes >= pairs:
+		return fmt.Sprintf("Already in %s: every manifest and blob (%s); nothing would be uploaded", targets, humanBytes(bytes))
+	}
+	left := min(upload, needed-bytes)
+	return fmt.Sprintf("Already in %s: %d of %d manifests and blobs (%s); at most %s left to upload",
+		targets, nodes, pairs, humanBytes(bytes), humanBytes(left))
+}
+
+// JSON output: one object.
+
+type restoreJSONTag struct {
+	Tag       string `json:"tag"`
+	Source    string `json:"source"`
+	SourceTag string `json:"sourceTag"`
+	Digest    string `json:"digest"`
+	MediaType string `json:"mediaType"`
+	Size      int64  `json:"size"`
+	Referrers int    `json:"referrers"`
+	Artifacts int    `json:"artifacts"`
+	Bytes     int64  `json:"bytes"`
+}
+
+type restoreJSONTarget struct {
+	Target           string           `json:"target"`
+	Registry         string           `json:"registry"`
+	Repository       string           `json:"repository"`
+	Sources          []string         `json:"sources"`
+	ExcludeReferrers bool             `json:"excludeReferrers"`
+	Status           string           `json:"status"` // ok, failed, stopped, planned (dry run)
+	Error            string           `json:"error,omitempty"`
+	Reason           string           `json:"reason,omitempty"`
+	Tags             []restoreJSONTag `json:"tags"`
+	Artifacts        int              `json:"artifacts"`
+	Bytes            int64            `json:"bytes"`
+}
+
+type restoreJSONFailure struct {
+	Target string `json:"target"`
+	Reason string `json:"reason"`
+	Error  string `json:"error"`
+}
+
+type restoreJSONSummary struct {
+	Input      string              `json:"input"`
+	InputKind  string              `json:"inputKind"`
+	InputSize  int64               `json:"inputSize"` // -1: not known
+	Rules      string              `json:"rules,omitempty"`
+	DryRun     bool                `json:"dryRun"`
+	FailFast   bool                `json:"failFast"`
+	Registries []string            `json:"registries"`
+	Targets    []restoreJSONTarget `json:"targets"`
+	Skipped    []string            `json:"skipped"`
+	Tags       int                 `json:"tags"`      // tags restored (planned, for a dry run)
+	Referrers  int                 `json:"referrers"` // referrers restored with them
+
+	UniqueBlobs   int   `json:"uniqueBlobs"` // unique manifests and blobs
+	UniqueBytes   int64 `json:"uniqueBytes"`
+	Uploaded      int64 `json:"uploaded"` // blobs uploaded
+	UploadedBytes int64 `json:"uploadedBytes"`
+	Mounted       int64 `json:"mounted"`   // blobs mounted from another repository
+	Manifests     int64 `json:"manifests"` // manifests pushed
+	Tagged        int64 `json:"tagged"`    // tags set
+	TagsCurrent   int64 `json:"tagsCurrent"`
+	Present       int64 `json:"present"`      // manifest and blob × repository pairs already in place
+	BlobsSkipped  int   `json:"blobsSkipped"` // unique manifests and blobs every target already had
+	BytesSkipped  int64 `json:"bytesSkipped"`
+	BytesRead     int64 `json:"bytesRead"` // bytes read from the backup and sent
+
+	// dry run
+	EstimatedUploadBytes int64  `json:"estimatedUploadBytes,omitempty"`
+	PresentBlobs         *int   `json:"presentBlobs,omitempty"` // manifest and blob × repository pairs the targets have
+	PresentBytes         *int64 `json:"presentBytes,omitempty"`
+
+	DurationSeconds float64              `json:"durationSeconds"`
+	Failures        []restoreJSONFailure `json:"failures"`
+	Recommendations []string             `json:"recommendations,omitempty"`
+	ExitCode        int                  `json:"exitCode"`
+	Error           string               `json:"error,omitempty"`
+}
+
+func (r *restoreReporter) printJSON(s *restoreSummary, code int) error {
+	p := s.plan
+	js := restoreJSONSummary{
+		Input:           r.in.path,
+		InputKind:       r.in.kind.String(),
+		InputSize:       r.in.size,
+		Rules:           r.rulesFile,
+		DryRun:          p.DryRun,
+		FailFast:        p.FailFast,
+		Registries:      p.Registries(),
+		Targets:         []restoreJSONTarget{},
+		Skipped:         []string{},
+		UniqueBlobs:     s.res.UniqueNodes,
+		UniqueBytes:     s.res.UniqueBytes,
+		DurationSeconds: s.res.Duration.Seconds(),
+		Failures:        []restoreJSONFailure{},
+		ExitCode:        code,
+	}
+	js.Skipped = append(js.Skipped, p.Skipped...)
+	if st := s.snk; st != nil {
+		stats := st.Stats()
+		js.Uploaded, js.UploadedBytes = stats.Uploaded.Load(), stats.UploadedBytes.Load()
+		js.Mounted, js.Manifests = stats.Mounted.Load(), stats.Manifests.Load()
+		js.Tagged, js.TagsCurrent = stats.Tagged.Load(), stats.TagsCurrent.Load()
+		js.Present = stats.Present.Load()
+		js.BlobsSkipped = s.res.Skipped
+		js.BytesSkipped = s.res.UniqueBytes - s.moved.Total.Load()
+		js.BytesRead = s.moved.Done.Load()
+	}
+	if p.DryRun {
+		js.EstimatedUploadBytes, _, _ = uploadEstimate(s.graph)
+		if s.check != nil && s.checkErr == nil {
+			n, b := s.check.Present()
+			js.PresentBlobs, js.PresentBytes = &n, &b
+		}
+	}
+	switch {
+	case s.interrupted:
+		js.Error = "interrupted"
+	case s.runErr != nil:
+		js.Error = r.c.redact(s.runErr.Error())
+	case s.checkErr != nil:
+		js.Error = "could not ask the targets what they have: " + r.c.redact(s.checkErr.Error())
+	}
+	isCulprit := map[string]bool{}
+	var hosts []string
+	var errs []error
+	for _, rr := range s.culprits() {
+		isCulprit[rr.Repo] = true
+		js.Failures = append(js.Failures, restoreJSONFailure{Target: rr.Repo, Reason: r.c.redact(reason(rr.Err)), Error: r.c.redact(rr.Err.Error())})
+		host, _, _ := strings.Cut(rr.Repo, "/")
+		hosts = append(hosts, host)
+		errs = append(errs, rr.Err)
+	}
+	for i, err := range errs {
+		for _, rec := range restoreRecommendations(hosts[i], []error{err}) {
+			if !containsString(js.Recommendations, rec) {
+				js.Recommendations = append(js.Recommendations, rec)
+			}
+		}
+	}
+	excluded := map[string]bool{}
+	for _, m := range p.Mappings {
+		if m.ExcludeReferrers || p.ExcludeReferrers {
+			excluded[m.Target.String()] = true
+		}
+	}
+	for _, rr := range s.res.Repos {
+		host, path, _ := strings.Cut(rr.Repo, "/")
+		jt := restoreJSONTarget{Target: rr.Repo, Registry: host, Repository: path, Sources: sourcesOf(p, rr.Repo),
+			ExcludeReferrers: excluded[rr.Repo], Status: "ok", Tags: []restoreJSONTag{}, Artifacts: rr.Artifacts, Bytes: rr.Bytes}
+		switch {
+		case rr.Err != nil && isCulprit[rr.Repo]:
+			jt.Status, jt.Reason, jt.Error = "failed", reason(rr.Err), r.c.redact(rr.Err.Error())
+		case rr.Err != nil || !s.done():
+			jt.Status = "stopped"
+		case p.DryRun:
+			jt.Status = "planned"
+		}
+		for _, t := range rr.Tags {
+			if t.Desc.Digest == "" {
+				continue
+			}
+			src, from := tagSource(p, rr.Repo, t.Name)
+			jt.Tags = append(jt.Tags, restoreJSONTag{Tag: t.Name, Source: src, SourceTag: from,
+				Digest: t.Desc.Digest.String(), MediaType: t.Desc.MediaType, Size: t.Desc.Size,
+				Referrers: t.Referrers, Artifacts: t.Artifacts, Bytes: t.Bytes})
+			if jt.Status == "ok" || jt.Status == "planned" {
+				js.Tags++
+				js.Referrers += t.Referrers
+			}
+		}
+		js.Targets = append(js.Targets, jt)
+	}
+	b, err := json.MarshalIndent(js, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(r.out, "%s\n", b)
+	if err == nil {
+		// The reasons are in the JSON; stderr gets the short version.
+		for _, f := range js.Failures {
+			fmt.Fprintf(r.c.stderr, "Error: Failed to restore %s: %s\n", f.Target, f.Reason)
+		}
+	}
+	return err
+}
