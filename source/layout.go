@@ -575,12 +575,21 @@ func (l *Layout) Referrers(ctx context.Context, repo string, desc ocispec.Descri
 	if err := l.buildReferrers(ctx); err != nil {
 		return nil, err
 	}
+	tagOnly := true
+	for _, e := range l.entries {
+		if !e.Referrer && e.Repo != "" {
+			tagOnly = false
+			break
+		}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []ocispec.Descriptor
 	for _, r := range l.referrers[desc.Digest] {
 		repos, known := l.refRepos[r.Digest]
-		if known && !slices.ContainsFunc(repos, func(full string) bool { return layoutRepoMatch(full, repo) }) {
+		// A tag-only backup holds one repository under any name, whatever
+		// its referrers recorded.
+		if known && !tagOnly && !slices.ContainsFunc(repos, func(full string) bool { return layoutRepoMatch(full, repo) }) {
 			continue
 		}
 		out = append(out, r)

@@ -78,6 +78,18 @@ func demo(bin, dir string) error {
 		return err
 	}
 
+	step("Looking into the archive")
+	for _, args := range [][]string{
+		{"repo", "ls", "--oci-layout-path", archive},
+		{"repo", "tags", "--oci-layout-path", archive, src.Host() + "/" + registrytest.SampleBackend},
+		{"discover", "--oci-layout-path", archive, src.Host() + "/" + registrytest.SampleBackend + ":v2"},
+		{"verify", "--no-tty", "--input", archive},
+	} {
+		if err := regvault(bin, args...); err != nil {
+			return err
+		}
+	}
+
 	step("Previewing a restore of everything into %s", dst.Host())
 	if err := regvault(bin, "restore", "--plain-http", "--no-tty", "--dry-run", "--input", archive, dst.Host()); err != nil {
 		return err

@@ -1,0 +1,802 @@
+package inspect
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+)
+
+// Names of the two files of an OCI image layout besides its blobs.
+const (
+	layoutFileName  = "oci-layout"
+	indexFileName   = "index.json"
+	maxIndexFile    = 256 << 20 // as the layout reader
+	maxLayoutFile   = 64 << 10
+	chunkSize       = 1 << 20  // a read of a large member
+	inlineMax       = 64 << 10 // members up to this size are hashed by the reader itself
+	inputBufferSize = 1 << 20
+)
+
+// The digest grammar of the image spec: a blob's path is
+// blobs/<algorithm>/<encoded>.
+var (
+	algRE     = regexp.MustCompile(`^[a-z0-9]+(?:[.+_-][a-z0-9]+)*$`)
+	encodedRE = regexp.MustCompile(`^[a-zA-Z0-9=_-]+$`)
+)
+
+// Progress counts what verify has read, for a progress bar; safe to read
+// while Verify runs.
+type Progress struct {
+	// Total is the number of bytes to read when known (the file's size,
+	// or the blobs' total in a directory); 0 while unknown.
+	Total atomic.Int64
+	// Read is the number of bytes read so far: of the file (compressed
+	// bytes for a compressed tar), or of the blobs in a directory.
+	Read atomic.Int64
+}
+
+// blobInfo is one blob found in the backup, and what reading it showed.
+type blobInfo struct {
+	name   string
+	digest digest.Digest // its name as a digest
+	size   int64         // its size in the backup (the tar header's, the file's)
+	read   int64         // bytes read
+	actual digest.Digest // the digest of its bytes, when all were read
+	err    error         // reading failed (a truncated archive, an I/O error)
+
+	// summary is the parsed manifest, for a blob of at most maxManifest
+	// bytes that is a JSON object (manifests, configs).
+	summary    *manifestSummary
+	summaryErr error
+	isJSON     bool
+}
+
+// reading is what one pass over the backup found.
+type reading struct {
+	path string
+	kind string
+	size int64 // of the file; -1 unknown
+
+	progress *Progress
+	content  atomic.Int64 // blob bytes read (decompressed)
+
+	mu           sync.Mutex
+	layoutFile   []byte
+	hasLayout    bool
+	index        []byte
+	hasIndex     bool
+	blobs        map[digest.Digest]*blobInfo
+	errors       []string // what stops restore from reading the backup at all
+	warnings     []string
+	truncated    bool
+	truncatedAt  string // the member being read when the archive ended
+	invalidNames int
+}
+
+func (r *reading) errorf(format string, a ...any) {
+	r.mu.Lock()
+	r.errors = append(r.errors, fmt.Sprintf(format, a...))
+	r.mu.Unlock()
+}
+
+func (r *reading) warnf(format string, a ...any) {
+	r.mu.Lock()
+	r.warnings = append(r.warnings, fmt.Sprintf(format, a...))
+	r.mu.Unlock()
+}
+
+// blobName parses blobs/<alg>/<encoded>. ok is false for a name that is
+// not of that form; err is set for one of that form that is not a valid
+// digest (an unknown algorithm, a wrong length).
+func blobName(name string) (d digest.Digest, ok bool, err error) {
+	if path.Clean(name) != name {
+		return "", false, nil
+	}
+	parts := strings.Split(name, "/")
+	if len(parts) != 3 || parts[0] != "blobs" || !algRE.MatchString(parts[1]) || !encodedRE.MatchString(parts[2]) {
+		return "", false, nil
+	}
+	d = digest.Digest(parts[1] + ":" + parts[2])
+	if err := d.Validate(); err != nil {
+		return d, true, err
+	}
+	return d, true, nil
+}
+
+// addBlob records a blob member; false when the name is taken already.
+func (r *reading) addBlob(b *blobInfo) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.blobs[b.digest]; dup {
+		return false
+	}
+	r.blobs[b.digest] = b
+	return true
+}
+
+// hasher hashes one blob as its bytes arrive.
+type hasher struct {
+	b    *blobInfo
+	h    hash.Hash
+	keep []byte // the bytes of a small blob, to parse
+}
+
+func newHasher(b *blobInfo) *hasher {
+	hs := &hasher{b: b, h: b.digest.Algorithm().Hash()}
+	if b.size <= maxManifest {
+		hs.keep = make([]byte, 0, min(b.size, inlineMax))
+	}
+	return hs
+}
+
+func (hs *hasher) write(p []byte) {
+	hs.h.Write(p)
+	if hs.keep != nil {
+		if hs.b.read == 0 && !looksLikeJSON(p) {
+			hs.keep = nil // not a manifest: nothing to parse
+		} else {
+			hs.keep = append(hs.keep, p...)
+		}
+	}
+	hs.b.read += int64(len(p))
+}
+
+// looksLikeJSON says whether the first bytes of a blob start a JSON
+// object.
+func looksLikeJSON(p []byte) bool {
+	t := bytes.TrimLeft(p, " \t\r\n")
+	return len(t) == 0 || t[0] == '{'
+}
+
+// done records the result; err is how reading ended (nil: all bytes).
+func (hs *hasher) done(err error) {
+	b := hs.b
+	if err == nil && b.read != b.size {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		b.err = err
+		return
+	}
+	b.actual = digest.NewDigestFromBytes(b.digest.Algorithm(), hs.h.Sum(nil))
+	if hs.keep != nil {
+		if t := bytes.TrimLeft(hs.keep, " \t\r\n"); len(t) > 0 && t[0] == '{' {
+			b.isJSON = true
+			b.summary, b.summaryErr = parseSummary(hs.keep)
+		}
+	}
+}
+
+// ---- archives: read once, in order ----
+
+// countingReader counts bytes read through it, into n and, when set, into
+// a progress counter.
+type countingReader struct {
+	ctx  context.Context
+	r    io.Reader
+	n    int64
+	also *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.also != nil {
+		c.also.Add(int64(n))
+	}
+	return n, err
+}
+
+// readStream reads a tar, plain or compressed (found from its first
+// bytes), from in to its end: every member once, in archive order. The
+// reader decompresses and walks the tar; blobs larger than inlineMax are
+// hashed by up to workers goroutines meanwhile.
+func (r *reading) readStream(ctx context.Context, in io.Reader, workers int) error {
+	raw := &countingReader{ctx: ctx, r: in, also: &r.progress.Read}
+	br := bufio.NewReaderSize(raw, inputBufferSize)
+	head, _ := br.Peek(512)
+	var (
+		tarIn      io.Reader = br
+		compressed bool
+	)
+	switch {
+	case isTar(head):
+		if r.kind == "" {
+			r.kind = "tar"
+		}
+	case len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b:
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return fmt.Errorf("%s: reading gzip: %w", r.path, err)
+		}
+		defer zr.Close()
+		tarIn, compressed = zr, true
+		if r.kind == "" {
+			r.kind = "tar.gz"
+		}
+	case len(head) >= 4 && bytes.Equal(head[:4], []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(0))
+		if err != nil {
+			return fmt.Errorf("%s: reading zstd: %w", r.path, err)
+		}
+		defer zr.Close()
+		tarIn, compressed = zr, true
+		if r.kind == "" {
+			r.kind = "tar.zst"
+		}
+	case len(head) == 0:
+		return fmt.Errorf("%s: empty input; %s", r.path, formsHint)
+	default:
+		return fmt.Errorf("%s: not a backup archive (neither a tar nor a gzip- or zstd-compressed tar); %s", r.path, formsHint)
+	}
+	if r.kind == "stdin" && compressed {
+		if _, ok := tarIn.(*gzip.Reader); ok {
+			r.kind = "stdin, tar.gz"
+		} else {
+			r.kind = "stdin, tar.zst"
+		}
+	} else if r.kind == "stdin" {
+		r.kind = "stdin, tar"
+	}
+	if compressed {
+		tb := bufio.NewReaderSize(tarIn, inputBufferSize)
+		head, err := tb.Peek(512)
+		if !isTar(head) {
+			if err != nil && err != io.EOF {
+				return fmt.Errorf("%s: decompressing: %w", r.path, err)
+			}
+			return fmt.Errorf("%s: the compressed data is not a tar; %s", r.path, formsHint)
+		}
+		tarIn = tb
+	}
+	cr := &countingReader{ctx: ctx, r: tarIn}
+	tr := tar.NewReader(cr)
+
+	p := newHashPool(workers)
+	defer p.wait()
+	var lastEnd int64
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			if cr.n < lastEnd+1024 {
+				r.truncate("", "the tar ends without its end-of-archive marker")
+				return nil
+			}
+			if compressed {
+				// gzip and zstd check their checksums at the end.
+				if _, err := io.Copy(io.Discard, cr); err != nil {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					r.errorf("the compressed data is damaged after the tar's end: %v", err)
+				}
+			}
+			return nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			r.readFailed("", err)
+			return nil
+		}
+		offset := cr.n
+		lastEnd = offset + (h.Size+511)&^511
+		name, isBlob, ok := r.member(h)
+		if !ok {
+			continue // skipped, or reported
+		}
+		if !isBlob {
+			limit := int64(maxIndexFile)
+			if name == layoutFileName {
+				limit = maxLayoutFile
+			}
+			if h.Size > limit {
+				r.errorf("%s is %d bytes, larger than the %d bytes allowed", name, h.Size, limit)
+				continue
+			}
+			data := make([]byte, h.Size)
+			if _, err := io.ReadFull(tr, data); err != nil {
+				r.readFailed(name, err)
+				return ctx.Err()
+			}
+			r.mu.Lock()
+			if name == layoutFileName {
+				r.layoutFile, r.hasLayout = data, true
+			} else {
+				r.index, r.hasIndex = data, true
+			}
+			r.mu.Unlock()
+			continue
+		}
+		d, _, derr := blobName(name)
+		if derr != nil {
+			r.invalidName(name, derr)
+			continue
+		}
+		b := &blobInfo{name: name, digest: d, size: h.Size}
+		if !r.addBlob(b) {
+			r.errorf("archive member %q appears twice", h.Name)
+			continue
+		}
+		if err := r.readMember(ctx, tr, b, p); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			r.readFailed(name, err)
+			return nil
+		}
+	}
+}
+
+const formsHint = "a backup is an OCI image layout: a directory, a tar file, or a gzip- or zstd-compressed tar file (or such a tar on standard input with \"-\")"
+
+func isTar(head []byte) bool {
+	return len(head) >= 262 && string(head[257:262]) == "ustar"
+}
+
+// member checks a tar member's type and name as the layout reader does: a
+// backup archive holds only oci-layout, index.json and
+// blobs/<alg>/<encoded>, and the directories above them. ok is false for
+// members to skip (directories) and for those reported.
+func (r *reading) member(h *tar.Header) (name string, isBlob, ok bool) {
+	switch h.Typeflag {
+	case tar.TypeReg, tar.TypeRegA, tar.TypeDir:
+	case tar.TypeXGlobalHeader:
+		return "", false, false
+	case tar.TypeSymlink, tar.TypeLink:
+		r.errorf("archive member %q is a link (to %q): a backup archive holds only regular files, and restore refuses it", h.Name, h.Linkname)
+		return "", false, false
+	default:
+		r.errorf("archive member %q is not a regular file (tar type %q): restore refuses it", h.Name, h.Typeflag)
+		return "", false, false
+	}
+	raw := h.Name
+	if strings.HasPrefix(raw, "/") || strings.ContainsAny(raw, "\\\x00") || slicesContains(strings.Split(raw, "/"), "..") {
+		r.errorf("archive member %q has an unsafe name: restore refuses it", raw)
+		return "", false, false
+	}
+	name = strings.TrimPrefix(raw, "./")
+	if h.Typeflag == tar.TypeDir {
+		name = strings.TrimSuffix(name, "/")
+		alg, isAlg := strings.CutPrefix(name, "blobs/")
+		if name == "" || name == "." || name == "blobs" || isAlg && algRE.MatchString(alg) {
+			return "", false, false
+		}
+		r.errorf("archive member %q: unexpected directory (a backup holds only oci-layout, index.json and blobs/<algorithm>/<digest>): restore refuses it", raw)
+		return "", false, false
+	}
+	if name == layoutFileName || name == indexFileName {
+		return name, false, true
+	}
+	if _, isBlob, _ := blobName(name); isBlob {
+		return name, true, true
+	}
+	r.errorf("archive member %q: unexpected file (a backup holds only oci-layout, index.json and blobs/<algorithm>/<digest>): restore refuses it", raw)
+	return "", false, false
+}
+
+func slicesContains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *reading) invalidName(name string, err error) {
+	r.mu.Lock()
+	r.invalidNames++
+	r.mu.Unlock()
+	r.warnf("%s is not named by a valid digest (%v): it cannot be checked, and nothing can refer to it", name, err)
+}
+
+// truncate records that the archive ends early, while reading member
+// (""; between members).
+func (r *reading) truncate(member, why string) {
+	r.mu.Lock()
+	r.truncated = true
+	r.truncatedAt = member
+	r.mu.Unlock()
+	if member != "" {
+		r.errorf("the archive is truncated: it ends inside %s (%s); everything after it is missing", member, why)
+	} else {
+		r.errorf("the archive is truncated: %s", why)
+	}
+}
+
+// readFailed records how reading the archive ended early.
+func (r *reading) readFailed(member string, err error) {
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		r.truncate(member, "the data ends early")
+		return
+	}
+	where := ""
+	if member != "" {
+		where = " at " + member
+	}
+	r.mu.Lock()
+	r.truncated = true
+	r.truncatedAt = member
+	r.mu.Unlock()
+	r.errorf("reading the archive failed%s: %v; everything after it is unread", where, err)
+}
+
+// hashPool hashes large blobs on a few goroutines while the reader goes on.
+type hashPool struct {
+	free chan []byte   // buffers to read into
+	slot chan struct{} // one per running hasher
+	made int           // buffers allocated so far, up to cap(free)
+	wg   sync.WaitGroup
+}
+
+func newHashPool(workers int) *hashPool {
+	workers = max(workers, 1)
+	return &hashPool{free: make(chan []byte, 4*workers+4), slot: make(chan struct{}, workers)}
+}
+
+// buffer returns a free buffer, allocating one while fewer than the
+// pool's size exist. Only the reader calls it.
+func (p *hashPool) buffer() []byte {
+	select {
+	case b := <-p.free:
+		return b
+	default:
+	}
+	if p.made < cap(p.free) {
+		p.made++
+		return make([]byte, chunkSize)
+	}
+	return <-p.free
+}
+
+func (p *hashPool) wait() { p.wg.Wait() }
+
+// readMember reads the current tar member's bytes into b's hash: small
+// ones here, large ones by a pool goroutine fed chunk by chunk. An error
+// is a failed read (the member's result records it too).
+func (r *reading) readMember(ctx context.Context, tr io.Reader, b *blobInfo, p *hashPool) error {
+	hs := newHasher(b)
+	if b.size <= inlineMax {
+		buf := make([]byte, b.size)
+		n, err := io.ReadFull(tr, buf)
+		hs.write(buf[:n])
+		r.content.Add(int64(n))
+		hs.done(err)
+		return err
+	}
+	select {
+	case p.slot <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	chunks := make(chan []byte, cap(p.free))
+	errc := make(chan error, 1)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer func() { <-p.slot }()
+		for c := range chunks {
+			hs.write(c)
+			p.free <- c[:cap(c)]
+		}
+		hs.done(<-errc)
+	}()
+	var err error
+	for left := b.size; left > 0 && err == nil; {
+		buf := p.buffer()
+		n, rerr := io.ReadFull(tr, buf[:min(int64(len(buf)), left)])
+		left -= int64(n)
+		r.content.Add(int64(n))
+		if n > 0 {
+			chunks <- buf[:n]
+		} else {
+			p.free <- buf
+		}
+		err = rerr
+	}
+	close(chunks)
+	errc <- err
+	return err
+}
+
+// ---- directories: every blob file, on several goroutines ----
+
+func (r *reading) readDir(ctx context.Context, workers int) error {
+	root, err := os.OpenRoot(r.path)
+	if err != nil {
+		return fmt.Errorf("opening backup: %w", err)
+	}
+	defer root.Close()
+	for _, f := range []struct {
+		name  string
+		limit int64
+		data  *[]byte
+		has   *bool
+	}{{layoutFileName, maxLayoutFile, &r.layoutFile, &r.hasLayout}, {indexFileName, maxIndexFile, &r.index, &r.hasIndex}} {
+		data, err := readRootFile(root, f.name, f.limit)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			r.errorf("%s: %v", f.name, err)
+		default:
+			*f.data, *f.has = data, true
+		}
+	}
+	top, err := readRootDir(root, ".")
+	if err != nil {
+		return fmt.Errorf("reading backup %s: %w", r.path, err)
+	}
+	for _, e := range top {
+		if e.Name() != layoutFileName && e.Name() != indexFileName && e.Name() != "blobs" {
+			r.warnf("%s holds %s, which is not part of an OCI image layout (restore ignores it)", r.path, e.Name())
+		}
+	}
+	var list []*blobInfo
+	algs, err := readRootDir(root, "blobs")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("reading backup %s: %w", r.path, err)
+	}
+	for _, a := range algs {
+		dir := "blobs/" + a.Name()
+		if !a.IsDir() || !algRE.MatchString(a.Name()) {
+			r.warnf("%s/%s is not a blob directory (restore ignores it)", r.path, dir)
+			continue
+		}
+		files, err := readRootDir(root, dir)
+		if err != nil {
+			r.errorf("reading %s: %v", dir, err)
+			continue
+		}
+		for _, f := range files {
+			name := dir + "/" + f.Name()
+			d, ok, derr := blobName(name)
+			switch {
+			case !ok || f.IsDir():
+				r.warnf("%s/%s is not a blob (restore ignores it)", r.path, name)
+				continue
+			case derr != nil:
+				r.invalidName(name, derr)
+				continue
+			}
+			list = append(list, &blobInfo{name: name, digest: d, size: -1})
+		}
+	}
+	// Sizes first, for the progress total.
+	var total int64
+	for _, b := range list {
+		if fi, err := root.Stat(b.name); err == nil {
+			b.size = fi.Size()
+			total += fi.Size()
+		}
+	}
+	r.progress.Total.Store(total)
+	sort.Slice(list, func(i, j int) bool { return list[i].name < list[j].name })
+
+	for _, b := range list {
+		r.addBlob(b)
+	}
+	return r.hashAll(ctx, list, workers, func(b *blobInfo) (io.ReadCloser, error) { return openBlobFile(root, b) })
+}
+
+// hashAll reads the blobs of list on workers goroutines, in list's order,
+// each from the reader open returns.
+func (r *reading) hashAll(ctx context.Context, list []*blobInfo, workers int, open func(*blobInfo) (io.ReadCloser, error)) error {
+	jobs := make(chan *blobInfo)
+	var wg sync.WaitGroup
+	for range max(workers, 1) {
+		wg.Go(func() {
+			buf := make([]byte, chunkSize)
+			for b := range jobs {
+				rc, err := open(b)
+				if err != nil {
+					b.err = err
+					continue
+				}
+				r.hashFrom(ctx, rc, b, buf)
+				rc.Close()
+			}
+		})
+	}
+	for _, b := range list {
+		select {
+		case jobs <- b:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	return ctx.Err()
+}
+
+// openBlobFile opens a blob file of a directory, setting its size.
+func openBlobFile(root *os.Root, b *blobInfo) (io.ReadCloser, error) {
+	f, err := root.Open(b.name)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, errors.New("not a regular file")
+	}
+	b.size = fi.Size()
+	return f, nil
+}
+
+// hashFrom reads b's bytes from rc, to its end, into its hash.
+func (r *reading) hashFrom(ctx context.Context, rc io.Reader, b *blobInfo, buf []byte) {
+	hs := newHasher(b)
+	cr := &countingReader{ctx: ctx, r: rc, also: &r.progress.Read}
+	for {
+		n, err := cr.Read(buf)
+		hs.write(buf[:n])
+		r.content.Add(int64(n))
+		if err == io.EOF {
+			hs.done(nil)
+			return
+		}
+		if err != nil {
+			hs.done(err)
+			return
+		}
+	}
+}
+
+// ---- plain tar files: the headers first, then the blobs in parallel ----
+
+// seekCounter is a countingReader over a file that archive/tar seeks on
+// to skip member data.
+type seekCounter struct {
+	countingReader
+	f *os.File
+}
+
+func (s *seekCounter) Seek(offset int64, whence int) (int64, error) {
+	pos, err := s.f.Seek(offset, whence)
+	if err == nil {
+		s.n = pos
+	}
+	return pos, err
+}
+
+// readTarFile reads a plain tar file: its headers in one pass that skips
+// the data, then every blob once, on several goroutines in file order (a
+// single large member is hashed on one).
+func (r *reading) readTarFile(ctx context.Context, f *os.File, workers int) error {
+	sc := &seekCounter{countingReader: countingReader{ctx: ctx, r: f, also: &r.progress.Read}, f: f}
+	tr := tar.NewReader(sc)
+	var (
+		list    []*blobInfo
+		offsets = map[*blobInfo]int64{}
+		lastEnd int64
+	)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			if sc.n < lastEnd+1024 {
+				r.truncate("", "the tar ends without its end-of-archive marker")
+			}
+			break
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if !r.truncated {
+				r.readFailed("", err)
+			}
+			break
+		}
+		offset := sc.n
+		lastEnd = offset + (h.Size+511)&^511
+		name, isBlob, ok := r.member(h)
+		if !ok {
+			continue
+		}
+		short := offset+h.Size > r.size
+		if !isBlob {
+			if short {
+				r.truncate(name, "the data ends early")
+				break
+			}
+			limit := int64(maxIndexFile)
+			if name == layoutFileName {
+				limit = maxLayoutFile
+			}
+			if h.Size > limit {
+				r.errorf("%s is %d bytes, larger than the %d bytes allowed", name, h.Size, limit)
+				continue
+			}
+			data := make([]byte, h.Size)
+			if _, err := io.ReadFull(tr, data); err != nil {
+				r.readFailed(name, err)
+				break
+			}
+			r.mu.Lock()
+			if name == layoutFileName {
+				r.layoutFile, r.hasLayout = data, true
+			} else {
+				r.index, r.hasIndex = data, true
+			}
+			r.mu.Unlock()
+			continue
+		}
+		d, _, derr := blobName(name)
+		if derr != nil {
+			r.invalidName(name, derr)
+			continue
+		}
+		b := &blobInfo{name: name, digest: d, size: h.Size}
+		if !r.addBlob(b) {
+			r.errorf("archive member %q appears twice", h.Name)
+			continue
+		}
+		if short {
+			// Cut off inside this member: it is incomplete, and what
+			// would have come after it is missing.
+			b.read = max(r.size-offset, 0)
+			b.err = io.ErrUnexpectedEOF
+			r.truncate(name, "the data ends early")
+			break
+		}
+		offsets[b] = offset
+		list = append(list, b)
+	}
+	return r.hashAll(ctx, list, workers, func(b *blobInfo) (io.ReadCloser, error) {
+		return io.NopCloser(io.NewSectionReader(f, offsets[b], b.size)), nil
+	})
+}
+
+func readRootFile(root *os.Root, name string, limit int64) ([]byte, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("larger than the %d bytes allowed", limit)
+	}
+	return data, nil
+}
+
+func readRootDir(root *os.Root, name string) ([]fs.DirEntry, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.ReadDir(-1)
+}
