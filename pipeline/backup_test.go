@@ -4,9 +4,11 @@ import (
 	"archive/tar"
 	"context"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -271,4 +273,59 @@ func TestBackupIntoExistingDirectoryFetchesOnlyNew(t *testing.T) {
 		_, err := store.Resolve(context.Background(), srv.Host()+"/"+ref)
 		require.NoError(t, err, ref)
 	}
+}
+
+// A large blob is fetched in parallel byte ranges into its slot of a plain
+// tar, and the archive is the same as one written in order.
+func TestBackupLargeBlobInRanges(t *testing.T) {
+	var mu sync.Mutex
+	ranges := 0
+	count := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Range") != "" {
+				mu.Lock()
+				ranges++
+				mu.Unlock()
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	srv := registrytest.NewInProcess(t, registrytest.WithHandler(count))
+	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{BaseLayerSize: 20 << 20})
+	dir := t.TempDir()
+	ranged := filepath.Join(dir, "b.tar")
+	_, err := backup(t, srv, ranged, sample.Repositories, true)
+	require.NoError(t, err)
+	require.Equal(t, 2, ranges, "the 20 MiB layer came in two ranges")
+
+	streamed := filepath.Join(dir, "b.tar.zst")
+	_, err = backup(t, srv, streamed, sample.Repositories, true)
+	require.NoError(t, err)
+	plain := filepath.Join(dir, "plain.tar")
+	decompress(t, streamed, plain)
+	a, _ := os.ReadFile(ranged)
+	b, _ := os.ReadFile(plain)
+	require.Equal(t, digest.FromBytes(b), digest.FromBytes(a))
+}
+
+// A registry that ignores Range and sends the whole blob gets the blob
+// fetched whole; the archive is still right.
+func TestBackupLargeBlobWithoutRanges(t *testing.T) {
+	noRanges := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.Header.Del("Range")
+			next.ServeHTTP(w, r)
+		})
+	}
+	srv := registrytest.NewInProcess(t, registrytest.WithHandler(noRanges))
+	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{BaseLayerSize: 20 << 20})
+	out := filepath.Join(t.TempDir(), "b.tar")
+	_, err := backup(t, srv, out, sample.Repositories, true)
+	require.NoError(t, err)
+	store := openLayout(t, out)
+	rc, err := store.Fetch(context.Background(), sample.BaseLayer)
+	require.NoError(t, err)
+	_, err = content.ReadAll(rc, sample.BaseLayer)
+	rc.Close()
+	require.NoError(t, err)
 }

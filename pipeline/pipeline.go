@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -44,6 +45,12 @@ type Job struct {
 	Progress *Progress // may be nil
 }
 
+// MetadataRequests is how many small requests (tag lists, manifests,
+// referrers, existence checks) may be under way at once for a given
+// --concurrency, which counts blob transfers. A walk is bound by round
+// trips, not bandwidth: more of them in flight hide the latency.
+func MetadataRequests(concurrency int) int64 { return int64(max(concurrency, 1) * 4) }
+
 // ErrNothingDone is returned when every repository failed.
 var ErrNothingDone = errors.New("no repository could be read")
 
@@ -68,7 +75,7 @@ func Run(ctx context.Context, job Job) (*Result, *graph.Graph, error) {
 	conc := max(job.Concurrency, 1)
 	r.graph = graph.New(job.Registry)
 	r.walker = &source.Walker{Src: job.Source, Graph: r.graph, IncludeReferrers: job.IncludeReferrers,
-		Requests: semaphore.NewWeighted(int64(conc))}
+		Requests: semaphore.NewWeighted(MetadataRequests(conc))}
 
 	res, err := r.resolveAll(ctx)
 	res.Duration = time.Since(start)
@@ -106,6 +113,9 @@ type run struct {
 	// spoolDir keeps the copies.
 	streaming bool
 	spoolDir  string
+	// noRanges: a range request was answered with the whole blob; fetch
+	// whole blobs from now on.
+	noRanges atomic.Bool
 }
 
 // resolveAll resolves and walks every repository at once; the shared
@@ -309,9 +319,17 @@ func (r *run) transfer(ctx context.Context, res *Result, conc int) error {
 }
 
 func (r *run) transferAny(ctx context.Context, need []*graph.Node, conc int, done func(*graph.Node)) error {
+	// Largest first: the longest transfer starts at once and the small
+	// ones fill the other slots around it.
+	need = slices.Clone(need)
+	sort.SliceStable(need, func(i, j int) bool { return need[i].Desc.Size > need[j].Desc.Size })
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(conc)
 	for _, n := range need {
+		if k := r.parts(n, conc); k > 1 {
+			r.transferParts(gctx, g, n, k, done)
+			continue
+		}
 		g.Go(func() error {
 			if err := r.copyNode(gctx, n); err != nil {
 				return err
@@ -387,7 +405,15 @@ func dependencyOrder(nodes []*graph.Node) []*graph.Node {
 	for _, n := range out {
 		visit(n, map[digest.Digest]bool{})
 	}
-	sort.SliceStable(out, func(i, j int) bool { return depth[out[i].Desc.Digest] < depth[out[j].Desc.Digest] })
+	// By depth, and within a depth largest first, so the longest upload
+	// starts at once.
+	sort.SliceStable(out, func(i, j int) bool {
+		di, dj := depth[out[i].Desc.Digest], depth[out[j].Desc.Digest]
+		if di != dj {
+			return di < dj
+		}
+		return out[i].Desc.Size > out[j].Desc.Size
+	})
 	return out
 }
 

@@ -54,7 +54,7 @@ func RunRestore(ctx context.Context, job RestoreJob) (*Result, *graph.Graph, err
 	if r.progress == nil {
 		r.progress = &Progress{}
 	}
-	requests := semaphore.NewWeighted(int64(conc))
+	requests := semaphore.NewWeighted(MetadataRequests(conc))
 	withRefs := &source.Walker{Src: renamed, Graph: r.graph, IncludeReferrers: true, Requests: requests}
 	noRefs := &source.Walker{Src: renamed, Graph: r.graph, Requests: requests}
 	r.walker = withRefs

@@ -10,7 +10,11 @@ import (
 	"sync"
 	"sync/atomic"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+
 	"github.com/regvault/regvault/graph"
+	"github.com/regvault/regvault/sink"
 	"github.com/regvault/regvault/source"
 )
 
@@ -309,6 +313,159 @@ func (r *run) spool(ctx context.Context, it *spoolItem, dir string) error {
 	}
 	if err := f.Close(); err != nil {
 		return nodeError(it.node, err)
+	}
+	return nil
+}
+
+// minPart is the smallest piece a large blob is fetched in: below it the
+// round trip costs more than a second connection gains.
+const minPart = 8 << 20
+
+// parts says in how many pieces to fetch n: more than one only for a
+// large blob, from a source that serves byte ranges, into a sink that
+// takes parts.
+func (r *run) parts(n *graph.Node, conc int) int {
+	if r.streaming || n.Content != nil || r.noRanges.Load() {
+		return 1
+	}
+	pw, ok := r.job.Sink.(sink.PartWriter)
+	if !ok || !pw.AcceptsParts() {
+		return 1
+	}
+	if _, ok := r.job.Source.(source.RangeFetcher); !ok {
+		return 1
+	}
+	return int(max(1, min(int64(conc), n.Desc.Size/minPart)))
+}
+
+// transferParts fetches n in k ranges at once, each a task of g; the last
+// to finish has the sink verify the whole. A source that turns out not to
+// serve ranges gets the blob fetched whole instead.
+func (r *run) transferParts(ctx context.Context, g *errgroup.Group, n *graph.Node, k int, done func(*graph.Node)) {
+	pw := r.job.Sink.(sink.PartWriter)
+	var left atomic.Int32
+	var whole atomic.Bool
+	left.Store(int32(k))
+	size := n.Desc.Size
+	for i := range k {
+		off, end := size*int64(i)/int64(k), size*int64(i+1)/int64(k)
+		g.Go(func() error {
+			err := r.copyPart(ctx, pw, n, off, end-off)
+			if errors.Is(err, source.ErrRangeUnsupported) {
+				whole.Store(true)
+				r.noRanges.Store(true)
+				err = nil
+			}
+			if err != nil {
+				return nodeError(n, err)
+			}
+			if left.Add(-1) > 0 {
+				return nil
+			}
+			if whole.Load() {
+				err = r.copyNode(ctx, n)
+			} else if err = pw.FinishParts(ctx, n); err != nil {
+				err = nodeError(n, err)
+			}
+			if err == nil {
+				done(n)
+			}
+			return err
+		})
+	}
+}
+
+// copyPart writes bytes [off, off+length) of n, resuming a range that
+// broke off where it stopped.
+func (r *run) copyPart(ctx context.Context, pw sink.PartWriter, n *graph.Node, off, length int64) error {
+	rf := r.job.Source.(source.RangeFetcher)
+	rr := &rangeReader{ctx: ctx, rf: rf, repos: n.Repos, desc: n.Desc, off: off, end: off + length, r: r}
+	defer rr.Close()
+	// Ask for the first range before handing the reader on, so a source
+	// without ranges is found out before the sink writes anything.
+	if err := rr.open(); err != nil {
+		return err
+	}
+	return pw.WritePart(ctx, n, off, length, &countingReader{r: rr, n: &r.progress.Done})
+}
+
+// rangeAttempts bounds how often one range resumes after a dropped
+// connection.
+const rangeAttempts = 5
+
+type rangeReader struct {
+	ctx      context.Context
+	rf       source.RangeFetcher
+	repos    []string
+	desc     ocispec.Descriptor
+	off, end int64
+	rc       io.ReadCloser
+	attempts int
+	r        *run
+}
+
+func (rr *rangeReader) open() error {
+	release, err := rr.r.walker.Acquire(rr.ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	var errs []error
+	for _, repo := range rr.repos {
+		rc, err := rr.rf.FetchRange(rr.ctx, repo, rr.desc, rr.off, rr.end-rr.off)
+		if err == nil {
+			rr.rc = rc
+			return nil
+		}
+		if errors.Is(err, source.ErrRangeUnsupported) {
+			return err
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (rr *rangeReader) Read(p []byte) (int, error) {
+	for {
+		if rr.off >= rr.end {
+			return 0, io.EOF
+		}
+		if rr.rc == nil {
+			if err := rr.open(); err != nil {
+				return 0, err
+			}
+		}
+		if int64(len(p)) > rr.end-rr.off {
+			p = p[:rr.end-rr.off]
+		}
+		n, err := rr.rc.Read(p)
+		rr.off += int64(n)
+		if err == nil || (err == io.EOF && rr.off >= rr.end) {
+			if err == io.EOF {
+				err = nil
+			}
+			return n, err
+		}
+		// The range broke off (or ended early): reconnect where it
+		// stopped, a bounded number of times.
+		rr.rc.Close()
+		rr.rc = nil
+		rr.attempts++
+		if rr.attempts > rangeAttempts || rr.ctx.Err() != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return n, err
+		}
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+func (rr *rangeReader) Close() error {
+	if rr.rc != nil {
+		return rr.rc.Close()
 	}
 	return nil
 }

@@ -165,7 +165,7 @@ func transport(o Options) (*http.Transport, error) {
 		conc = 8
 	}
 	// Every worker may hold a connection; keep them alive between blobs.
-	tr.MaxIdleConnsPerHost = conc + 4
+	tr.MaxIdleConnsPerHost = conc*4 + 4 // metadata requests run 4× --concurrency
 	tr.MaxConnsPerHost = 0
 	tr.ResponseHeaderTimeout = 5 * time.Minute
 	tlsConf := &tls.Config{InsecureSkipVerify: o.Insecure} //nolint:gosec // only with --insecure

@@ -172,6 +172,31 @@ func (l *Layout) Write(ctx context.Context, n *graph.Node, open Opener) error {
 	return l.form.write(ctx, n, open)
 }
 
+// AcceptsParts reports whether blobs may be written in parts: a plain tar
+// file, whose slots are fixed, takes them.
+func (l *Layout) AcceptsParts() bool {
+	_, ok := l.form.(*tarLayout)
+	return ok
+}
+
+// WritePart writes one part of a blob into its slot of a plain tar file.
+func (l *Layout) WritePart(ctx context.Context, n *graph.Node, off, length int64, r io.Reader) error {
+	t, ok := l.form.(*tarLayout)
+	if !ok {
+		return fmt.Errorf("layout %s: write %s: this form takes whole blobs only", l.output, n.Desc.Digest)
+	}
+	return t.writePart(ctx, n, off, length, r)
+}
+
+// FinishParts verifies a blob written in parts and counts it as written.
+func (l *Layout) FinishParts(ctx context.Context, n *graph.Node) error {
+	t, ok := l.form.(*tarLayout)
+	if !ok {
+		return fmt.Errorf("layout %s: write %s: this form takes whole blobs only", l.output, n.Desc.Digest)
+	}
+	return t.finishParts(ctx, n)
+}
+
 // Commit checks that every node was written and makes the backup visible
 // under its name. After a failed Commit, Abort cleans up.
 func (l *Layout) Commit(ctx context.Context) error {

@@ -179,6 +179,58 @@ func (t *tarLayout) write(ctx context.Context, n *graph.Node, open Opener) error
 	return nil
 }
 
+// slotForPart returns the slot of n while it may still take parts.
+func (t *tarLayout) slotForPart(n *graph.Node) (*tarSlot, *os.File, error) {
+	d := n.Desc.Digest
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.slots[d]
+	switch {
+	case t.closed:
+		return nil, nil, fmt.Errorf("layout %s: write %s: sink is closed", t.output, d)
+	case s == nil:
+		return nil, nil, fmt.Errorf("layout %s: write %s: not a node of the prepared graph", t.output, d)
+	case s.state != slotPending:
+		return nil, nil, fmt.Errorf("layout %s: write %s: already written or being written whole", t.output, d)
+	}
+	return s, t.f, nil
+}
+
+func (t *tarLayout) writePart(ctx context.Context, n *graph.Node, off, length int64, r io.Reader) error {
+	s, f, err := t.slotForPart(n)
+	if err != nil {
+		return err
+	}
+	if off < 0 || length < 0 || off+length > s.size {
+		return fmt.Errorf("layout %s: write %s: part %d+%d outside its %d bytes", t.output, n.Desc.Digest, off, length, s.size)
+	}
+	if err := copyExact(io.NewOffsetWriter(f, s.off+off), ctxReader{ctx: ctx, r: r}, length); err != nil {
+		return fmt.Errorf("layout %s: write %s (bytes %d-%d): %w", t.output, n.Desc.Digest, off, off+length-1, err)
+	}
+	return nil
+}
+
+// finishParts hashes the slot as it is on disk: the parts arrived over
+// separate connections, so only the whole can be checked.
+func (t *tarLayout) finishParts(ctx context.Context, n *graph.Node) error {
+	s, f, err := t.slotForPart(n)
+	if err != nil {
+		return err
+	}
+	d := n.Desc.Digest
+	v := d.Verifier()
+	if _, err := io.Copy(v, ctxReader{ctx: ctx, r: io.NewSectionReader(f, s.off, s.size)}); err != nil {
+		return fmt.Errorf("layout %s: verifying %s: %w", t.output, d, err)
+	}
+	if !v.Verified() {
+		return fmt.Errorf("layout %s: %s: the bytes received do not match the digest", t.output, d)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s.state = slotDone
+	return nil
+}
+
 func (t *tarLayout) commit(context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()

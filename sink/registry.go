@@ -84,7 +84,7 @@ func (s *Registry) Failures() map[string]error {
 func (s *Registry) Check(ctx context.Context, g *graph.Graph) error {
 	s.g = g
 	eg, ectx := errgroup.WithContext(ctx)
-	eg.SetLimit(s.concurrency)
+	eg.SetLimit(s.concurrency * 4) // small requests: hide their latency
 	for _, n := range g.Nodes() {
 		for _, repo := range n.Repos {
 			eg.Go(func() error {
@@ -404,7 +404,7 @@ func (s *Registry) pushManifest(ctx context.Context, repo string, n *graph.Node)
 // repositories that did not fail.
 func (s *Registry) Commit(ctx context.Context) error {
 	eg, ectx := errgroup.WithContext(ctx)
-	eg.SetLimit(s.concurrency)
+	eg.SetLimit(s.concurrency * 4) // small requests: hide their latency
 	for _, t := range s.g.Tags() {
 		s.mu.Lock()
 		skip := s.failed[t.Repo] != nil

@@ -47,3 +47,17 @@ type Sink interface {
 	// (then it does nothing) and may be called more than once.
 	Abort() error
 }
+
+// PartWriter is a Sink that can take one large blob in parts written at
+// the same time (a plain tar file: the blob's slot is known), so that a
+// source that serves byte ranges can be read over several connections.
+type PartWriter interface {
+	// AcceptsParts reports whether this sink takes parts.
+	AcceptsParts() bool
+	// WritePart stores the length bytes of n that start at off, read
+	// from r. Parts may be written concurrently, in any order.
+	WritePart(ctx context.Context, n *graph.Node, off, length int64, r io.Reader) error
+	// FinishParts checks, once every part is written, the whole of n
+	// against its digest, and then counts n as written.
+	FinishParts(ctx context.Context, n *graph.Node) error
+}

@@ -2,15 +2,20 @@ package source
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"strings"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry/remote"
+	"oras.land/oras-go/v2/registry/remote/auth"
+	"oras.land/oras-go/v2/registry/remote/errcode"
 
 	"github.com/regvault/regvault/registry"
 )
@@ -87,6 +92,44 @@ func (r *Registry) Fetch(ctx context.Context, repo string, desc ocispec.Descript
 		return &resumingReader{ctx: ctx, rc: s, size: desc.Size, what: r.full(repo) + "@" + desc.Digest.String()}, nil
 	}
 	return rc, nil
+}
+
+// FetchRange reads bytes [off, off+length) of a blob with a Range request.
+func (r *Registry) FetchRange(ctx context.Context, repo string, desc ocispec.Descriptor, off, length int64) (io.ReadCloser, error) {
+	rp, err := r.repo(repo)
+	if err != nil {
+		return nil, err
+	}
+	ref := rp.Reference
+	ctx = auth.AppendRepositoryScope(ctx, ref, auth.ActionPull)
+	scheme := "https"
+	if rp.PlainHTTP {
+		scheme = "http"
+	}
+	url := fmt.Sprintf("%s://%s/v2/%s/blobs/%s", scheme, ref.Host(), ref.Repository, desc.Digest)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, off+length-1))
+	resp, err := rp.Client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetching %s@%s (bytes %d-%d): %w", r.full(repo), desc.Digest, off, off+length-1, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+		if !strings.HasPrefix(resp.Header.Get("Content-Range"), fmt.Sprintf("bytes %d-", off)) {
+			resp.Body.Close()
+			return nil, fmt.Errorf("fetching %s@%s: asked for bytes from %d, got %q", r.full(repo), desc.Digest, off, resp.Header.Get("Content-Range"))
+		}
+		return resp.Body, nil
+	case http.StatusOK:
+		resp.Body.Close()
+		return nil, ErrRangeUnsupported
+	default:
+		defer resp.Body.Close()
+		return nil, fmt.Errorf("fetching %s@%s (bytes %d-%d): %w", r.full(repo), desc.Digest, off, off+length-1, errutil(resp))
+	}
 }
 
 // resumeAttempts bounds how often one download resumes after the
@@ -173,3 +216,17 @@ func (r *Registry) Referrers(ctx context.Context, repo string, desc ocispec.Desc
 }
 
 func (r *Registry) full(repo string) string { return r.client.Host() + "/" + repo }
+
+// errutil turns an error answer into oras-go's error type, so callers
+// (and the CLI's recommendations) see the status code.
+func errutil(resp *http.Response) error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<10))
+	e := &errcode.ErrorResponse{Method: resp.Request.Method, URL: resp.Request.URL, StatusCode: resp.StatusCode}
+	var parsed struct {
+		Errors errcode.Errors `json:"errors"`
+	}
+	if json.Unmarshal(body, &parsed) == nil {
+		e.Errors = parsed.Errors
+	}
+	return e
+}

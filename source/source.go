@@ -5,6 +5,7 @@ package source
 
 import (
 	"context"
+	"errors"
 	"io"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -23,3 +24,15 @@ type Source interface {
 	// Referrers lists the manifests whose subject is desc.
 	Referrers(ctx context.Context, repo string, desc ocispec.Descriptor) ([]ocispec.Descriptor, error)
 }
+
+// RangeFetcher is a Source that can read part of a blob, so that one large
+// blob can come over several connections at once.
+type RangeFetcher interface {
+	// FetchRange opens the length bytes of desc that start at off. It
+	// returns ErrRangeUnsupported when the source serves whole blobs only.
+	FetchRange(ctx context.Context, repo string, desc ocispec.Descriptor, off, length int64) (io.ReadCloser, error)
+}
+
+// ErrRangeUnsupported says a source answered a range request with the
+// whole blob.
+var ErrRangeUnsupported = errors.New("the registry does not serve byte ranges")

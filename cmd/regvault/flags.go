@@ -55,7 +55,7 @@ func (f *registryFlags) addFlags(fs *pflag.FlagSet, withConcurrency bool) {
 	fs.StringArrayVar(&f.resolve, "resolve", nil, "connect to host:port at address[:port] instead, as host:port:address[:port] (repeatable)")
 	fs.StringVar(&f.distributionSpec, "distribution-spec", "", "how to find referrers: "+registry.SpecReferrersAPI+" (Referrers API) or "+registry.SpecReferrersTag+" (tag schema); default: detect")
 	if withConcurrency {
-		fs.IntVar(&f.concurrency, "concurrency", 8, "number of requests and transfers under way at once, across repositories, tags and blobs")
+		fs.IntVar(&f.concurrency, "concurrency", 8, "blob transfers under way at once, across repositories, tags and blobs (small requests: up to 4× as many; a large blob may use several for byte ranges)")
 	}
 	fs.BoolVar(&f.noTTY, "no-tty", false, "print plain lines, no progress bar, even on a terminal")
 }
@@ -189,4 +189,52 @@ func (c *cli) addSecret(s string) {
 	if s != "" {
 		c.secrets = append(c.secrets, s)
 	}
+}
+
+// warnInsecure prints a warning on stderr for each host that is not on
+// this machine when --plain-http or --insecure is used: credentials and
+// content then cross the network unencrypted, or to a server whose
+// identity is not checked.
+func (f *registryFlags) warnInsecure(hosts ...string) {
+	for _, w := range insecureWarnings(f.plainHTTP, f.insecure, hosts) {
+		fmt.Fprintln(f.c.stderr, w)
+	}
+}
+
+// insecureWarnings are the warnings warnInsecure prints, one per
+// non-loopback host (each host once). --plain-http has no TLS at all, so
+// it is the one warned about when both are given.
+func insecureWarnings(plainHTTP, insecure bool, hosts []string) []string {
+	if !plainHTTP && !insecure {
+		return nil
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, h := range hosts {
+		if seen[h] || isLoopbackHost(h) {
+			continue
+		}
+		seen[h] = true
+		if plainHTTP {
+			out = append(out, fmt.Sprintf("WARNING! --plain-http: talking to %s over plain HTTP: credentials and content cross the network unencrypted.", h))
+		} else {
+			out = append(out, fmt.Sprintf("WARNING! --insecure: the TLS certificate of %s is not verified: anyone on the network path can impersonate the registry. Prefer --ca-file.", h))
+		}
+	}
+	return out
+}
+
+// isLoopbackHost says whether a registry host (host[:port]) is this
+// machine: localhost, 127.0.0.0/8 or ::1.
+func isLoopbackHost(host string) bool {
+	h := host
+	if name, _, err := net.SplitHostPort(host); err == nil {
+		h = name
+	}
+	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
