@@ -11,8 +11,12 @@ DIST_BIN     := $(CACHE)/bin/registry
 DIST_STAMP   := $(CACHE)/bin/.registry-$(DIST_VERSION).stamp
 
 # Fuzzing: packages to fuzz and how long each fuzz test runs.
-FUZZ_PKGS ?= ./plan/
+# FUZZMINIMIZETIME bounds the minimizing of each new interesting input; 0
+# leaves it out, so that a short run explores instead of shrinking the
+# (multi-kilobyte) archive inputs of ./source/ byte by byte.
+FUZZ_PKGS ?= ./plan/ ./source/
 FUZZTIME  ?= 60s
+FUZZMINIMIZETIME ?= 0
 
 .PHONY: all build test demo bench fuzz lint distribution
 
@@ -45,15 +49,19 @@ test: distribution
 demo: build
 	$(GO) run ./cmd/regvault-demo -regvault bin/regvault
 
-bench:
-	$(GO) run ./bench/cmd/bench
+# Benchmarks against oras, crane, skopeo and a plain-HTTP baseline; writes
+# docs/benchmarks.md. BENCHFLAGS picks a subset, e.g. BENCHFLAGS='-w D1 -p wan'
+# or BENCHFLAGS=-quick (see go run ./bench/cmd/bench -h).
+BENCHFLAGS ?=
+bench: distribution
+	REGVAULT_DISTRIBUTION="$(DIST_BIN)" $(GO) run ./bench/cmd/bench $(BENCHFLAGS)
 
 # Runs every Fuzz* test of each package in FUZZ_PKGS for FUZZTIME.
 fuzz:
 	@for pkg in $(FUZZ_PKGS); do \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 			echo "== $$pkg $$f"; \
-			$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+			$(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$(FUZZMINIMIZETIME) $$pkg || exit 1; \
 		done; \
 	done
 

@@ -345,7 +345,20 @@ func (r *run) transferAny(ctx context.Context, need []*graph.Node, conc int, don
 // references. Nodes are started in dependency order, so a node waiting for
 // its children never holds a slot that a child needs.
 func (r *run) transferChildrenFirst(ctx context.Context, need []*graph.Node, conc int, done func(*graph.Node)) error {
-	order := dependencyOrder(need)
+	// A referrer comes after its subject too: a referrer whose subject
+	// could not be pushed (its blob was damaged, say) would dangle, and on
+	// a registry without the Referrers API it would set a tag-schema tag.
+	subjects := map[digest.Digest]digest.Digest{}
+	for _, ref := range r.graph.Referrers() {
+		subjects[ref.Desc.Digest] = ref.Subject
+	}
+	deps := func(n *graph.Node) []digest.Digest {
+		if s, ok := subjects[n.Desc.Digest]; ok {
+			return append(slices.Clone(n.Children), s)
+		}
+		return n.Children
+	}
+	order, depth := dependencyOrder(need, deps)
 	finished := make(map[digest.Digest]chan struct{}, len(order))
 	for _, n := range order {
 		finished[n.Desc.Digest] = make(chan struct{})
@@ -354,8 +367,10 @@ func (r *run) transferChildrenFirst(ctx context.Context, need []*graph.Node, con
 	g.SetLimit(conc)
 	for _, n := range order {
 		g.Go(func() error {
-			for _, c := range n.Children {
-				if ch, ok := finished[c]; ok {
+			for _, c := range deps(n) {
+				// only what comes before it in the order: a cycle
+				// (impossible with content addressing) cannot deadlock
+				if ch, ok := finished[c]; ok && depth[c] < depth[n.Desc.Digest] {
 					select {
 					case <-ch:
 					case <-gctx.Done():
@@ -374,9 +389,11 @@ func (r *run) transferChildrenFirst(ctx context.Context, need []*graph.Node, con
 	return g.Wait()
 }
 
-// dependencyOrder sorts nodes so that each comes after its children:
-// by depth (blobs 0, a manifest one more than its deepest child), stable.
-func dependencyOrder(nodes []*graph.Node) []*graph.Node {
+// dependencyOrder sorts nodes so that each comes after what deps says it
+// needs (its children, a referrer's subject): by depth (blobs 0, a
+// manifest one more than its deepest dependency), stable. It returns the
+// depths too.
+func dependencyOrder(nodes []*graph.Node, deps func(*graph.Node) []digest.Digest) ([]*graph.Node, map[digest.Digest]int) {
 	byDigest := make(map[digest.Digest]*graph.Node, len(nodes))
 	for _, n := range nodes {
 		byDigest[n.Desc.Digest] = n
@@ -392,7 +409,7 @@ func dependencyOrder(nodes []*graph.Node) []*graph.Node {
 		}
 		stack[n.Desc.Digest] = true
 		d := 0
-		for _, c := range n.Children {
+		for _, c := range deps(n) {
 			if cn, ok := byDigest[c]; ok {
 				d = max(d, visit(cn, stack)+1)
 			}
@@ -414,7 +431,7 @@ func dependencyOrder(nodes []*graph.Node) []*graph.Node {
 		}
 		return out[i].Desc.Size > out[j].Desc.Size
 	})
-	return out
+	return out, depth
 }
 
 // repoTracker reports a repository done once every node it needs is.

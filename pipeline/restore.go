@@ -105,6 +105,23 @@ func RunRestore(ctx context.Context, job RestoreJob) (*Result, *graph.Graph, err
 		}
 		return res, r.graph, err
 	}
+	// A backup read with random access tells at once whether it holds
+	// every blob at the size the manifests give: a blob missing or of
+	// another size is found before anything is pushed.
+	if c, ok := job.Source.(Checker); ok {
+		for _, n := range r.graph.Nodes() {
+			if n.Content != nil {
+				continue
+			}
+			if err := c.Check(ctx, n.Desc); err != nil {
+				res.Duration = time.Since(start)
+				if job.Sink != nil {
+					_ = job.Sink.Abort()
+				}
+				return res, r.graph, nodeError(n, err)
+			}
+		}
+	}
 	for i := range res.Repos {
 		rr := &res.Repos[i]
 		sort.Slice(rr.Tags, func(a, b int) bool { return rr.Tags[a].Name < rr.Tags[b].Name })
@@ -135,6 +152,12 @@ func RunRestore(ctx context.Context, job RestoreJob) (*Result, *graph.Graph, err
 	}
 	res.Duration = time.Since(start)
 	return res, r.graph, err
+}
+
+// Checker is a source that tells, without reading it, whether it holds
+// content at its size (source.Layout): an error when it does not.
+type Checker interface {
+	Check(ctx context.Context, desc ocispec.Descriptor) error
 }
 
 // renamedSource reads a backup under target names: a target repository

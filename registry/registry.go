@@ -71,10 +71,12 @@ func New(host string, o Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	var rt http.RoundTripper = retry.NewTransport(tr)
+	// The debug lines are written below the retries: each attempt shows.
+	var rt http.RoundTripper = tr
 	if o.Debug != nil {
 		rt = &debugTransport{base: rt, w: o.Debug}
 	}
+	rt = retry.NewTransport(rt)
 	cred, err := credential(host, o)
 	if err != nil {
 		return nil, err

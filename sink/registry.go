@@ -16,6 +16,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/errcode"
@@ -40,6 +41,11 @@ type Registry struct {
 	current map[string]bool                   // repo:tag already points at the right digest
 	failed  map[string]error                  // target repo → first failure
 
+	// fanout bounds the requests that put one node into many
+	// repositories (mounts, manifest pushes): a blob shared by hundreds
+	// of repositories must not open hundreds of connections at once.
+	fanout *semaphore.Weighted
+
 	stats RegistryStats
 }
 
@@ -61,6 +67,7 @@ func NewRegistry(clients *registry.Clients, failFast bool, concurrency int) *Reg
 	return &Registry{
 		clients: clients, failFast: failFast, concurrency: max(concurrency, 1),
 		have: map[digest.Digest]map[string]bool{}, current: map[string]bool{}, failed: map[string]error{},
+		fanout: semaphore.NewWeighted(int64(max(concurrency, 1) * 4)),
 	}
 }
 
@@ -99,7 +106,20 @@ func (s *Registry) Check(ctx context.Context, g *graph.Graph) error {
 			})
 		}
 	}
+	if err := eg.Wait(); err != nil {
+		return err
+	}
+	// A tag can point at its manifest only where the manifest is: where
+	// it is not (a fresh target), the tag need not be asked for.
+	eg, ectx = errgroup.WithContext(ctx)
+	eg.SetLimit(s.concurrency * 4)
 	for _, t := range g.Tags() {
+		s.mu.Lock()
+		present := s.have[t.Desc.Digest][t.Repo]
+		s.mu.Unlock()
+		if !present {
+			continue
+		}
 		eg.Go(func() error {
 			r, err := s.clients.Repository(t.Repo)
 			if err != nil {
@@ -260,6 +280,10 @@ func (s *Registry) writeBlobToHost(ctx context.Context, n *graph.Node, host stri
 	eg, ectx := errgroup.WithContext(ctx)
 	for _, repo := range rest {
 		eg.Go(func() error {
+			if err := s.fanout.Acquire(ectx, 1); err != nil {
+				return err
+			}
+			defer s.fanout.Release(1)
 			if err := s.mount(ectx, repo, from, n, open); err != nil {
 				return s.fail(repo, err)
 			}
@@ -319,12 +343,45 @@ func (s *Registry) uploadOnce(ctx context.Context, r *remote.Repository, n *grap
 		return &permanent{err}
 	}
 	defer rc.Close()
-	if err := r.Blobs().Push(ctx, n.Desc, rc); err != nil {
+	src := &sourceReader{r: rc}
+	if err := r.Blobs().Push(ctx, n.Desc, src); err != nil {
+		if serr := src.error(); serr != nil {
+			// The source failed (a damaged or cut-off backup): that is
+			// the cause, whatever the registry made of the bytes it got,
+			// and pushing again cannot mend it.
+			return &permanent{serr}
+		}
 		return err
 	}
 	s.stats.Uploaded.Add(1)
 	s.stats.UploadedBytes.Add(n.Desc.Size)
 	return nil
+}
+
+// sourceReader remembers the first error reading the source: the HTTP
+// client reports a body that fails as a failed request.
+type sourceReader struct {
+	r   io.Reader
+	mu  sync.Mutex
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		s.mu.Lock()
+		if s.err == nil {
+			s.err = err
+		}
+		s.mu.Unlock()
+	}
+	return n, err
+}
+
+func (s *sourceReader) error() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
 }
 
 // permanent marks an error that retrying cannot mend (the source failed).
@@ -345,7 +402,7 @@ func transient(err error) bool {
 		return resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
 	}
 	var verr interface{ Timeout() bool }
-	return errors.As(err, &verr) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+	return (errors.As(err, &verr) && verr.Timeout()) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) || strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "EOF")
 }
 
@@ -378,6 +435,10 @@ func (s *Registry) writeManifest(ctx context.Context, n *graph.Node, repos []str
 	eg, ectx := errgroup.WithContext(ctx)
 	for _, repo := range repos {
 		eg.Go(func() error {
+			if err := s.fanout.Acquire(ectx, 1); err != nil {
+				return err
+			}
+			defer s.fanout.Release(1)
 			if err := s.pushManifest(ectx, repo, n); err != nil {
 				return s.fail(repo, err)
 			}

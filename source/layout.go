@@ -102,6 +102,9 @@ type layoutBackend interface {
 	open(ctx context.Context, name string, size int64) (io.ReadCloser, error)
 	// close releases the backend; a stream's reader ends.
 	close() error
+	// stat checks, without reading it, that member name is there with
+	// size bytes (size -1: any). A stream checks only what it has read.
+	stat(name string, size int64) error
 }
 
 // OpenLayout opens the backup at path; "-" reads it from stdin. The form
@@ -242,6 +245,9 @@ func (l *Layout) openStream(ctx context.Context, in io.Reader, file *os.File, sp
 				c()
 			}
 			closeFile()
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return fmt.Errorf("%s: the archive is truncated: decompressing: %w", l.name(), err)
+			}
 			if err != nil && err != io.EOF {
 				return fmt.Errorf("%s: decompressing: %w", l.name(), err)
 			}
@@ -529,6 +535,21 @@ func (l *Layout) Fetch(ctx context.Context, repo string, desc ocispec.Descriptor
 	return l.fetch(ctx, desc)
 }
 
+// Check says, without reading it, whether the backup holds the content of
+// desc at desc's size: an error wrapping errdef.ErrNotFound when it is
+// missing, a size error when its size differs. A restore checks every blob
+// so before it pushes anything. A streamed backup knows what it holds only
+// as it reads it: Check is nil for content the stream has not reached.
+func (l *Layout) Check(ctx context.Context, desc ocispec.Descriptor) error {
+	if err := desc.Digest.Validate(); err != nil {
+		return fmt.Errorf("checking %q: %w", desc.Digest, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return l.backend.stat(layoutBlobName(desc.Digest), desc.Size)
+}
+
 // fetch opens content from the backend, verified as it is read.
 func (l *Layout) fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
 	rc, err := l.backend.open(ctx, layoutBlobName(desc.Digest), desc.Size)
@@ -713,8 +734,19 @@ func layoutSizeError(name string, have, want int64) error {
 }
 
 func layoutNotFound(name string) error {
-	return fmt.Errorf("%s: %w in the backup", layoutMemberDigest(name), errdef.ErrNotFound)
+	return &MissingError{Name: layoutMemberDigest(name)}
 }
+
+// MissingError is content that a backup lists (or a manifest of it
+// references) and does not hold. It wraps errdef.ErrNotFound.
+type MissingError struct {
+	Name string // the digest, or oci-layout or index.json
+}
+
+func (e *MissingError) Error() string {
+	return e.Name + ": " + errdef.ErrNotFound.Error() + " in the backup"
+}
+func (e *MissingError) Unwrap() error { return errdef.ErrNotFound }
 
 // layoutMemberDigest names a member by its digest when it is a blob.
 func layoutMemberDigest(name string) string {

@@ -51,4 +51,21 @@ func (d *layoutDir) open(ctx context.Context, name string, size int64) (io.ReadC
 	return f, nil
 }
 
+func (d *layoutDir) stat(name string, size int64) error {
+	fi, err := d.root.Stat(name)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return layoutNotFound(name)
+		}
+		return fmt.Errorf("backup %s: %w", d.path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("backup %s: %s is not a regular file", d.path, name)
+	}
+	if size >= 0 && fi.Size() != size {
+		return layoutSizeError(name, fi.Size(), size)
+	}
+	return nil
+}
+
 func (d *layoutDir) close() error { return d.root.Close() }

@@ -22,8 +22,8 @@ import (
 // FuzzOpenLayout feeds arbitrary bytes to the archive reader, as a tar (or,
 // with gz, a gzip-compressed tar) file read with random access or as a
 // stream, and does with what opens what restore and verify do: list the
-// entries, resolve every tag, walk the graph with referrers, fetch every
-// blob. It must never panic, hang, or write anything outside its spool
+// entries, resolve every tag, walk the graph with referrers, check and
+// fetch every blob. It must never panic, hang, or write anything outside its spool
 // directory, and Close must leave the spool directory empty.
 //
 // The seed corpus in testdata/fuzz/FuzzOpenLayout holds small backups
@@ -181,6 +181,7 @@ func fuzzReadLayout(ctx context.Context, t *testing.T, l *Layout) {
 		if i == 64 {
 			break
 		}
+		_ = l.Check(ctx, d)
 		rc, err := l.Fetch(ctx, "any/repo", d)
 		if err != nil {
 			continue

@@ -532,6 +532,23 @@ func (s *layoutStream) open(ctx context.Context, name string, size int64) (io.Re
 	}
 }
 
+// stat checks a member the stream has reached (a member not reached yet
+// may come later: nil; after the end of the stream, it is missing).
+func (s *layoutStream) stat(name string, size int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.members[name]
+	switch {
+	case m == nil && s.ended:
+		return s.endError(name)
+	case m == nil:
+		return nil
+	case size >= 0 && m.size != size:
+		return layoutSizeError(name, m.size, size)
+	}
+	return nil
+}
+
 // small returns oci-layout or index.json, read at open.
 func (s *layoutStream) small(name string) ([]byte, error) {
 	s.mu.Lock()

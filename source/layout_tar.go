@@ -76,4 +76,15 @@ func (t *layoutTar) open(ctx context.Context, name string, size int64) (io.ReadC
 	return io.NopCloser(io.NewSectionReader(t.f, m.offset, m.size)), nil
 }
 
+func (t *layoutTar) stat(name string, size int64) error {
+	m, ok := t.members[name]
+	if !ok {
+		return layoutNotFound(name)
+	}
+	if size >= 0 && m.size != size {
+		return layoutSizeError(name, m.size, size)
+	}
+	return nil
+}
+
 func (t *layoutTar) close() error { return t.f.Close() }

@@ -83,7 +83,11 @@ func (w *Walker) walk(ctx context.Context, repo string, desc ocispec.Descriptor,
 	}
 	children := make([]digest.Digest, 0, len(m.blobs)+len(m.manifests))
 	for _, b := range m.blobs {
-		w.Graph.AddNode(repo, b.desc, b.kind)
+		n, _ := w.Graph.AddNode(repo, b.desc, b.kind)
+		if n.Desc.Size != b.desc.Size {
+			// One digest, two sizes: one descriptor lies.
+			return fmt.Errorf("%s@%s: %s %s has size %d, another manifest gives it %d", repo, desc.Digest, b.kind, b.desc.Digest, b.desc.Size, n.Desc.Size)
+		}
 		children = append(children, b.desc.Digest)
 	}
 	for _, c := range m.manifests {

@@ -147,6 +147,7 @@ func (b *backupCmd) run(ctx context.Context, args []string) error {
 			return err
 		}
 	}
+	b.reg.warnInsecure(p.Registry)
 	rep := &reporter{
 		c: c, out: out, plan: p,
 		json: b.format == "json",

@@ -14,6 +14,8 @@ import (
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/errcode"
+
+	"github.com/regvault/regvault/source"
 )
 
 // problem is what kind of failure an error is, for a short reason and a
@@ -30,6 +32,7 @@ const (
 	problemPlainHTTP
 	problemUnreachable
 	problemIntegrity
+	problemBackupIncomplete // content the backup lists is not in it
 )
 
 func classify(err error) problem {
@@ -65,6 +68,10 @@ func classify(err error) problem {
 	}
 	if errors.Is(err, auth.ErrBasicCredentialNotFound) {
 		return problemAuth
+	}
+	var missing *source.MissingError
+	if errors.As(err, &missing) {
+		return problemBackupIncomplete
 	}
 	if errors.Is(err, errdef.ErrNotFound) {
 		return problemTagNotFound
@@ -118,6 +125,8 @@ func reason(err error) string {
 		return "registry unreachable"
 	case problemIntegrity:
 		return "content does not match its digest"
+	case problemBackupIncomplete:
+		return "content missing from the backup"
 	}
 	msg := err.Error()
 	if i := strings.LastIndex(msg, ": "); i >= 0 && len(msg)-i < 80 {
@@ -189,6 +198,10 @@ func restoreRecommendations(host string, errs []error) []string {
 				"Use --username and --password-stdin, or regvault login "+host)
 		case problemRepoNotFound, problemTagNotFound:
 			add("Check that " + host + " lets this account create the repository (some registries need it created first)")
+		case problemIntegrity:
+			add("A blob of the backup does not match its digest: the backup is damaged; check it with regvault verify --input <backup>")
+		case problemBackupIncomplete:
+			add("The backup lacks content it needs: it is incomplete; check it with regvault verify --input <backup>")
 		default:
 			add(recommendations(host, []error{err})...)
 		}

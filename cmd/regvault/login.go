@@ -87,6 +87,7 @@ func (l *loginCmd) run(ctx context.Context, host string) error {
 	if err != nil {
 		return err
 	}
+	l.reg.warnInsecure(host)
 	store, err := registry.CredentialStore(l.reg.registryConfig)
 	if err != nil {
 		return fmt.Errorf("opening the Docker config: %w", err)

@@ -240,6 +240,7 @@ func (r *restoreCmd) run(ctx context.Context, args []string, failFast *bool) err
 	if err != nil {
 		return err
 	}
+	r.reg.warnInsecure(p.Registries()...)
 
 	rep := &restoreReporter{
 		c: c, out: c.stdout, plan: p, in: in, rulesFile: r.rules, targets: args,
