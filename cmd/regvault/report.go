@@ -6,9 +6,6 @@ import (
 	"io"
 	"strings"
 	"sync"
-	"time"
-
-	"github.com/schollz/progressbar/v3"
 
 	"github.com/regvault/regvault/graph"
 	"github.com/regvault/regvault/pipeline"
@@ -27,9 +24,7 @@ type reporter struct {
 	mu      sync.Mutex
 	started bool // "Backing up N repositories..." printed
 	n       int  // repositories reported so far
-	bar     *progressbar.ProgressBar
-	stopBar chan struct{}
-	barDone chan struct{}
+	bar     progressBar
 }
 
 func (r *reporter) full(repo string) string { return graph.FullRepo(r.plan.Registry, repo) }
@@ -91,7 +86,7 @@ func (r *reporter) repoLines(repo, lines string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.n++
-	r.clearBar()
+	r.bar.clear()
 	fmt.Fprintf(r.out, "\n[%d/%d] %s\n%s", r.n, len(r.plan.Repos), r.full(repo), lines)
 }
 
@@ -100,71 +95,12 @@ func (r *reporter) start(pr *pipeline.Progress) {
 	if !r.tty || r.json || r.plan.DryRun {
 		return
 	}
-	r.stopBar = make(chan struct{})
-	r.barDone = make(chan struct{})
-	go func() {
-		defer close(r.barDone)
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-r.stopBar:
-				return
-			case <-tick.C:
-			}
-			total, done := pr.Total.Load(), pr.Done.Load()
-			if total <= 0 {
-				continue
-			}
-			r.mu.Lock()
-			if r.bar == nil {
-				r.bar = newProgressBar(r.c.stderr, "Backing up", total)
-			} else if r.bar.GetMax64() != total {
-				r.bar.ChangeMax64(total)
-			}
-			_ = r.bar.Set64(done)
-			r.mu.Unlock()
-		}
-	}()
-}
-
-// newProgressBar is the bar backup and restore show on a terminal: bytes
-// moved of total, on w (stderr).
-func newProgressBar(w io.Writer, desc string, total int64) *progressbar.ProgressBar {
-	return progressbar.NewOptions64(total,
-		progressbar.OptionSetWriter(w),
-		progressbar.OptionSetDescription(desc),
-		progressbar.OptionShowBytes(true),
-		progressbar.OptionShowTotalBytes(true),
-		progressbar.OptionShowCount(),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionUseANSICodes(true),
-		progressbar.OptionSetRenderBlankState(true),
-	)
+	r.bar = progressBar{w: r.c.stderr, desc: "Backing up", mu: &r.mu}
+	r.bar.start(pr)
 }
 
 // stop removes the progress bar.
-func (r *reporter) stop() {
-	if r.stopBar == nil {
-		return
-	}
-	close(r.stopBar)
-	<-r.barDone
-	r.mu.Lock()
-	r.clearBar()
-	r.bar = nil
-	r.mu.Unlock()
-}
-
-// clearBar erases the bar so that a line can be printed; the next poll
-// draws it again. r.mu is held.
-func (r *reporter) clearBar() {
-	if r.bar != nil {
-		_ = r.bar.Clear()
-	}
-}
+func (r *reporter) stop() { r.bar.stop() }
 
 // summary is what a run did, for both output formats.
 type summary struct {

@@ -13,9 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/regvault/regvault/graph"
@@ -406,9 +404,7 @@ type restoreReporter struct {
 
 	mu       sync.Mutex
 	restored bool // a "✓ Restored" line was printed
-	bar      *progressbar.ProgressBar
-	stopBar  chan struct{}
-	barDone  chan struct{}
+	bar      progressBar
 }
 
 // header prints what the backup holds and the plan's mappings.
@@ -483,7 +479,7 @@ func (r *restoreReporter) observe(ev pipeline.Event) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.clearBar()
+	r.bar.clear()
 	r.restored = true
 	fmt.Fprint(r.out, b.String())
 }
@@ -493,53 +489,12 @@ func (r *restoreReporter) start(pr *pipeline.Progress) {
 	if !r.tty || r.json || r.plan.DryRun {
 		return
 	}
-	r.stopBar = make(chan struct{})
-	r.barDone = make(chan struct{})
-	go func() {
-		defer close(r.barDone)
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-r.stopBar:
-				return
-			case <-tick.C:
-			}
-			total, done := pr.Total.Load(), pr.Done.Load()
-			if total <= 0 {
-				continue
-			}
-			r.mu.Lock()
-			if r.bar == nil {
-				r.bar = newProgressBar(r.c.stderr, "Restoring", total)
-			} else if r.bar.GetMax64() != total {
-				r.bar.ChangeMax64(total)
-			}
-			_ = r.bar.Set64(done)
-			r.mu.Unlock()
-		}
-	}()
+	r.bar = progressBar{w: r.c.stderr, desc: "Restoring", mu: &r.mu}
+	r.bar.start(pr)
 }
 
 // stop removes the progress bar.
-func (r *restoreReporter) stop() {
-	if r.stopBar == nil {
-		return
-	}
-	close(r.stopBar)
-	<-r.barDone
-	r.mu.Lock()
-	r.clearBar()
-	r.bar = nil
-	r.mu.Unlock()
-}
-
-// clearBar erases the bar so that a line can be printed. r.mu is held.
-func (r *restoreReporter) clearBar() {
-	if r.bar != nil {
-		_ = r.bar.Clear()
-	}
-}
+func (r *restoreReporter) stop() { r.bar.stop() }
 
 // restoreSummary is what a restore did, for both output formats.
 type restoreSummary struct {
