@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -85,4 +86,85 @@ func TestInterruptedBackupLeavesNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A backup into a directory that holds a layout, interrupted, continues on
+// re-run: the blobs that arrived before the interruption are not fetched
+// again.
+func TestInterruptedDirectoryBackupContinues(t *testing.T) {
+	bin := build(t)
+	var slow atomic.Value // digest whose download hangs until the test ends
+	slow.Store("")
+	hang := make(chan struct{})
+	t.Cleanup(func() { close(hang) })
+	var blobGets atomic.Int64
+	handler := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/sha256:") {
+				blobGets.Add(1)
+				if d := slow.Load().(string); d != "" && strings.HasSuffix(r.URL.Path, d) {
+					select {
+					case <-hang:
+					case <-r.Context().Done():
+					}
+					return
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	srv := registrytest.NewInProcess(t, registrytest.WithHandler(handler))
+	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{})
+	out := filepath.Join(t.TempDir(), "layout")
+	run := func(repos ...string) *exec.Cmd {
+		args := []string{"backup", "--plain-http", "--no-tty", "--output", out}
+		for _, r := range repos {
+			args = append(args, srv.Host()+"/"+r)
+		}
+		return exec.Command(bin, args...)
+	}
+	// The directory holds a layout of one repository.
+	res, err := run(registrytest.SampleBase).CombinedOutput()
+	require.NoError(t, err, "%s", res)
+
+	// A blob only demo/backend has hangs; the rest arrive; interrupt.
+	seen := map[string]bool{}
+	for _, r := range []string{registrytest.SampleBase, registrytest.SampleFrontend} {
+		for _, d := range sample.Content[r] {
+			seen[d.Digest.String()] = true
+		}
+	}
+	var victim string
+	for _, d := range sample.Content[registrytest.SampleBackend] {
+		if !seen[d.Digest.String()] && !strings.Contains(d.MediaType, "manifest") && !strings.Contains(d.MediaType, "index") {
+			victim = d.Digest.String()
+			break
+		}
+	}
+	require.NotEmpty(t, victim)
+	slow.Store(victim)
+	cmd := run(registrytest.SampleBase, registrytest.SampleFrontend, registrytest.SampleBackend)
+	require.NoError(t, cmd.Start())
+	// Wait until the downloads have settled: all but the hanging one.
+	for last, deadline := int64(-1), time.Now().Add(10*time.Second); time.Now().Before(deadline); {
+		time.Sleep(300 * time.Millisecond)
+		now := blobGets.Load()
+		if now > 0 && now == last {
+			break
+		}
+		last = now
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	require.Error(t, cmd.Wait())
+	fetchedBefore := blobGets.Load()
+
+	// Run again: only the blob that never arrived is fetched.
+	slow.Store("")
+	blobGets.Store(0)
+	res, err = run(registrytest.SampleBase, registrytest.SampleFrontend, registrytest.SampleBackend).CombinedOutput()
+	require.NoError(t, err, "%s", res)
+	require.Positive(t, fetchedBefore)
+	require.EqualValues(t, 1, blobGets.Load(), "only the blob the interrupted run did not get is fetched")
+	_, err = os.Stat(filepath.Join(out, "blobs", "sha256", strings.TrimPrefix(victim, "sha256:")))
+	require.NoError(t, err)
 }
