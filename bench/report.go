@@ -1,0 +1,698 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+)
+
+// RunResult is one run of one tool.
+type RunResult struct {
+	WallSec float64    `json:"wallSec"`
+	CPUSec  float64    `json:"cpuSec"` // user + system, all processes
+	MaxRSS  int64      `json:"maxRSS"` // bytes, the largest of any process
+	Procs   int        `json:"procs"`  // processes started
+	Stats   ProxyStats `json:"stats"`
+	Err     string     `json:"err,omitempty"`
+	Check   string     `json:"check,omitempty"` // "ok" or what is missing
+}
+
+// OK tells whether the run succeeded and its output checked out.
+func (r RunResult) OK() bool { return r.Err == "" && r.Check == "ok" }
+
+// MBps is the unique bytes per second of the run.
+func (r RunResult) MBps(unique int64) float64 {
+	if r.WallSec <= 0 {
+		return 0
+	}
+	return float64(unique) / MB / r.WallSec
+}
+
+// Line is a one-line summary, for the progress log.
+func (r RunResult) Line(unique int64) string {
+	s := fmt.Sprintf("%.2f s, %.1f MB/s, %d requests (GET blob %d, GET manifest %d) on %d connections, down %s, up %s, peak RSS %s, CPU %.1f s",
+		r.WallSec, r.MBps(unique), r.Stats.Total(), r.Stats.Count("GET", "blob"), r.Stats.Count("GET", "manifest"), r.Stats.Conns,
+		mbString(r.Stats.BytesOut), mbString(r.Stats.BytesIn), rssString(r.MaxRSS), r.CPUSec)
+	switch {
+	case r.Err != "":
+		s += ": FAILED: " + r.Err
+	case r.Check != "ok":
+		s += ": CHECK FAILED: " + r.Check
+	}
+	return s
+}
+
+// Row is one tool in a section.
+type Row struct {
+	Tool    string      `json:"tool"`
+	Version string      `json:"version"`
+	Command string      `json:"command"`
+	Runs    []RunResult `json:"runs"`
+	NA      string      `json:"na,omitempty"` // why the tool has no result
+}
+
+// Median is the successful run with the median wall time (the lower of
+// the two middle ones for an even count), and false if no run succeeded.
+func (r *Row) Median() (RunResult, bool) {
+	var ok []RunResult
+	for _, run := range r.Runs {
+		if run.OK() {
+			ok = append(ok, run)
+		}
+	}
+	if len(ok) == 0 {
+		return RunResult{}, false
+	}
+	sort.Slice(ok, func(i, j int) bool { return ok[i].WallSec < ok[j].WallSec })
+	return ok[(len(ok)-1)/2], true
+}
+
+// PeakRSS is the largest peak RSS over the successful runs.
+func (r *Row) PeakRSS() int64 {
+	var m int64
+	for _, run := range r.Runs {
+		if run.OK() && run.MaxRSS > m {
+			m = run.MaxRSS
+		}
+	}
+	return m
+}
+
+// Section is one table: a workload, a profile and an operation.
+type Section struct {
+	Workload     string   `json:"workload"` // D1, or D1-quick
+	Base         string   `json:"base"`     // D1
+	About        string   `json:"about"`
+	UniqueBytes  int64    `json:"uniqueBytes"`
+	BlobBytes    int64    `json:"blobBytes"`
+	Repos        int      `json:"repos"`
+	Tags         int      `json:"tags"`
+	Referrers    int      `json:"referrers"`
+	Blobs        int      `json:"blobs"`
+	Manifests    int      `json:"manifests"`
+	Profile      string   `json:"profile"`
+	ProfileAbout string   `json:"profileAbout"`
+	Op           string   `json:"op"`
+	Date         string   `json:"date"`
+	CommandLine  string   `json:"commandLine"`
+	Runs         int      `json:"runs"`
+	Seed         string   `json:"seed"`
+	Quick        bool     `json:"quick,omitempty"`
+	Machine      string   `json:"machine,omitempty"`
+	Rows         []*Row   `json:"rows"`
+	Notes        []string `json:"notes,omitempty"`
+}
+
+// Row is the row of the tool, or nil.
+func (s *Section) Row(tool string) *Row {
+	for _, r := range s.Rows {
+		if r.Tool == tool {
+			return r
+		}
+	}
+	return nil
+}
+
+// Title is "D1 · wan · backup".
+func (s *Section) Title() string { return s.Workload + " · " + s.Profile + " · " + s.Op }
+
+// Markdown is the section's table and details.
+func (s *Section) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "### %s\n\n", s.Title())
+	fmt.Fprintf(&b, "%s  \n", s.About)
+	fmt.Fprintf(&b, "Profile %s. %s, median of %d run(s), `%s`.", s.ProfileAbout, s.Date, s.Runs, s.CommandLine)
+	if s.Machine != "" {
+		fmt.Fprintf(&b, " Machine: %s.", s.Machine)
+	}
+	b.WriteString("\n\n")
+	var ref float64
+	if rv := s.Row(ToolRegvault); rv != nil {
+		if m, ok := rv.Median(); ok {
+			ref = m.WallSec
+		}
+	}
+	b.WriteString("| tool | wall | MB/s | tool ÷ regvault | GET blob | GET manifest | GET referrers tag | GET tags | HEAD | POST | PUT | PATCH | other | down | up | peak RSS | CPU |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, r := range s.Rows {
+		m, ok := r.Median()
+		if !ok {
+			why := r.NA
+			if why == "" && len(r.Runs) > 0 {
+				last := r.Runs[len(r.Runs)-1]
+				why = "failed: " + last.Err
+				if last.Err == "" {
+					why = "output incomplete: " + last.Check
+				}
+			}
+			fmt.Fprintf(&b, "| %s | — | | | | | | | | | | | | | | | %s |\n", r.Tool, mdEscape(why))
+			continue
+		}
+		ratio := "—"
+		if r.Tool != ToolRegvault && ref > 0 {
+			ratio = fmt.Sprintf("%.2f×", m.WallSec/ref)
+		}
+		st := m.Stats
+		counted := st.Count("GET", "blob") + st.Count("GET", "manifest") + st.Count("GET", "referrers-tag") + st.Count("GET", "tags") +
+			st.Method("HEAD") + st.Method("POST") + st.Method("PUT") + st.Method("PATCH")
+		mbps := fmt.Sprintf("%.1f", m.MBps(s.UniqueBytes))
+		if s.Op == OpPlan {
+			mbps = "—" // a dry run moves no layer
+		}
+		fmt.Fprintf(&b, "| %s | %.2f s | %s | %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s | %s | %s | %.1f s |\n",
+			r.Tool, m.WallSec, mbps, ratio,
+			st.Count("GET", "blob"), st.Count("GET", "manifest"), st.Count("GET", "referrers-tag"), st.Count("GET", "tags"),
+			st.Method("HEAD"), st.Method("POST"), st.Method("PUT"), st.Method("PATCH"), st.Total()-counted,
+			mbString(st.BytesOut), mbString(st.BytesIn), rssString(r.PeakRSS()), m.CPUSec)
+	}
+	b.WriteString("\n")
+	for _, r := range s.Rows {
+		if len(r.Runs) == 0 {
+			continue
+		}
+		var walls []string
+		for _, run := range r.Runs {
+			w := fmt.Sprintf("%.2f", run.WallSec)
+			if !run.OK() {
+				w += " (failed)"
+			}
+			walls = append(walls, w)
+		}
+		m, _ := r.Median()
+		extra := ""
+		if m.Stats.Ranged > 0 {
+			extra += fmt.Sprintf(", %d ranged GETs", m.Stats.Ranged)
+		}
+		if m.Stats.Mounts > 0 {
+			extra += fmt.Sprintf(", %d mounts", m.Stats.Mounts)
+		}
+		if e := m.Stats.Errors(); e > 0 {
+			extra += fmt.Sprintf(", %d error answers", e)
+		}
+		fmt.Fprintf(&b, "- %s: runs %s s; %d process(es), %d connection(s), at most %d requests at once%s. Requests: %s.\n", r.Tool, strings.Join(walls, ", "), m.Procs, m.Stats.Conns, m.Stats.MaxConc, extra, m.Stats.String())
+		for _, run := range r.Runs {
+			if !run.OK() {
+				msg := run.Err
+				if msg == "" {
+					msg = "check: " + run.Check
+				}
+				fmt.Fprintf(&b, "  - failed run: %s\n", mdEscape(msg))
+				break
+			}
+		}
+	}
+	for _, n := range s.Notes {
+		fmt.Fprintf(&b, "- %s\n", n)
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+// MachineInfo describes the machine.
+type MachineInfo struct {
+	Cores   int
+	Memory  string
+	CPU     string
+	Kernel  string
+	OS      string
+	Go      string
+	LoadAvg string
+}
+
+func (m MachineInfo) String() string {
+	return fmt.Sprintf("%d cores (%s), %s memory, %s, Linux %s, %s; load average at start %s", m.Cores, m.CPU, m.Memory, m.OS, m.Kernel, m.Go, m.LoadAvg)
+}
+
+// Machine describes this machine.
+func Machine() MachineInfo {
+	m := MachineInfo{Cores: runtime.NumCPU(), Go: runtime.Version(), CPU: "?", Memory: "?", Kernel: "?", OS: runtime.GOOS, LoadAvg: "?"}
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				var kb int64
+				fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
+				m.Memory = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+			}
+		}
+	}
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if data, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(data))
+	}
+	if data, err := os.ReadFile("/etc/os-release"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, "PRETTY_NAME="); ok {
+				m.OS = strings.Trim(v, `"`)
+			}
+		}
+	}
+	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(data)); len(f) >= 3 {
+			m.LoadAvg = strings.Join(f[:3], " ")
+		}
+	}
+	return m
+}
+
+// Report is what docs/benchmarks.md says.
+type Report struct {
+	Machine   MachineInfo
+	Tools     []*Tool
+	ToolNotes []string
+	Sections  []*Section
+	Generated string
+}
+
+// Markdown is the whole document.
+func (r *Report) Markdown() string {
+	var b strings.Builder
+	b.WriteString("# Benchmarks\n\n")
+	b.WriteString("Generated by the harness in `bench/` (`make bench`, or `go run ./bench/cmd/bench`); do not edit by hand. ")
+	b.WriteString("Each table below says when and with which command it was measured: a run of a subset (`-w`, `-p`) replaces those tables only.\n\n")
+	fmt.Fprintf(&b, "- Machine: %s.\n", r.Machine)
+	fmt.Fprintf(&b, "- Written: %s.\n", r.Generated)
+	b.WriteString("- Registry: the CNCF distribution registry v3.1.2 process (`registrytest.StartDistribution`), filesystem storage on the same disk as the outputs; no Referrers API, so referrers are found through the `sha256-<hex>` tag schema. Every tool talks to it through the harness's proxy on 127.0.0.1, over plain HTTP.\n")
+	b.WriteString("- MB/s is unique bytes (every unique blob and manifest of the workload, 1 MB = 10⁶ bytes) over wall time, for every tool alike. Wall time is from the first process start to the last exit, the median of the successful runs; peak RSS is the largest maximum resident set size of any one process over the runs, measured with GNU time (`%M`: the process's `ru_maxrss`; the harness's own wait4 would report at least the harness's RSS, which a vfork-ed child inherits at exec); CPU is user + system of all processes.\n")
+	b.WriteString("- Requests are counted by the proxy in front of the registry the tool talks to (for a restore: the target); \"GET referrers tag\" is `GET /v2/<repo>/manifests/sha256-<hex>` (referrers lookups); \"down\"/\"up\" are response/request body bytes. \"tool ÷ regvault\" is the tool's wall time over regvault's: above 1 regvault is faster.\n\n")
+
+	b.WriteString("## How to run\n\n")
+	b.WriteString("```\nmake bench                                  # every workload, both profiles, 3 runs\ngo run ./bench/cmd/bench -quick             # small workloads, 1 run, for developing the harness\ngo run ./bench/cmd/bench -w D1 -p wan -runs 5\ngo run ./bench/cmd/bench -w B -t regvault -p loopback   # one tool\ngo run ./bench/cmd/bench -h                 # every flag\n```\n\n")
+	b.WriteString("Peers are installed into `$XDG_CACHE_HOME/regvault/bench/bin` (or `~/.cache/...`): oras and crane with `go install`, skopeo with `apt-get install skopeo` when it is missing and the harness runs as root. regvault is built from the checkout into the same directory. A seeded registry's storage is kept in `.../regvault/bench/seed/<workload>-<hash>` (keyed by workload, size and seed) and hard-linked into the registry of later runs; the per-section results in `.../regvault/bench/results`.\n\n")
+
+	b.WriteString("## Tools and commands\n\n")
+	b.WriteString("| tool | version | backup | restore |\n| --- | --- | --- | --- |\n")
+	for _, t := range r.toolRows() {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", t[0], mdEscape(t[1]), mdEscape(t[2]), mdEscape(t[3]))
+	}
+	for _, n := range r.ToolNotes {
+		fmt.Fprintf(&b, "\n- %s", n)
+	}
+	b.WriteString("\n\nEvery tool runs with its default concurrency. crane and skopeo copy tags, not referrers: their backups hold the images only (less to move than regvault and oras); `crane copy --all-tags` copies the referrers' `sha256-<hex>` tags and so the referrers too. For the registry-to-registry copies (crane, skopeo restore) the source is the seeded registry itself, unshaped: only the target is behind the profile's proxy, as a restore from a local file would be.\n\n")
+
+	b.WriteString("## Profiles\n\n")
+	for _, p := range AllProfiles {
+		fmt.Fprintf(&b, "- %s\n", p.Describe())
+	}
+	b.WriteString("\n## Targets (issue 5)\n\n")
+	b.WriteString(r.targetsMarkdown())
+	b.WriteString("\n## Results\n\n")
+	for _, s := range r.Sections {
+		b.WriteString(s.Markdown())
+	}
+	return b.String()
+}
+
+// toolRows are the tools of the report's sections (and of this run), in
+// AllTools order: name, version, backup and restore command. The newest
+// section that has a tool says its version.
+func (r *Report) toolRows() [][4]string {
+	type info struct{ version, backup, restore, date string }
+	infos := map[string]*info{}
+	get := func(name string) *info {
+		if infos[name] == nil {
+			infos[name] = &info{}
+		}
+		return infos[name]
+	}
+	for _, s := range r.Sections {
+		for _, row := range s.Rows {
+			in := get(row.Tool)
+			if s.Date >= in.date {
+				in.version, in.date = row.Version, s.Date
+			}
+			cmd := "`" + row.Command + "`"
+			if row.NA != "" && row.Command == "" {
+				continue
+			}
+			switch s.Op {
+			case OpBackup:
+				in.backup = cmd
+			case OpRestore:
+				in.restore = cmd
+				if row.NA != "" && strings.Contains(row.NA, "not available") {
+					in.restore += " — " + row.NA
+				}
+			}
+		}
+	}
+	for _, t := range r.Tools {
+		in := get(t.Name)
+		in.version = t.Version
+		in.backup = "`" + t.BackupDoc + "`"
+		in.restore = "`" + t.RestoreDoc + "`"
+		if t.NoRestore != "" {
+			in.restore += " — " + t.NoRestore
+		}
+	}
+	var out [][4]string
+	for _, name := range AllTools {
+		if in, ok := infos[name]; ok {
+			out = append(out, [4]string{name, in.version, in.backup, in.restore})
+		}
+	}
+	return out
+}
+
+// Target is one of issue 5's targets, as measured.
+type Target struct {
+	Name     string
+	Measured string
+	Status   string // met, missed, not measured
+}
+
+// Targets evaluates issue 5's targets from the sections there are.
+func (r *Report) Targets() []Target {
+	find := func(base, profile, op string) *Section {
+		for _, s := range r.Sections {
+			if s.Base == base && s.Profile == profile && s.Op == op && !s.Quick {
+				return s
+			}
+		}
+		for _, s := range r.Sections {
+			if s.Base == base && s.Profile == profile && s.Op == op {
+				return s
+			}
+		}
+		return nil
+	}
+	median := func(s *Section, tool string) (RunResult, bool) {
+		if s == nil {
+			return RunResult{}, false
+		}
+		row := s.Row(tool)
+		if row == nil {
+			return RunResult{}, false
+		}
+		return row.Median()
+	}
+	tag := func(s *Section) string {
+		if s != nil && s.Quick {
+			return " (quick workload: indicative only)"
+		}
+		return ""
+	}
+	var ts []Target
+	ratio := func(name string, s *Section, peer string, want float64) {
+		t := Target{Name: name, Status: "not measured"}
+		rv, ok1 := median(s, ToolRegvault)
+		p, ok2 := median(s, peer)
+		switch {
+		case s == nil:
+		case !ok1:
+			t.Measured = "no successful regvault run"
+			if row := s.Row(ToolRegvault); row != nil && row.NA != "" {
+				t.Measured = row.NA
+			}
+		case !ok2:
+			t.Measured = "no successful " + peer + " run"
+		default:
+			x := p.WallSec / rv.WallSec
+			t.Measured = fmt.Sprintf("%.2f× (regvault %.2f s, %s %.2f s)%s", x, rv.WallSec, peer, p.WallSec, tag(s))
+			t.Status = metOr(x >= want)
+		}
+		ts = append(ts, t)
+	}
+	d1b, d1r := find(WorkloadD1, "wan", OpBackup), find(WorkloadD1, "wan", OpRestore)
+	ratio("D1 WAN backup ≥ 8× faster than oras (looped per repository)", d1b, ToolOras, 8)
+	ratio("D1 WAN backup ≥ 3× faster than crane (pull of every tag into one layout)", d1b, ToolCrane, 3)
+	ratio("D1 WAN restore ≥ 8× faster than oras restore (per repository)", d1r, ToolOras, 8)
+	ratio("D1 WAN restore ≥ 5× faster than skopeo copy (per tag)", d1r, ToolSkopeo, 5)
+
+	// Each blob fetched once: GET blob + GET manifest = unique blobs + manifests.
+	{
+		t := Target{Name: "each blob and manifest fetched once per backup (GET blob + GET manifest = unique blobs + manifests)", Status: "not measured"}
+		var parts []string
+		met := true
+		for _, s := range r.Sections {
+			if s.Op != OpBackup {
+				continue
+			}
+			m, ok := median(s, ToolRegvault)
+			if !ok {
+				continue
+			}
+			gb, gm := m.Stats.Count("GET", "blob"), m.Stats.Count("GET", "manifest")
+			want := int64(s.Blobs + s.Manifests)
+			parts = append(parts, fmt.Sprintf("%s %s: %d + %d = %d (want %d)", s.Workload, s.Profile, gb, gm, gb+gm, want))
+			if gb+gm != want {
+				met = false
+			}
+		}
+		if len(parts) > 0 {
+			t.Measured = strings.Join(parts, "; ")
+			t.Status = metOr(met)
+		}
+		ts = append(ts, t)
+	}
+	// Each shared blob uploaded once per target: no more blob uploads
+	// (PUT that completes an upload) than unique blobs; the rest mounted.
+	{
+		t := Target{Name: "a shared blob is uploaded once per target registry (completed uploads ≤ unique blobs)", Status: "not measured"}
+		var parts []string
+		met := true
+		for _, s := range r.Sections {
+			if s.Op != OpRestore {
+				continue
+			}
+			m, ok := median(s, ToolRegvault)
+			if !ok {
+				continue
+			}
+			puts := m.Stats.Count("PUT", "upload")
+			parts = append(parts, fmt.Sprintf("%s %s: %d uploads for %d unique blobs, %d mounts, %s up for %s unique", s.Workload, s.Profile, puts, s.Blobs, m.Stats.Mounts, mbString(m.Stats.BytesIn), mbString(s.UniqueBytes)))
+			if puts > int64(s.Blobs) {
+				met = false
+			}
+		}
+		if len(parts) > 0 {
+			t.Measured = strings.Join(parts, "; ")
+			t.Status = metOr(met)
+		}
+		ts = append(ts, t)
+	}
+	// Round trips per tag: requests per tag on S, against the fewest a
+	// tool needs: on backup a GET per unique blob and manifest and a
+	// referrers lookup per manifest; on restore a POST and a PUT per
+	// unique blob and a PUT per manifest.
+	{
+		t := Target{Name: "no tag costs more than a few round trips (S: requests per tag ≤ the fewest needed + 2)", Status: "not measured"}
+		var parts []string
+		met := true
+		for _, s := range r.Sections {
+			if s.Base != WorkloadS || s.Op == OpPlan {
+				continue
+			}
+			m, ok := median(s, ToolRegvault)
+			if !ok {
+				continue
+			}
+			per := float64(m.Stats.Total()) / float64(s.Tags)
+			least := float64(s.Blobs+2*s.Manifests) / float64(s.Tags)
+			if s.Op == OpRestore {
+				least = float64(2*s.Blobs+s.Manifests) / float64(s.Tags)
+			}
+			parts = append(parts, fmt.Sprintf("%s %s %s: %.1f requests per tag (fewest %.1f), %.1f ms per tag", s.Workload, s.Profile, s.Op, per, least, m.WallSec*1000/float64(s.Tags)))
+			if per > least+2 {
+				met = false
+			}
+		}
+		if len(parts) > 0 {
+			t.Measured = strings.Join(parts, "; ")
+			t.Status = metOr(met)
+		}
+		ts = append(ts, t)
+	}
+	// L loopback vs baseline.
+	for _, op := range []string{OpBackup, OpRestore} {
+		t := Target{Name: fmt.Sprintf("L loopback %s ≥ 80%% of the plain parallel baseline's throughput", op), Status: "not measured"}
+		s := find(WorkloadL, "loopback", op)
+		rv, ok1 := median(s, ToolRegvault)
+		bl, ok2 := median(s, ToolBaseline)
+		switch {
+		case s == nil:
+		case !ok1:
+			t.Measured = "no successful regvault run"
+			if row := s.Row(ToolRegvault); row != nil && row.NA != "" {
+				t.Measured = row.NA
+			}
+		case !ok2:
+			t.Measured = "no successful baseline run"
+		default:
+			x := bl.WallSec / rv.WallSec
+			t.Measured = fmt.Sprintf("%.1f%% (regvault %.1f MB/s, baseline %.1f MB/s)%s", 100*x, rv.MBps(s.UniqueBytes), bl.MBps(s.UniqueBytes), tag(s))
+			t.Status = metOr(x >= 0.8)
+		}
+		ts = append(ts, t)
+	}
+	// B: RSS.
+	for _, op := range []string{OpBackup, OpRestore} {
+		t := Target{Name: fmt.Sprintf("B %s peak RSS < 150 MiB", op), Status: "not measured"}
+		var parts []string
+		met := true
+		for _, s := range r.Sections {
+			if s.Base != WorkloadB || s.Op != op {
+				continue
+			}
+			row := s.Row(ToolRegvault)
+			if row == nil {
+				continue
+			}
+			if _, ok := row.Median(); !ok {
+				if row.NA != "" {
+					parts = append(parts, s.Profile+": "+row.NA)
+				}
+				continue
+			}
+			parts = append(parts, fmt.Sprintf("%s: %s%s", s.Profile, rssString(row.PeakRSS()), tag(s)))
+			if row.PeakRSS() >= 150*MiB {
+				met = false
+			}
+		}
+		if len(parts) > 0 {
+			t.Measured = strings.Join(parts, "; ")
+			if strings.Contains(t.Measured, "MiB") {
+				t.Status = metOr(met)
+			}
+		}
+		ts = append(ts, t)
+	}
+	// B over WAN: parallel ranges, ≥ 4× the single-stream rate.
+	{
+		t := Target{Name: "B WAN backup: one blob in parallel ranges, ≥ 4× the single-stream rate (≥ 100 MB/s)", Status: "not measured"}
+		s := find(WorkloadB, "wan", OpBackup)
+		if m, ok := median(s, ToolRegvault); ok {
+			x := m.MBps(s.UniqueBytes) / (ProfileWAN.Rate / MB)
+			t.Measured = fmt.Sprintf("%.1f MB/s = %.2f× the %.0f MB/s stream cap, %d ranged GETs%s", m.MBps(s.UniqueBytes), x, ProfileWAN.Rate/MB, m.Stats.Ranged, tag(s))
+			t.Status = metOr(x >= 4)
+		}
+		ts = append(ts, t)
+	}
+	// S linear: per-tag time over several sizes.
+	{
+		t := Target{Name: "S: time grows linearly with the number of tags", Status: "not measured"}
+		type pt struct {
+			tags int
+			sec  float64
+			key  string
+		}
+		byKey := map[string][]pt{}
+		for _, s := range r.Sections {
+			if s.Base != WorkloadS {
+				continue
+			}
+			if m, ok := median(s, ToolRegvault); ok {
+				k := s.Profile + " " + s.Op
+				byKey[k] = append(byKey[k], pt{s.Tags, m.WallSec, k})
+			}
+		}
+		var parts []string
+		met, any := true, false
+		keys := make([]string, 0, len(byKey))
+		for k := range byKey {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			pts := byKey[k]
+			if len(pts) < 2 {
+				continue
+			}
+			sort.Slice(pts, func(i, j int) bool { return pts[i].tags < pts[j].tags })
+			a, z := pts[0], pts[len(pts)-1]
+			if a.tags == z.tags {
+				continue
+			}
+			any = true
+			perA, perZ := a.sec/float64(a.tags), z.sec/float64(z.tags)
+			parts = append(parts, fmt.Sprintf("%s: %.1f ms/tag at %d tags, %.1f ms/tag at %d tags", k, perA*1000, a.tags, perZ*1000, z.tags))
+			if perZ > 1.25*perA {
+				met = false
+			}
+		}
+		if any {
+			t.Measured = strings.Join(parts, "; ")
+			t.Status = metOr(met)
+		} else {
+			t.Measured = "needs S at two sizes (e.g. -w S -srepos 100 and 200 with -results)"
+		}
+		ts = append(ts, t)
+	}
+	// Planning 10,000 tags.
+	{
+		t := Target{Name: "planning 10,000 tags stays under 300 MiB RSS", Status: "not measured"}
+		for _, s := range r.Sections {
+			if s.Op != OpPlan || s.Tags < 10000 {
+				continue
+			}
+			row := s.Row(ToolRegvault)
+			if row == nil {
+				continue
+			}
+			if m, ok := row.Median(); ok {
+				t.Measured = fmt.Sprintf("%s for %d tags in %d repositories (%s, %.1f s)", rssString(row.PeakRSS()), s.Tags, s.Repos, s.Profile, m.WallSec)
+				t.Status = metOr(row.PeakRSS() < 300*MiB)
+			}
+		}
+		if t.Status == "not measured" {
+			t.Measured = "run: -w S -srepos 2000 -ops plan -t regvault"
+		}
+		ts = append(ts, t)
+	}
+	return ts
+}
+
+func metOr(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "missed"
+}
+
+func (r *Report) targetsMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| target | measured | status |\n| --- | --- | --- |\n")
+	for _, t := range r.Targets() {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", mdEscape(t.Name), mdEscape(t.Measured), t.Status)
+	}
+	return b.String()
+}
+
+// TargetsText is the targets for the terminal.
+func (r *Report) TargetsText() string {
+	var b strings.Builder
+	b.WriteString("targets (issue 5):\n")
+	for _, t := range r.Targets() {
+		fmt.Fprintf(&b, "  [%s] %s: %s\n", t.Status, t.Name, t.Measured)
+	}
+	return b.String()
+}
+
+func mdEscape(s string) string {
+	return strings.NewReplacer("|", `\|`, "\n", " ").Replace(s)
+}
+
+func mbString(n int64) string {
+	switch {
+	case n >= 10*MB:
+		return fmt.Sprintf("%.0f MB", float64(n)/MB)
+	case n >= MB/10:
+		return fmt.Sprintf("%.1f MB", float64(n)/MB)
+	}
+	return fmt.Sprintf("%.1f kB", float64(n)/1e3)
+}
+
+func rssString(n int64) string {
+	if n == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f MiB", float64(n)/MiB)
+}
