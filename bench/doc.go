@@ -21,4 +21,12 @@
 //     wait4 (wall time, peak RSS, CPU).
 //   - verify.go: a run counts only if its output holds what it should.
 //   - report.go: tables, targets, docs/benchmarks.md.
+//   - profile.go: -cpuprofile builds regvault with a CPU and heap profile
+//     hook through `go build -overlay` (the checkout is not changed).
+//
+// Finding out why a run is slow: -trace DIR writes every request of every
+// run as the proxy saw it (start, end, method, kind, bytes) and logs a
+// summary (when the first blob transfer and the largest one started);
+// -cpuprofile DIR profiles regvault (go tool pprof -top
+// <cache>/bin/regvault-profiling DIR/<file>.pprof).
 package bench

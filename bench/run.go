@@ -149,6 +149,24 @@ func Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
+// WriteReport writes the report at docPath from the sections kept in
+// resultsDir, without running anything, and prints the targets to out.
+func WriteReport(resultsDir, docPath string, out io.Writer) error {
+	secs, err := loadSections(resultsDir)
+	if err != nil {
+		return err
+	}
+	if len(secs) == 0 {
+		return fmt.Errorf("no results in %s: run the benchmarks first", resultsDir)
+	}
+	rep := &Report{Machine: Machine(), Sections: secs, Generated: time.Now().UTC().Format(time.RFC3339)}
+	if err := os.WriteFile(docPath, []byte(rep.Markdown()), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "wrote %s\n\n%s", docPath, rep.TargetsText())
+	return nil
+}
+
 type runner struct {
 	cfg   Config
 	work  string

@@ -70,6 +70,7 @@ func run() error {
 	dist := fs.String("dist", "", "distribution registry binary (default $REGVAULT_DISTRIBUTION, else "+filepath.Join(cacheBase, "regvault", "bin", "registry")+")")
 	timeout := fs.Duration("timeout", 30*time.Minute, "limit for one tool run")
 	keep := fs.Bool("keep", false, "keep the work directory (outputs and logs)")
+	reportOnly := fs.Bool("report", false, "run nothing: write the report from the results kept in <cache>/results")
 	noInstall := fs.Bool("no-install", false, "do not install missing peers (skopeo through apt-get)")
 	trace := fs.String("trace", "", "directory for every run's requests as the proxy saw them (tab-separated: start, end, method, kind, bytes, path); the log gets a summary of each run")
 	cpuprofile := fs.String("cpuprofile", "", "directory for a CPU and heap profile of every regvault process (regvault is built with a profiling hook through go build -overlay; the checkout is not changed). Read with: go tool pprof -top <bin>/regvault-profiling <file>")
@@ -157,6 +158,12 @@ func run() error {
 		}
 	}
 
+	if *reportOnly {
+		if cfg.DocPath == "" {
+			cfg.DocPath = filepath.Join(root, "docs", "benchmarks.md")
+		}
+		return bench.WriteReport(filepath.Join(*cache, "results"), cfg.DocPath, os.Stdout)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return bench.Run(ctx, cfg)
