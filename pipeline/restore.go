@@ -178,6 +178,12 @@ func newRenamedSource(src source.Source, p *plan.Restore) *renamedSource {
 	return rs
 }
 
+// Verifies passes on whether the backup's reads are verified already.
+func (rs *renamedSource) Verifies() bool {
+	v, ok := rs.src.(Verifying)
+	return ok && v.Verifies()
+}
+
 // Streaming passes on whether the backup can be read only once.
 func (rs *renamedSource) Streaming() bool {
 	s, ok := rs.src.(Streaming)
