@@ -320,23 +320,11 @@ func (r *reading) readStream(ctx context.Context, in io.Reader, workers int) err
 				r.readFailed(name, err)
 				return ctx.Err()
 			}
-			r.mu.Lock()
-			if name == layoutFileName {
-				r.layoutFile, r.hasLayout = data, true
-			} else {
-				r.index, r.hasIndex = data, true
-			}
-			r.mu.Unlock()
+			r.setMeta(name, data)
 			continue
 		}
-		d, _, derr := blobName(name)
-		if derr != nil {
-			r.invalidName(name, derr)
-			continue
-		}
-		b := &blobInfo{name: name, digest: d, size: h.Size}
-		if !r.addBlob(b) {
-			r.errorf("archive member %q appears twice", h.Name)
+		b := r.blobMember(name, h.Name, h.Size)
+		if b == nil {
 			continue
 		}
 		if err := r.readMember(ctx, tr, b, p); err != nil {
@@ -741,23 +729,11 @@ func (r *reading) readTarFile(ctx context.Context, f *os.File, workers int) erro
 				r.readFailed(name, err)
 				break
 			}
-			r.mu.Lock()
-			if name == layoutFileName {
-				r.layoutFile, r.hasLayout = data, true
-			} else {
-				r.index, r.hasIndex = data, true
-			}
-			r.mu.Unlock()
+			r.setMeta(name, data)
 			continue
 		}
-		d, _, derr := blobName(name)
-		if derr != nil {
-			r.invalidName(name, derr)
-			continue
-		}
-		b := &blobInfo{name: name, digest: d, size: h.Size}
-		if !r.addBlob(b) {
-			r.errorf("archive member %q appears twice", h.Name)
+		b := r.blobMember(name, h.Name, h.Size)
+		if b == nil {
 			continue
 		}
 		if short {
@@ -799,4 +775,31 @@ func readRootDir(root *os.Root, name string) ([]fs.DirEntry, error) {
 	}
 	defer f.Close()
 	return f.ReadDir(-1)
+}
+
+// setMeta records the bytes of oci-layout or index.json.
+func (r *reading) setMeta(name string, data []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if name == layoutFileName {
+		r.layoutFile, r.hasLayout = data, true
+	} else {
+		r.index, r.hasIndex = data, true
+	}
+}
+
+// blobMember registers a blobs/<alg>/<hex> member; nil (with the error
+// recorded) for an invalid name or a member seen before.
+func (r *reading) blobMember(name, raw string, size int64) *blobInfo {
+	d, _, derr := blobName(name)
+	if derr != nil {
+		r.invalidName(name, derr)
+		return nil
+	}
+	b := &blobInfo{name: name, digest: d, size: size}
+	if !r.addBlob(b) {
+		r.errorf("archive member %q appears twice", raw)
+		return nil
+	}
+	return b
 }
