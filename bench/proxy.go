@@ -180,14 +180,22 @@ func (p *Proxy) handler(next http.Handler) http.Handler {
 		if r.Body != nil && r.Body != http.NoBody {
 			r.Body = &pacedBody{ReadCloser: r.Body, n: &p.bytesIn, pace: newPacer(p.profile.Rate)}
 		}
-		pw := &pacedWriter{ResponseWriter: w, n: &p.bytesOut, pace: newPacer(p.profile.Rate)}
-		next.ServeHTTP(pw, r)
-		status := pw.status
-		if status == 0 {
-			status = http.StatusOK
+		// The status is counted as the header goes out, before the client
+		// can see it: a client that reads its answer and then asks for
+		// Stats must find it counted.
+		onStatus := func(status int) {
+			p.mu.Lock()
+			p.status[status]++
+			p.mu.Unlock()
+			if kind == "upload" && r.Method == http.MethodPost && status == http.StatusCreated && r.URL.Query().Get("mount") != "" {
+				p.mounts.Add(1)
+			}
 		}
+		pw := &pacedWriter{ResponseWriter: w, n: &p.bytesOut, pace: newPacer(p.profile.Rate), onStatus: onStatus}
+		next.ServeHTTP(pw, r)
+		pw.setStatus(http.StatusOK) // a handler that wrote nothing answered 200
+		status := pw.status
 		p.mu.Lock()
-		p.status[status]++
 		if tracing && len(p.events) < 1<<20 {
 			var in int64
 			if pb, ok := r.Body.(*pacedBody); ok {
@@ -196,9 +204,6 @@ func (p *Proxy) handler(next http.Handler) http.Handler {
 			p.events = append(p.events, TraceEvent{Start: start.Sub(t0), End: time.Since(t0), Method: r.Method, Kind: kind, Path: r.URL.Path, Range: r.Header.Get("Range"), Status: status, In: in, Out: pw.count})
 		}
 		p.mu.Unlock()
-		if kind == "upload" && r.Method == http.MethodPost && status == http.StatusCreated && r.URL.Query().Get("mount") != "" {
-			p.mounts.Add(1)
-		}
 	})
 }
 
@@ -433,19 +438,29 @@ type pacedWriter struct {
 	pace   *pacer
 	status int
 	count  int64
+	// onStatus is called once, with the first status set.
+	onStatus func(int)
+}
+
+func (w *pacedWriter) setStatus(code int) {
+	if w.status == 0 {
+		w.status = code
+		if w.onStatus != nil {
+			w.onStatus(code)
+		}
+	}
 }
 
 func (w *pacedWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
+	// 1xx answers are interim; the final status comes after them.
+	if code >= 200 {
+		w.setStatus(code)
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *pacedWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
+	w.setStatus(http.StatusOK)
 	total := 0
 	for len(p) > 0 {
 		n, err := w.ResponseWriter.Write(p[:w.pace.limit(len(p))])
@@ -467,6 +482,7 @@ func (w *pacedWriter) Write(p []byte) (int, error) {
 }
 
 func (w *pacedWriter) Flush() {
+	w.setStatus(http.StatusOK)
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
