@@ -104,7 +104,7 @@ func (s *streamLayout) prepare(ctx context.Context, g *graph.Graph, _ ocispec.In
 		if err := f.Chmod(0o644); err != nil {
 			return nil, 0, fmt.Errorf("layout %s: setting the mode of %s: %w", s.output, s.tmp, err)
 		}
-		dest = f
+		dest = &writebackWriter{f: f}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

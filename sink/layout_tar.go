@@ -169,6 +169,9 @@ func (t *tarLayout) write(ctx context.Context, n *graph.Node, open Opener) error
 		return copyExact(io.NewOffsetWriter(f, s.off), rc, s.size)
 	}()
 
+	if err == nil {
+		startWriteback(f, s.off, s.size)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err != nil {
@@ -207,6 +210,7 @@ func (t *tarLayout) writePart(ctx context.Context, n *graph.Node, off, length in
 	if err := copyExact(io.NewOffsetWriter(f, s.off+off), ctxReader{ctx: ctx, r: r}, length); err != nil {
 		return fmt.Errorf("layout %s: write %s (bytes %d-%d): %w", t.output, n.Desc.Digest, off, off+length-1, err)
 	}
+	startWriteback(f, s.off+off, length)
 	return nil
 }
 
