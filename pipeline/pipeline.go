@@ -323,10 +323,15 @@ func (r *run) transferAny(ctx context.Context, need []*graph.Node, conc int, don
 	// ones fill the other slots around it.
 	need = slices.Clone(need)
 	sort.SliceStable(need, func(i, j int) bool { return need[i].Desc.Size > need[j].Desc.Size })
+	var total int64
+	for _, n := range need {
+		total += n.Desc.Size
+	}
+	share := total / int64(max(conc, 1))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(conc)
 	for _, n := range need {
-		if k := r.parts(n, conc); k > 1 {
+		if k := r.parts(n, conc, share); k > 1 {
 			r.transferParts(gctx, g, n, k, done)
 			continue
 		}

@@ -331,8 +331,13 @@ const minPart = 8 << 20
 
 // parts says in how many pieces to fetch n: more than one only for a
 // large blob, from a source that serves byte ranges, into a sink that
-// takes parts.
-func (r *run) parts(n *graph.Node, conc int) int {
+// takes parts, and only when n alone is more than share, a connection's
+// fair share of the run's bytes. Below that the other connections are
+// busy with other blobs for as long as n takes, so pieces would gain
+// nothing and cost requests and a second read to verify the whole; above
+// it (one big layer, or one much larger than the rest) a single stream
+// would be the run's tail, and pieces of about share bytes shorten it.
+func (r *run) parts(n *graph.Node, conc int, share int64) int {
 	if r.streaming || n.Content != nil || r.noRanges.Load() {
 		return 1
 	}
@@ -343,7 +348,18 @@ func (r *run) parts(n *graph.Node, conc int) int {
 	if _, ok := r.job.Source.(source.RangeFetcher); !ok {
 		return 1
 	}
-	return int(max(1, min(int64(conc), n.Desc.Size/minPart)))
+	return pieces(n.Desc.Size, conc, share)
+}
+
+// pieces is parts' arithmetic: size split into pieces of about share
+// bytes, no more than conc of them and none under minPart.
+func pieces(size int64, conc int, share int64) int {
+	share = max(share, minPart)
+	if size <= share {
+		return 1
+	}
+	k := (size + share - 1) / share
+	return int(max(1, min(int64(conc), size/minPart, k)))
 }
 
 // transferParts fetches n in k ranges at once, each a task of g; the last
