@@ -79,16 +79,19 @@ func (s *statusWriter) Write(p []byte) (int, error) {
 
 // A restore killed (SIGKILL: no chance to clean up) half-way completes on
 // a second run, with the same tags and digests, without uploading again
-// the blobs the target got the first time: the second run sends fewer
-// bytes than a whole restore, by at least the blobs already there.
+// the large blobs the target got the first time: the second run sends
+// fewer bytes than a whole restore, by at least those blobs. (Blobs under
+// sink's headAlways, 1 MiB, in a repository that has no tag yet are sent
+// again rather than asked for one by one: see sink.Registry.Check.)
 func TestKilledRestoreCompletesOnRerun(t *testing.T) {
+	const large = 1 << 20 // sink's headAlways
 	bin := build(t)
 	src := registrytest.NewInProcess(t)
 	var repos []string
 	tags := map[string]map[string]digest.Digest{}
 	sizes := map[digest.Digest]int64{}
 	for _, prefix := range []string{"a/", "b/"} {
-		sample := registrytest.Seed(t, src, registrytest.SampleOptions{Prefix: prefix, Seed: "kill-" + prefix, BaseLayerSize: 64 << 10, LayerSize: 16 << 10})
+		sample := registrytest.Seed(t, src, registrytest.SampleOptions{Prefix: prefix, Seed: "kill-" + prefix, BaseLayerSize: 2 << 20, LayerSize: large})
 		for _, r := range sample.Repositories {
 			repos = append(repos, src.Host()+"/"+r)
 			tags[r] = map[string]digest.Digest{}
@@ -118,7 +121,16 @@ func TestKilledRestoreCompletesOnRerun(t *testing.T) {
 	cmd.Stdout, cmd.Stderr = &output, &output
 	require.NoError(t, cmd.Start())
 	deadline := time.Now().Add(30 * time.Second)
-	for len(up.completed()) < 4 {
+	largeDone := func() int {
+		n := 0
+		for d := range up.completed() {
+			if sizes[d] >= large {
+				n++
+			}
+		}
+		return n
+	}
+	for len(up.completed()) < 4 || largeDone() < 2 {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
 			cmd.Wait()
@@ -142,11 +154,13 @@ func TestKilledRestoreCompletesOnRerun(t *testing.T) {
 	}
 	require.Equal(t, 20, quiet, "the registry is still serving the killed restore")
 	first := up.completed()
-	var firstBytes int64
+	var firstBytes int64 // of the large blobs uploaded by the killed run
 	for d := range first {
-		firstBytes += sizes[d]
+		if sizes[d] >= large {
+			firstBytes += sizes[d]
+		}
 	}
-	t.Logf("killed after %d blob uploads (%d bytes); a whole restore sends %d bytes", len(first), firstBytes, fullBytes)
+	t.Logf("killed after %d blob uploads (%d bytes in large blobs); a whole restore sends %d bytes", len(first), firstBytes, fullBytes)
 	require.Less(t, len(first), len(sizes), "the restore was killed before its end")
 	// Killed before the tags: none is set.
 	ctx := context.Background()
@@ -173,7 +187,9 @@ func TestKilledRestoreCompletesOnRerun(t *testing.T) {
 	t.Logf("second run: %d bytes sent, %d blob PUTs, %d mounts", second.BytesIn, second.Count(http.MethodPut, registrytest.KindUpload), second.Mounts)
 	again := up.completed()
 	for d := range first {
-		require.Equal(t, 1, again[d], "blob %s (%d bytes) uploaded again by the second run", d, sizes[d])
+		if sizes[d] >= large {
+			require.Equal(t, 1, again[d], "blob %s (%d bytes) uploaded again by the second run", d, sizes[d])
+		}
 	}
 	for d, n := range again {
 		if n > 1 || (first[d] == 0 && n != 1) {

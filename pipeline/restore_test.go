@@ -57,6 +57,8 @@ func TestRestoreWholeBackupTwice(t *testing.T) {
 	res, snk, g, err := restoreGraph(t, out, []string{dst.Host()}, false)
 	require.NoError(t, err)
 	require.Empty(t, res.Failed())
+	byTag := checkFreshRestoreRequests(t, dst.Stats(), g, snk)
+	require.Empty(t, byTag, "every tagged manifest of the sample has a referrer: pushed by digest first")
 	ctx := context.Background()
 	for repo, tags := range sample.Tags {
 		r := registrytest.Repo(t, dst, repo)
@@ -87,6 +89,7 @@ func TestRestoreWholeBackupTwice(t *testing.T) {
 	require.Equal(t, pairs-blobs, snk.Stats().Mounted.Load())
 	require.Positive(t, snk.Stats().Mounted.Load())
 
+
 	dst.ResetStats()
 	res, snk, err = restore(t, out, []string{dst.Host()}, false)
 	require.NoError(t, err)
@@ -95,4 +98,69 @@ func TestRestoreWholeBackupTwice(t *testing.T) {
 	require.Zero(t, st.ByMethod("PUT")+st.ByMethod("POST")+st.ByMethod("PATCH"), "a second restore writes nothing")
 	require.Zero(t, snk.Stats().Tagged.Load())
 	require.EqualValues(t, 6, snk.Stats().TagsCurrent.Load())
+}
+
+// checkFreshRestoreRequests checks the requests of a restore into
+// repositories that did not exist: one tags/list each instead of a HEAD per
+// manifest and small blob (blobs of 1 MiB and more are still asked for); a
+// tagged manifest with no referrers pushed once, by its tag, the others by
+// digest and then tagged. It returns the repo@digest pushed by tag alone.
+func checkFreshRestoreRequests(t *testing.T, st registrytest.Stats, g *graph.Graph, snk *sink.Registry) map[string]bool {
+	t.Helper()
+	repos := map[string]bool{}
+	var manifestPairs, largePairs int64
+	for _, n := range g.Nodes() {
+		for _, r := range n.Repos {
+			repos[r] = true
+		}
+		switch {
+		case n.Kind == graph.KindManifest:
+			manifestPairs += int64(len(n.Repos))
+		case n.Desc.Size >= 1<<20:
+			largePairs += int64(len(n.Repos))
+		}
+	}
+	subjects := map[string]bool{}
+	for _, ref := range g.Referrers() {
+		for _, r := range ref.Repos {
+			subjects[r+"@"+ref.Subject.String()] = true
+		}
+	}
+	byTag := map[string]bool{}
+	for _, tag := range g.Tags() {
+		if k := tag.Repo + "@" + tag.Desc.Digest.String(); !subjects[k] {
+			byTag[k] = true
+		}
+	}
+	require.EqualValues(t, len(repos), st.Count("GET", registrytest.KindTags), "one tags/list per target repository")
+	require.Zero(t, st.Count("HEAD", registrytest.KindManifest), "no HEAD for a manifest in a new repository")
+	require.Equal(t, largePairs, st.Count("HEAD", registrytest.KindBlob), "HEADs only for blobs of 1 MiB and more")
+	require.Equal(t, manifestPairs-int64(len(byTag))+int64(len(g.Tags())), st.Count("PUT", registrytest.KindManifest))
+	require.Equal(t, manifestPairs, snk.Stats().Manifests.Load())
+	return byTag
+}
+
+// Without referrers, each tagged manifest goes to a new repository in one
+// PUT, by its tag, and the tags are right.
+func TestRestoreFreshTargetPushesTaggedManifestsOnce(t *testing.T) {
+	src := registrytest.NewInProcess(t)
+	sample := registrytest.Seed(t, src, registrytest.SampleOptions{BaseLayerSize: 2 << 20})
+	out := filepath.Join(t.TempDir(), "b.tar")
+	_, err := backup(t, src, out, sample.Repositories, false)
+	require.NoError(t, err)
+
+	dst := registrytest.NewInProcess(t)
+	res, snk, g, err := restoreGraph(t, out, []string{dst.Host()}, false)
+	require.NoError(t, err)
+	require.Empty(t, res.Failed())
+	byTag := checkFreshRestoreRequests(t, dst.Stats(), g, snk)
+	require.Len(t, byTag, 6, "each of the 6 tags points at its own manifest, with no referrer")
+	require.Positive(t, dst.Stats().Count("HEAD", registrytest.KindBlob), "the 2 MiB base layer is asked for")
+	for repo, tags := range sample.Tags {
+		for tag, want := range tags {
+			got, err := registrytest.Repo(t, dst, repo).Resolve(context.Background(), tag)
+			require.NoError(t, err, "%s:%s", repo, tag)
+			require.Equal(t, want.Digest, got.Digest)
+		}
+	}
 }

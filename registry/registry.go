@@ -4,9 +4,11 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -20,6 +22,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
+	"oras.land/oras-go/v2/registry/remote/errcode"
 	"oras.land/oras-go/v2/registry/remote/retry"
 )
 
@@ -72,7 +75,7 @@ func New(host string, o Options) (*Client, error) {
 		return nil, err
 	}
 	// The debug lines are written below the retries: each attempt shows.
-	var rt http.RoundTripper = tr
+	var rt http.RoundTripper = &errorBodyTransport{base: tr}
 	if o.Debug != nil {
 		rt = &debugTransport{base: rt, w: o.Debug}
 	}
@@ -230,6 +233,36 @@ func resolveDialer(entries []string) (func(ctx context.Context, network, addr st
 	}, nil
 }
 
+// errorBodyLimit is the largest error answer read ahead in full.
+const errorBodyLimit = 64 << 10
+
+// errorBodyTransport reads small error answers (4xx, 5xx) in full before
+// handing them on. oras-go closes some of them unread (a 404 for a
+// referrers tag-schema tag, say), and an HTTP/1.1 connection whose answer
+// was not read to its end cannot carry the next request: without this,
+// each probe for a referrers tag that is not there cost a new connection
+// (and on TLS a new handshake).
+type errorBodyTransport struct{ base http.RoundTripper }
+
+func (t *errorBodyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil || resp.StatusCode < 400 || resp.Body == nil || resp.Body == http.NoBody || resp.ContentLength > errorBodyLimit {
+		return resp, err
+	}
+	body, rerr := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit+1))
+	if rerr != nil || len(body) > errorBodyLimit {
+		// Not read in full: hand on what was read and the rest.
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
+		return resp, nil
+	}
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
+}
+
 // debugTransport logs each request's method, URL and outcome, never its
 // headers (they carry credentials).
 type debugTransport struct {
@@ -298,4 +331,44 @@ func (cs *Clients) Repository(full string) (*remote.Repository, error) {
 		return nil, err
 	}
 	return c.Repository(path)
+}
+
+// errStopListing ends a tag listing after its first page.
+var errStopListing = errors.New("stop listing")
+
+// RepositoryExists asks for one tag of the repository at path (without
+// the host): a registry answers 404 for a repository it has never had a
+// tag in. The answer is false only on that 404; any other failure is
+// returned, so a caller that cannot tell treats the repository as
+// existing.
+func (c *Client) RepositoryExists(ctx context.Context, path string) (bool, error) {
+	ref := registry.Reference{Registry: c.host, Repository: path}
+	if err := ref.ValidateRepository(); err != nil {
+		return false, fmt.Errorf("repository %q: %w", path, err)
+	}
+	// A repository object of its own: the page size is a field, and the
+	// shared one lists whole pages for `repo tags` and backups.
+	r := &remote.Repository{Client: c.auth, Reference: ref, PlainHTTP: c.opts.PlainHTTP, TagListPageSize: 1}
+	err := r.Tags(ctx, "", func([]string) error { return errStopListing })
+	var resp *errcode.ErrorResponse
+	switch {
+	case err == nil, errors.Is(err, errStopListing):
+		return true, nil
+	case errors.As(err, &resp) && resp.StatusCode == http.StatusNotFound:
+		return false, nil
+	}
+	return true, fmt.Errorf("listing tags of %s/%s: %w", c.host, path, err)
+}
+
+// RepositoryExists is Client.RepositoryExists for a full host/path name.
+func (cs *Clients) RepositoryExists(ctx context.Context, full string) (bool, error) {
+	host, path, ok := strings.Cut(full, "/")
+	if !ok || path == "" {
+		return false, fmt.Errorf("%q is not host/repository", full)
+	}
+	c, err := cs.Get(host)
+	if err != nil {
+		return false, err
+	}
+	return c.RepositoryExists(ctx, path)
 }

@@ -39,6 +39,7 @@ type Registry struct {
 	mu      sync.Mutex
 	have    map[digest.Digest]map[string]bool // target repo holds the node
 	current map[string]bool                   // repo:tag already points at the right digest
+	byTag   map[string]bool                   // repo@digest pushed by its tag in Commit (see indexTagged)
 	failed  map[string]error                  // target repo → first failure
 
 	// fanout bounds the requests that put one node into many
@@ -90,10 +91,15 @@ func (s *Registry) Failures() map[string]error {
 // Prepare calls it; a dry run calls it alone.
 func (s *Registry) Check(ctx context.Context, g *graph.Graph) error {
 	s.g = g
+	s.indexTagged(g)
+	absent := s.absentRepos(ctx, g)
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.SetLimit(s.concurrency * 4) // small requests: hide their latency
 	for _, n := range g.Nodes() {
 		for _, repo := range n.Repos {
+			if absent[repo] && (n.Kind == graph.KindManifest || n.Desc.Size < headAlways) {
+				continue
+			}
 			eg.Go(func() error {
 				ok, err := s.exists(ectx, repo, n)
 				if err != nil {
@@ -141,6 +147,72 @@ func (s *Registry) Check(ctx context.Context, g *graph.Graph) error {
 		})
 	}
 	return eg.Wait()
+}
+
+// headAlways is the size from which a blob is asked for (HEAD) even in a
+// repository that does not exist yet. Such a repository may still hold
+// blobs: a registry lists no tags for a repository whose restore was
+// interrupted before its first tag, and a large blob must not be uploaded
+// twice. Below it, uploading again costs about what the HEAD would (one
+// round trip plus a megabyte is ~40 ms at 25 MB/s), and a fresh target,
+// the common case, saves the HEAD.
+const headAlways = 1 << 20
+
+// absentRepos asks each target repository, one tags/list each, whether it
+// exists. In one that does not, Check skips the per-node HEADs that could
+// only answer "not found" (see headAlways for the exception). A repository
+// that cannot be asked counts as existing: its HEADs tell.
+func (s *Registry) absentRepos(ctx context.Context, g *graph.Graph) map[string]bool {
+	seen := map[string]bool{}
+	var names []string
+	for _, n := range g.Nodes() {
+		for _, repo := range n.Repos {
+			if !seen[repo] {
+				seen[repo] = true
+				names = append(names, repo)
+			}
+		}
+	}
+	absent := map[string]bool{}
+	var mu sync.Mutex
+	var eg errgroup.Group
+	eg.SetLimit(s.concurrency * 4)
+	for _, repo := range names {
+		eg.Go(func() error {
+			ok, err := s.clients.RepositoryExists(ctx, repo)
+			if err == nil && !ok {
+				mu.Lock()
+				absent[repo] = true
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	_ = eg.Wait()
+	return absent
+}
+
+// indexTagged records, per target repository, the manifests that a tag
+// points at and that no referrer in g has as its subject there. Such a
+// manifest is pushed once, by its tag, when Commit sets the tags, rather
+// than by digest and then again by tag: the tag is still set last, after
+// everything the manifest references. A manifest with referrers is
+// pushed by digest before them, as a referrer must come after its
+// subject.
+func (s *Registry) indexTagged(g *graph.Graph) {
+	subjects := map[string]bool{} // repo@digest that some referrer points at
+	for _, ref := range g.Referrers() {
+		for _, repo := range ref.Repos {
+			subjects[repo+"@"+ref.Subject.String()] = true
+		}
+	}
+	s.byTag = map[string]bool{}
+	for _, t := range g.Tags() {
+		key := t.Repo + "@" + t.Desc.Digest.String()
+		if !subjects[key] {
+			s.byTag[key] = true
+		}
+	}
 }
 
 // Present reports how many bytes of g the targets already hold (after
@@ -207,13 +279,18 @@ func (s *Registry) holders(n *graph.Node) int {
 	return len(s.have[n.Desc.Digest])
 }
 
-func (s *Registry) markHave(d digest.Digest, repo string) {
+// markHave records that repo holds d, and reports whether that is news.
+func (s *Registry) markHave(d digest.Digest, repo string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.have[d] == nil {
 		s.have[d] = map[string]bool{}
 	}
+	if s.have[d][repo] {
+		return false
+	}
 	s.have[d][repo] = true
+	return true
 }
 
 // fail records a repository's failure; with fail-fast it is returned to
@@ -434,6 +511,9 @@ func (s *Registry) mount(ctx context.Context, repo, from string, n *graph.Node, 
 func (s *Registry) writeManifest(ctx context.Context, n *graph.Node, repos []string) error {
 	eg, ectx := errgroup.WithContext(ctx)
 	for _, repo := range repos {
+		if s.byTag[repo+"@"+n.Desc.Digest.String()] {
+			continue // Commit pushes it with its tag
+		}
 		eg.Go(func() error {
 			if err := s.fanout.Acquire(ectx, 1); err != nil {
 				return err
@@ -488,6 +568,10 @@ func (s *Registry) Commit(ctx context.Context) error {
 				return s.fail(t.Repo, fmt.Errorf("tagging %s:%s: %w", t.Repo, t.Name, err))
 			}
 			s.stats.Tagged.Add(1)
+			if s.markHave(t.Desc.Digest, t.Repo) {
+				// pushed here, by its tag (indexTagged), and not before
+				s.stats.Manifests.Add(1)
+			}
 			return nil
 		})
 	}
