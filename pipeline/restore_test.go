@@ -89,7 +89,6 @@ func TestRestoreWholeBackupTwice(t *testing.T) {
 	require.Equal(t, pairs-blobs, snk.Stats().Mounted.Load())
 	require.Positive(t, snk.Stats().Mounted.Load())
 
-
 	dst.ResetStats()
 	res, snk, err = restore(t, out, []string{dst.Host()}, false)
 	require.NoError(t, err)
