@@ -38,6 +38,7 @@ type streamLayout struct {
 
 	mu      sync.Mutex
 	f       *os.File // the temporary file; nil for standard output
+	sync    *syncer  // flushes f as it fills; nil for standard output
 	tmp     string
 	gate    *gateWriter
 	bw      *bufio.Writer
@@ -104,7 +105,8 @@ func (s *streamLayout) prepare(ctx context.Context, g *graph.Graph, _ ocispec.In
 		if err := f.Chmod(0o644); err != nil {
 			return nil, 0, fmt.Errorf("layout %s: setting the mode of %s: %w", s.output, s.tmp, err)
 		}
-		dest = &writebackWriter{f: f}
+		s.sync = newSyncer(f)
+		dest = &writebackWriter{f: f, sync: s.sync}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -233,6 +235,7 @@ func (s *streamLayout) commit(context.Context) error {
 	if s.f == nil {
 		return nil // standard output: not ours to close
 	}
+	s.sync.stop()
 	if err := s.f.Sync(); err != nil {
 		return fail("syncing "+s.tmp, err)
 	}
@@ -264,6 +267,9 @@ func (s *streamLayout) abort() error {
 	}
 	if !s.closed {
 		s.closed = true
+		if s.sync != nil {
+			s.sync.stop()
+		}
 		_ = s.f.Close()
 	}
 	if err := os.Remove(s.tmp); err != nil && !os.IsNotExist(err) {

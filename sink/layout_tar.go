@@ -29,6 +29,7 @@ type tarLayout struct {
 
 	mu      sync.Mutex
 	f       *os.File
+	sync    *syncer // flushes f as it fills
 	tmp     string
 	slots   map[digest.Digest]*tarSlot
 	closed  bool // f is closed
@@ -134,6 +135,7 @@ func (t *tarLayout) prepare(ctx context.Context, g *graph.Graph, _ ocispec.Index
 	}
 	t.mu.Lock()
 	t.slots = slots
+	t.sync = newSyncer(f)
 	t.mu.Unlock()
 	return nodes, AnyOrder, nil
 }
@@ -157,7 +159,7 @@ func (t *tarLayout) write(ctx context.Context, n *graph.Node, open Opener) error
 		return fmt.Errorf("layout %s: write %s: already written", t.output, d)
 	}
 	s.state = slotWriting
-	f := t.f
+	f, syn := t.f, t.sync
 	t.mu.Unlock()
 
 	err := func() error {
@@ -171,6 +173,7 @@ func (t *tarLayout) write(ctx context.Context, n *graph.Node, open Opener) error
 
 	if err == nil {
 		startWriteback(f, s.off, s.size)
+		syn.wrote(s.size)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -211,6 +214,10 @@ func (t *tarLayout) writePart(ctx context.Context, n *graph.Node, off, length in
 		return fmt.Errorf("layout %s: write %s (bytes %d-%d): %w", t.output, n.Desc.Digest, off, off+length-1, err)
 	}
 	startWriteback(f, s.off+off, length)
+	t.mu.Lock()
+	syn := t.sync
+	t.mu.Unlock()
+	syn.wrote(length)
 	return nil
 }
 
@@ -247,6 +254,7 @@ func (t *tarLayout) commit(context.Context) error {
 	if len(missing) > 0 {
 		return missingError(t.output, missing)
 	}
+	t.sync.stop()
 	if err := t.f.Sync(); err != nil {
 		return fmt.Errorf("layout %s: syncing %s: %w", t.output, t.tmp, err)
 	}
@@ -272,6 +280,9 @@ func (t *tarLayout) abort() error {
 	}
 	if !t.closed {
 		t.closed = true
+		if t.sync != nil {
+			t.sync.stop()
+		}
 		_ = t.f.Close()
 	}
 	if err := os.Remove(t.tmp); err != nil && !os.IsNotExist(err) {
