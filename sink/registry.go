@@ -193,23 +193,33 @@ func (s *Registry) absentRepos(ctx context.Context, g *graph.Graph) map[string]b
 }
 
 // indexTagged records, per target repository, the manifests that a tag
-// points at and that no referrer in g has as its subject there. Such a
-// manifest is pushed once, by its tag, when Commit sets the tags, rather
-// than by digest and then again by tag: the tag is still set last, after
-// everything the manifest references. A manifest with referrers is
-// pushed by digest before them, as a referrer must come after its
-// subject.
+// points at and that nothing else in g refers to there. Such a manifest is
+// pushed once, by its tag, when Commit sets the tags, rather than by digest
+// and then again by tag: the tag is still set last, after everything the
+// manifest references. A manifest something refers to is pushed by digest
+// before it: an index's child before the index (a registry may refuse an
+// index whose children it lacks), a subject before its referrers.
 func (s *Registry) indexTagged(g *graph.Graph) {
-	subjects := map[string]bool{} // repo@digest that some referrer points at
+	referred := map[string]bool{} // repo@digest
 	for _, ref := range g.Referrers() {
 		for _, repo := range ref.Repos {
-			subjects[repo+"@"+ref.Subject.String()] = true
+			referred[repo+"@"+ref.Subject.String()] = true
+		}
+	}
+	for _, n := range g.Nodes() {
+		if n.Kind != graph.KindManifest {
+			continue
+		}
+		for _, c := range n.Children {
+			for _, repo := range n.Repos {
+				referred[repo+"@"+c.String()] = true
+			}
 		}
 	}
 	s.byTag = map[string]bool{}
 	for _, t := range g.Tags() {
 		key := t.Repo + "@" + t.Desc.Digest.String()
-		if !subjects[key] {
+		if !referred[key] {
 			s.byTag[key] = true
 		}
 	}

@@ -595,6 +595,37 @@ func TestRestoreDistribution(t *testing.T) {
 	}
 }
 
+// A tagged manifest that is also an index's child goes to the target
+// before the index: distribution refuses an index whose children it lacks.
+// (A tagged manifest nothing refers to is pushed once, by its tag, at the
+// end; this one must not be held back so.)
+func TestRestoreTaggedIndexChildDistribution(t *testing.T) {
+	src := registrytest.NewInProcess(t)
+	ctx := context.Background()
+	repo := registrytest.Repo(t, src, "multi/app")
+	amd, err := registrytest.PushImage(ctx, repo, "amd64", registrytest.Bytes("child-amd64", 4096))
+	if err != nil {
+		t.Fatal(err)
+	}
+	arm, err := registrytest.PushImage(ctx, repo, "", registrytest.Bytes("child-arm64", 4096))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := registrytest.PushIndex(ctx, repo, "v1", amd, arm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := filepath.Join(t.TempDir(), "multi.tar")
+	r := regvault(t, "", "backup", "--plain-http", "--no-tty", "--full-reference", "-o", in, ref(src, "multi/app"))
+	r.wantCode(t, exitOK)
+
+	dst := registrytest.NewDistribution(t, registrytest.DistConfig{})
+	r = regvault(t, "", "restore", "--plain-http", "--no-tty", "-i", in, dst.Host())
+	r.wantCode(t, exitOK)
+	wantTag(t, dst, "multi/app", "v1", idx)
+	wantTag(t, dst, "multi/app", "amd64", amd)
+}
+
 // A single-repository backup written as oras backup v1.3 writes it (tag-only
 // names) restores under any name.
 func TestRestoreTagOnlyBackup(t *testing.T) {
