@@ -38,6 +38,10 @@ type dirLayout struct {
 	newIndex      ocispec.Index
 	idxJSON       []byte
 
+	// lock is held while adding to an existing layout, so that two runs
+	// adding to one directory cannot lose each other's index entries.
+	lock *os.File
+
 	mu      sync.Mutex
 	slots   map[digest.Digest]slotState
 	dirs    map[string]bool // blob directories made or written into
@@ -130,6 +134,16 @@ func inspectDir(dir string) (isLayout, empty bool, err error) {
 
 func (d *dirLayout) prepareExisting(ctx context.Context, nodes []*graph.Node) ([]*graph.Node, Ordering, error) {
 	d.root = d.path
+	lock, err := lockDir(d.path)
+	if errors.Is(err, errLocked) {
+		return nil, 0, fmt.Errorf("layout %s: another regvault run is adding to this directory; wait for it to end, or write to another directory", d.output)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("layout %s: locking it: %w", d.output, err)
+	}
+	d.mu.Lock()
+	d.lock = lock
+	d.mu.Unlock()
 	layoutPath := filepath.Join(d.path, ocispec.ImageLayoutFile)
 	b, err := os.ReadFile(layoutPath)
 	if err != nil {
@@ -379,6 +393,7 @@ func (d *dirLayout) commit(context.Context) error {
 }
 
 func (d *dirLayout) commitExisting() error {
+	defer d.unlock()
 	merged, err := archive.Marshal(archive.Merge(d.oldIndex, d.newIndex))
 	if err != nil {
 		return fmt.Errorf("layout %s: encoding index.json: %w", d.output, err)
@@ -416,6 +431,7 @@ func (d *dirLayout) abort() error {
 	}
 	// Blobs already in place stay: they are complete and verified, and a
 	// later backup into the same directory will not fetch them again.
+	defer d.unlock()
 	var firstErr error
 	for tmp := range d.temps {
 		if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) && firstErr == nil {
@@ -424,6 +440,17 @@ func (d *dirLayout) abort() error {
 		delete(d.temps, tmp)
 	}
 	return firstErr
+}
+
+// errLocked: another process holds the layout directory's lock.
+var errLocked = errors.New("locked by another process")
+
+// unlock releases the lock on an existing layout; d.mu is held.
+func (d *dirLayout) unlock() {
+	if d.lock != nil {
+		d.lock.Close()
+		d.lock = nil
+	}
 }
 
 // writeFileSync creates path with data, durably.
