@@ -124,13 +124,21 @@ func (r *run) resolveAll(ctx context.Context) (*Result, error) {
 	res := &Result{Registry: r.job.Registry, Repos: make([]RepoResult, len(r.job.Repos))}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	// Repositories and (in resolveRepo) tags are worked on a bounded
+	// number at a time: the requests are bounded anyway (walker.Acquire),
+	// and a goroutine per repository and tag created up front was most of
+	// the memory of planning 10,000 tags.
+	limit := int(MetadataRequests(r.job.Concurrency))
+	slots := make(chan struct{}, limit)
 	var wg sync.WaitGroup
 	for i, repo := range r.job.Repos {
 		res.Repos[i].Repo = repo.Name
+		slots <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tags, err := r.resolveRepo(ctx, repo)
+			defer func() { <-slots }()
+			tags, err := r.resolveRepo(ctx, repo, limit)
 			res.Repos[i].Tags = tags
 			if err != nil {
 				if ctx.Err() != nil && context.Cause(ctx) != nil && !errors.Is(context.Cause(ctx), err) {
@@ -179,7 +187,7 @@ func (r *run) resolveAll(ctx context.Context) (*Result, error) {
 	return res, nil
 }
 
-func (r *run) resolveRepo(ctx context.Context, repo plan.Repo) ([]TagResult, error) {
+func (r *run) resolveRepo(ctx context.Context, repo plan.Repo, limit int) ([]TagResult, error) {
 	r.observe(Event{Kind: RepoStarted, Repo: repo.Name})
 	tags := repo.Tags
 	if tags == nil {
@@ -204,6 +212,7 @@ func (r *run) resolveRepo(ctx context.Context, repo plan.Repo) ([]TagResult, err
 	}
 	out := make([]TagResult, len(tags))
 	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(limit)
 	for i, tag := range tags {
 		g.Go(func() error {
 			release, err := r.walker.Acquire(gctx)
