@@ -355,9 +355,17 @@ func (r *run) transferAny(ctx context.Context, need []*graph.Node, conc int, don
 	return g.Wait()
 }
 
+// smallNode is the size below which a node's transfer costs about a round
+// trip (1 MiB at 25 MB/s is 40 ms): such nodes are latency-bound.
+const smallNode = 1 << 20
+
 // transferChildrenFirst writes a manifest only after everything it
-// references. Nodes are started in dependency order, so a node waiting for
-// its children never holds a slot that a child needs.
+// references. Two pools work at once: large blobs, largest first, on conc
+// slots; manifests and small blobs (configs, small layers: latency-bound)
+// on the 4× pool of small requests, so that a manifest goes as soon as its
+// own children are there rather than after every large upload has
+// started. Each pool starts its nodes in dependency order, so a node
+// waiting for its children never holds a slot that a child needs.
 func (r *run) transferChildrenFirst(ctx context.Context, need []*graph.Node, conc int, done func(*graph.Node)) error {
 	// A referrer comes after its subject too: a referrer whose subject
 	// could not be pushed (its blob was damaged, say) would dangle, and on
@@ -377,30 +385,67 @@ func (r *run) transferChildrenFirst(ctx context.Context, need []*graph.Node, con
 	for _, n := range order {
 		finished[n.Desc.Digest] = make(chan struct{})
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(conc)
-	for _, n := range order {
-		g.Go(func() error {
+
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var failOnce sync.Once
+	var first error
+	fail := func(err error) error {
+		failOnce.Do(func() { first = err; cancel() })
+		return err
+	}
+	task := func(n *graph.Node) func() error {
+		return func() error {
 			for _, c := range deps(n) {
 				// only what comes before it in the order: a cycle
 				// (impossible with content addressing) cannot deadlock
 				if ch, ok := finished[c]; ok && depth[c] < depth[n.Desc.Digest] {
 					select {
 					case <-ch:
-					case <-gctx.Done():
-						return gctx.Err()
+					case <-tctx.Done():
+						return tctx.Err()
 					}
 				}
 			}
-			if err := r.copyNode(gctx, n); err != nil {
-				return err
+			if err := r.copyNode(tctx, n); err != nil {
+				return fail(err)
 			}
 			close(finished[n.Desc.Digest])
 			done(n)
 			return nil
-		})
+		}
 	}
-	return g.Wait()
+	var large, small errgroup.Group
+	large.SetLimit(conc)
+	small.SetLimit(int(MetadataRequests(conc)))
+	var launchers sync.WaitGroup
+	for _, pool := range []struct {
+		g     *errgroup.Group
+		takes func(*graph.Node) bool
+	}{
+		{&large, func(n *graph.Node) bool { return n.Kind != graph.KindManifest && n.Desc.Size >= smallNode }},
+		{&small, func(n *graph.Node) bool { return n.Kind == graph.KindManifest || n.Desc.Size < smallNode }},
+	} {
+		launchers.Add(1)
+		go func() {
+			defer launchers.Done()
+			for _, n := range order {
+				if tctx.Err() != nil {
+					return
+				}
+				if pool.takes(n) {
+					pool.g.Go(task(n))
+				}
+			}
+		}()
+	}
+	launchers.Wait()
+	_ = large.Wait()
+	_ = small.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
 }
 
 // dependencyOrder sorts nodes so that each comes after what deps says it

@@ -42,9 +42,10 @@ type Registry struct {
 	byTag   map[string]bool                   // repo@digest pushed by its tag in Commit (see indexTagged)
 	failed  map[string]error                  // target repo → first failure
 
-	// fanout bounds the requests that put one node into many
-	// repositories (mounts, manifest pushes): a blob shared by hundreds
-	// of repositories must not open hundreds of connections at once.
+	// fanout bounds the small requests (mounts, manifest pushes, uploads
+	// of small blobs) to 4× the concurrency, however many nodes are being
+	// written at once: a blob shared by hundreds of repositories must not
+	// open hundreds of connections at once.
 	fanout *semaphore.Weighted
 
 	stats RegistryStats
@@ -397,6 +398,10 @@ func (s *Registry) holderOn(d digest.Digest, host string) string {
 	return list[0]
 }
 
+// smallUpload is the size below which an upload is latency-bound (1 MiB
+// at 25 MB/s is one 40 ms round trip): it counts as a small request.
+const smallUpload = 1 << 20
+
 // uploadAttempts bounds how often one blob upload starts over after a
 // transient failure. Uploads stream their body, so the HTTP client cannot
 // retry them itself; the sink reopens the bytes and pushes again.
@@ -406,6 +411,12 @@ func (s *Registry) upload(ctx context.Context, repo string, n *graph.Node, open 
 	r, err := s.clients.Repository(repo)
 	if err != nil {
 		return err
+	}
+	if n.Desc.Size < smallUpload {
+		if err := s.fanout.Acquire(ctx, 1); err != nil {
+			return err
+		}
+		defer s.fanout.Release(1)
 	}
 	for attempt := 1; ; attempt++ {
 		err = s.uploadOnce(ctx, r, n, open)
