@@ -235,7 +235,9 @@ func (s *streamLayout) commit(context.Context) error {
 	if s.f == nil {
 		return nil // standard output: not ours to close
 	}
-	s.sync.stop()
+	if err := s.sync.stop(); err != nil {
+		return fail("writing "+s.tmp+" to disk", err)
+	}
 	if err := s.f.Sync(); err != nil {
 		return fail("syncing "+s.tmp, err)
 	}
@@ -268,7 +270,7 @@ func (s *streamLayout) abort() error {
 	if !s.closed {
 		s.closed = true
 		if s.sync != nil {
-			s.sync.stop()
+			_ = s.sync.stop()
 		}
 		_ = s.f.Close()
 	}

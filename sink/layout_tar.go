@@ -254,7 +254,9 @@ func (t *tarLayout) commit(context.Context) error {
 	if len(missing) > 0 {
 		return missingError(t.output, missing)
 	}
-	t.sync.stop()
+	if err := t.sync.stop(); err != nil {
+		return fmt.Errorf("layout %s: writing %s to disk: %w", t.output, t.tmp, err)
+	}
 	if err := t.f.Sync(); err != nil {
 		return fmt.Errorf("layout %s: syncing %s: %w", t.output, t.tmp, err)
 	}
@@ -281,7 +283,7 @@ func (t *tarLayout) abort() error {
 	if !t.closed {
 		t.closed = true
 		if t.sync != nil {
-			t.sync.stop()
+			_ = t.sync.stop()
 		}
 		_ = t.f.Close()
 	}

@@ -34,6 +34,10 @@ type syncer struct {
 
 	mu      sync.Mutex
 	stopped bool
+	// err is the first failed flush. It must reach the commit: the kernel
+	// reports a write error to a file once, so the final fsync on the same
+	// file would not see it again.
+	err error
 }
 
 func newSyncer(f *os.File) *syncer {
@@ -42,9 +46,13 @@ func newSyncer(f *os.File) *syncer {
 		defer close(s.done)
 		for range s.kick {
 			s.pending.Store(0)
-			// An error here shows again in the final fsync, which
-			// the commit checks.
-			_ = datasync(s.f)
+			if err := datasync(s.f); err != nil {
+				s.mu.Lock()
+				if s.err == nil {
+					s.err = err
+				}
+				s.mu.Unlock()
+			}
 		}
 	}()
 	return s
@@ -68,8 +76,9 @@ func (s *syncer) wrote(n int64) {
 }
 
 // stop waits for a flush under way and ends the goroutine; the file may be
-// closed after it. Calling it again does nothing.
-func (s *syncer) stop() {
+// closed after it. It returns the first flush that failed: the file is not
+// to be trusted then. Calling it again returns the same.
+func (s *syncer) stop() error {
 	s.mu.Lock()
 	if !s.stopped {
 		s.stopped = true
@@ -77,6 +86,9 @@ func (s *syncer) stop() {
 	}
 	s.mu.Unlock()
 	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
 }
 
 // writebackWriter writes sequentially to a file, starts the writeback

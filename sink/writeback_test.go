@@ -21,8 +21,8 @@ func TestSyncerLifecycle(t *testing.T) {
 	require.EqualValues(t, syncEvery-1, s.pending.Load(), "no flush below syncEvery")
 	s.wrote(1)
 	require.Eventually(t, func() bool { return s.pending.Load() == 0 }, 5*time.Second, time.Millisecond, "a flush once syncEvery bytes piled up")
-	s.stop()
-	s.stop()
+	require.NoError(t, s.stop())
+	require.NoError(t, s.stop())
 	s.wrote(2 * syncEvery)
 	select {
 	case <-s.done:
@@ -45,7 +45,7 @@ func TestWritebackWriter(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, len(chunk), n)
 	}
-	s.stop()
+	require.NoError(t, s.stop())
 	require.NoError(t, f.Close())
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
@@ -54,4 +54,15 @@ func TestWritebackWriter(t *testing.T) {
 		require.Equal(t, byte(i), b[i<<20])
 	}
 	require.EqualValues(t, 32<<20, w.flushed, "writeback started every writebackChunk bytes")
+}
+
+// A flush that fails is reported by stop, so the commit refuses the file
+// (the final fsync would not see the error again).
+func TestSyncerReportsFailedFlush(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	require.NoError(t, err)
+	s := newSyncer(f)
+	require.NoError(t, f.Close()) // every flush now fails
+	s.wrote(syncEvery)
+	require.Error(t, s.stop())
 }
