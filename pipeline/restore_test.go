@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"net/http"
 	"path/filepath"
 	"testing"
 
@@ -21,7 +22,7 @@ func restore(t *testing.T, input string, targets []string, dryRun bool) (*pipeli
 	return res, snk, err
 }
 
-func restoreGraph(t *testing.T, input string, targets []string, dryRun bool) (*pipeline.Result, *sink.Registry, *graph.Graph, error) {
+func restoreGraph(t *testing.T, input string, targets []string, dryRun bool, opts ...plan.RestoreOptions) (*pipeline.Result, *sink.Registry, *graph.Graph, error) {
 	t.Helper()
 	ctx := context.Background()
 	l, err := source.OpenLayout(ctx, input, nil, t.TempDir())
@@ -33,7 +34,11 @@ func restoreGraph(t *testing.T, input string, targets []string, dryRun bool) (*p
 			entries = append(entries, plan.BackupEntry{Repo: e.Repo, Tag: e.Tag, Digest: e.Desc.Digest, Size: e.Desc.Size})
 		}
 	}
-	p, err := plan.NewRestore(entries, targets, "", plan.RestoreOptions{Concurrency: 8})
+	o := plan.RestoreOptions{Concurrency: 8}
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	p, err := plan.NewRestore(entries, targets, "", o)
 	require.NoError(t, err)
 	snk := sink.NewRegistry(registry.NewClients(registry.Options{PlainHTTP: true}), p.FailFast, 8)
 	job := pipeline.RestoreJob{Plan: p, Source: l, Sink: snk, Concurrency: 8}
@@ -162,4 +167,56 @@ func TestRestoreFreshTargetPushesTaggedManifestsOnce(t *testing.T) {
 			require.Equal(t, want.Digest, got.Digest)
 		}
 	}
+}
+
+// A tagged manifest held back for its tag that the target refuses fails
+// its repository before any other tag is set there: the repository's
+// other tags (here one whose manifest has a referrer, pushed by digest
+// earlier) stay unset, and the other repositories are restored.
+func TestRestoreRefusedTaggedManifestSetsNoOtherTag(t *testing.T) {
+	src := registrytest.NewInProcess(t)
+	ctx := context.Background()
+	repo := registrytest.Repo(t, src, "mix/app")
+	_, err := registrytest.PushImage(ctx, repo, "a", registrytest.Bytes("mix-a", 1024))
+	require.NoError(t, err)
+	b, err := registrytest.PushImage(ctx, repo, "b", registrytest.Bytes("mix-b", 1024))
+	require.NoError(t, err)
+	_, err = registrytest.PushReferrer(ctx, repo, b, "application/vnd.example.sbom", []byte("sbom of b"))
+	require.NoError(t, err)
+	other, err := registrytest.PushImage(ctx, registrytest.Repo(t, src, "mix/other"), "v1", registrytest.Bytes("mix-other", 1024))
+	require.NoError(t, err)
+	out := filepath.Join(t.TempDir(), "b.tar")
+	_, err = backup(t, src, out, []string{"mix/app", "mix/other"}, true)
+	require.NoError(t, err)
+
+	refuse := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPut && r.URL.Path == "/v2/mix/app/manifests/a" {
+				http.Error(w, `{"errors":[{"code":"DENIED","message":"quota exceeded"}]}`, http.StatusForbidden)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	// Fail-fast (the default): the run stops there.
+	dst := registrytest.NewInProcess(t, registrytest.WithHandler(refuse))
+	_, _, err = restore(t, out, []string{dst.Host()}, false)
+	require.ErrorContains(t, err, "quota exceeded")
+	_, err = registrytest.Repo(t, dst, "mix/app").Resolve(ctx, "b")
+	require.Error(t, err, "mix/app:b set after the run failed")
+
+	// Without fail-fast: that repository fails, the others are restored.
+	noFailFast := false
+	dst = registrytest.NewInProcess(t, registrytest.WithHandler(refuse))
+	res, _, _, err := restoreGraph(t, out, []string{dst.Host()}, false, plan.RestoreOptions{Concurrency: 8, FailFast: &noFailFast})
+	require.NoError(t, err)
+	failed := res.Failed()
+	require.Len(t, failed, 1)
+	require.Equal(t, dst.Host()+"/mix/app", failed[0].Repo)
+	require.ErrorContains(t, failed[0].Err, "quota exceeded")
+	_, err = registrytest.Repo(t, dst, "mix/app").Resolve(ctx, "b")
+	require.Error(t, err, "mix/app:b set in a repository that failed")
+	got, err := registrytest.Repo(t, dst, "mix/other").Resolve(ctx, "v1")
+	require.NoError(t, err)
+	require.Equal(t, other.Digest, got.Digest)
 }

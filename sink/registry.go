@@ -563,11 +563,39 @@ func (s *Registry) pushManifest(ctx context.Context, repo string, n *graph.Node)
 }
 
 // Commit sets every tag that does not already point at its digest, in
-// repositories that did not fail.
+// repositories that did not fail. It goes in two steps: first the tagged
+// manifests held back for their tag (indexTagged), one tag each, as these
+// pushes can still fail the way a manifest push can; then the other tags,
+// only in repositories that are still clean. (A repository whose first
+// step failed for one manifest may keep the tags of its other first-step
+// manifests, set in the same moment.)
 func (s *Registry) Commit(ctx context.Context) error {
+	var first, rest []graph.Tag
+	firstOf := map[string]bool{} // repo@digest given its first-step tag
+	for _, t := range s.g.Tags() {
+		key := t.Repo + "@" + t.Desc.Digest.String()
+		s.mu.Lock()
+		deferred := s.byTag[key] && !s.have[t.Desc.Digest][t.Repo] && !firstOf[key]
+		s.mu.Unlock()
+		if deferred {
+			firstOf[key] = true
+			first = append(first, t)
+		} else {
+			rest = append(rest, t)
+		}
+	}
+	if err := s.setTags(ctx, first); err != nil {
+		return err
+	}
+	return s.setTags(ctx, rest)
+}
+
+// setTags pushes each tag's manifest by the tag, where the tag does not
+// already point at it, in repositories that did not fail.
+func (s *Registry) setTags(ctx context.Context, tags []graph.Tag) error {
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.SetLimit(s.concurrency * 4) // small requests: hide their latency
-	for _, t := range s.g.Tags() {
+	for _, t := range tags {
 		s.mu.Lock()
 		skip := s.failed[t.Repo] != nil
 		current := s.current[t.Repo+":"+t.Name]
