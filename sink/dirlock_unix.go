@@ -1,4 +1,4 @@
-//go:build unix
+//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
 
 package sink
 
@@ -30,8 +30,14 @@ func lockDir(dir string) (*os.File, error) {
 	}
 	if ferr != nil {
 		f.Close()
-		if errors.Is(ferr, unix.EWOULDBLOCK) {
+		switch {
+		case errors.Is(ferr, unix.EWOULDBLOCK):
 			return nil, errLocked
+		case errors.Is(ferr, unix.EBADF), errors.Is(ferr, unix.ENOLCK), errors.Is(ferr, unix.EOPNOTSUPP), errors.Is(ferr, unix.ENOTSUP):
+			// A file system that cannot lock a directory (NFS emulates
+			// flock with a write lock, which a directory cannot take):
+			// go on without the lock rather than refuse the backup.
+			return nil, nil
 		}
 		return nil, ferr
 	}
