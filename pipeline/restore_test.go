@@ -52,16 +52,7 @@ func restoreGraph(t *testing.T, input string, targets []string, dryRun bool, opt
 // A multi-repository backup restored to a bare registry keeps every path,
 // tag, digest and referrer; a second restore pushes nothing.
 func TestRestoreWholeBackupTwice(t *testing.T) {
-	src := registrytest.NewInProcess(t)
-	sample := registrytest.Seed(t, src, registrytest.SampleOptions{})
-	out := filepath.Join(t.TempDir(), "b.tar")
-	_, err := backup(t, src, out, sample.Repositories, true)
-	require.NoError(t, err)
-
-	dst := registrytest.NewInProcess(t)
-	res, snk, g, err := restoreGraph(t, out, []string{dst.Host()}, false)
-	require.NoError(t, err)
-	require.Empty(t, res.Failed())
+	sample, dst, out, snk, g := restoreFreshSample(t, registrytest.SampleOptions{}, true)
 	byTag := checkFreshRestoreRequests(t, dst.Stats(), g, snk)
 	require.Empty(t, byTag, "every tagged manifest of the sample has a referrer: pushed by digest first")
 	ctx := context.Background()
@@ -95,13 +86,30 @@ func TestRestoreWholeBackupTwice(t *testing.T) {
 	require.Positive(t, snk.Stats().Mounted.Load())
 
 	dst.ResetStats()
-	res, snk, err = restore(t, out, []string{dst.Host()}, false)
+	res, snk, err := restore(t, out, []string{dst.Host()}, false)
 	require.NoError(t, err)
 	require.Empty(t, res.Failed())
 	st := dst.Stats()
 	require.Zero(t, st.ByMethod("PUT")+st.ByMethod("POST")+st.ByMethod("PATCH"), "a second restore writes nothing")
 	require.Zero(t, snk.Stats().Tagged.Load())
 	require.EqualValues(t, 6, snk.Stats().TagsCurrent.Load())
+}
+
+// restoreFreshSample backs the sample up (with or without referrers) and
+// restores the backup into a new registry; it returns the sample, that
+// registry, the backup and what the restore did.
+func restoreFreshSample(t *testing.T, opts registrytest.SampleOptions, referrers bool) (registrytest.Sample, *registrytest.Server, string, *sink.Registry, *graph.Graph) {
+	t.Helper()
+	src := registrytest.NewInProcess(t)
+	sample := registrytest.Seed(t, src, opts)
+	out := filepath.Join(t.TempDir(), "b.tar")
+	_, err := backup(t, src, out, sample.Repositories, referrers)
+	require.NoError(t, err)
+	dst := registrytest.NewInProcess(t)
+	res, snk, g, err := restoreGraph(t, out, []string{dst.Host()}, false)
+	require.NoError(t, err)
+	require.Empty(t, res.Failed())
+	return sample, dst, out, snk, g
 }
 
 // checkFreshRestoreRequests checks the requests of a restore into
@@ -147,16 +155,7 @@ func checkFreshRestoreRequests(t *testing.T, st registrytest.Stats, g *graph.Gra
 // Without referrers, each tagged manifest goes to a new repository in one
 // PUT, by its tag, and the tags are right.
 func TestRestoreFreshTargetPushesTaggedManifestsOnce(t *testing.T) {
-	src := registrytest.NewInProcess(t)
-	sample := registrytest.Seed(t, src, registrytest.SampleOptions{BaseLayerSize: 2 << 20})
-	out := filepath.Join(t.TempDir(), "b.tar")
-	_, err := backup(t, src, out, sample.Repositories, false)
-	require.NoError(t, err)
-
-	dst := registrytest.NewInProcess(t)
-	res, snk, g, err := restoreGraph(t, out, []string{dst.Host()}, false)
-	require.NoError(t, err)
-	require.Empty(t, res.Failed())
+	sample, dst, _, snk, g := restoreFreshSample(t, registrytest.SampleOptions{BaseLayerSize: 2 << 20}, false)
 	byTag := checkFreshRestoreRequests(t, dst.Stats(), g, snk)
 	require.Len(t, byTag, 6, "each of the 6 tags points at its own manifest, with no referrer")
 	require.Positive(t, dst.Stats().Count("HEAD", registrytest.KindBlob), "the 2 MiB base layer is asked for")

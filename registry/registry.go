@@ -322,15 +322,21 @@ func (cs *Clients) Get(host string) (*Client, error) {
 
 // Repository returns the repository of a full reference host/path.
 func (cs *Clients) Repository(full string) (*remote.Repository, error) {
-	host, path, ok := strings.Cut(full, "/")
-	if !ok || path == "" {
-		return nil, fmt.Errorf("%q is not host/repository", full)
-	}
-	c, err := cs.Get(host)
+	c, path, err := cs.split(full)
 	if err != nil {
 		return nil, err
 	}
 	return c.Repository(path)
+}
+
+// split returns the client of a full name host/path, and the path.
+func (cs *Clients) split(full string) (*Client, string, error) {
+	host, path, ok := strings.Cut(full, "/")
+	if !ok || path == "" {
+		return nil, "", fmt.Errorf("%q is not host/repository", full)
+	}
+	c, err := cs.Get(host)
+	return c, path, err
 }
 
 // errStopListing ends a tag listing after its first page.
@@ -362,11 +368,7 @@ func (c *Client) RepositoryExists(ctx context.Context, path string) (bool, error
 
 // RepositoryExists is Client.RepositoryExists for a full host/path name.
 func (cs *Clients) RepositoryExists(ctx context.Context, full string) (bool, error) {
-	host, path, ok := strings.Cut(full, "/")
-	if !ok || path == "" {
-		return false, fmt.Errorf("%q is not host/repository", full)
-	}
-	c, err := cs.Get(host)
+	c, path, err := cs.split(full)
 	if err != nil {
 		return false, err
 	}
