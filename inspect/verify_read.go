@@ -307,20 +307,9 @@ func (r *reading) readStream(ctx context.Context, in io.Reader, workers int) err
 			continue // skipped, or reported
 		}
 		if !isBlob {
-			limit := int64(maxIndexFile)
-			if name == layoutFileName {
-				limit = maxLayoutFile
-			}
-			if h.Size > limit {
-				r.errorf("%s is %d bytes, larger than the %d bytes allowed", name, h.Size, limit)
-				continue
-			}
-			data := make([]byte, h.Size)
-			if _, err := io.ReadFull(tr, data); err != nil {
-				r.readFailed(name, err)
+			if !r.metaMember(name, h.Size, tr) {
 				return ctx.Err()
 			}
-			r.setMeta(name, data)
 			continue
 		}
 		b := r.blobMember(name, h.Name, h.Size)
@@ -716,20 +705,9 @@ func (r *reading) readTarFile(ctx context.Context, f *os.File, workers int) erro
 				r.truncate(name, "the data ends early")
 				break
 			}
-			limit := int64(maxIndexFile)
-			if name == layoutFileName {
-				limit = maxLayoutFile
-			}
-			if h.Size > limit {
-				r.errorf("%s is %d bytes, larger than the %d bytes allowed", name, h.Size, limit)
-				continue
-			}
-			data := make([]byte, h.Size)
-			if _, err := io.ReadFull(tr, data); err != nil {
-				r.readFailed(name, err)
+			if !r.metaMember(name, h.Size, tr) {
 				break
 			}
-			r.setMeta(name, data)
 			continue
 		}
 		b := r.blobMember(name, h.Name, h.Size)
@@ -778,6 +756,27 @@ func readRootDir(root *os.Root, name string) ([]fs.DirEntry, error) {
 }
 
 // setMeta records the bytes of oci-layout or index.json.
+// metaMember reads oci-layout or index.json, size bytes from a tar
+// member, within the size allowed for it, and records it. It returns false
+// when the read failed: the archive can be read no further.
+func (r *reading) metaMember(name string, size int64, tr io.Reader) bool {
+	limit := int64(maxIndexFile)
+	if name == layoutFileName {
+		limit = maxLayoutFile
+	}
+	if size > limit {
+		r.errorf("%s is %d bytes, larger than the %d bytes allowed", name, size, limit)
+		return true
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(tr, data); err != nil {
+		r.readFailed(name, err)
+		return false
+	}
+	r.setMeta(name, data)
+	return true
+}
+
 func (r *reading) setMeta(name string, data []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
