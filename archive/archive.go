@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regvault/regvault/graph"
@@ -50,6 +51,12 @@ func KindOf(name string) Kind {
 	default:
 		return Directory
 	}
+}
+
+// BlobPath is the path of a blob inside a layout, slash-separated:
+// blobs/<algorithm>/<encoded>.
+func BlobPath(d digest.Digest) string {
+	return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
 }
 
 // LayoutFile is the content of oci-layout.

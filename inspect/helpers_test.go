@@ -15,6 +15,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regvault/regvault/archive"
 	"github.com/regvault/regvault/pipeline"
 	"github.com/regvault/regvault/plan"
 	"github.com/regvault/regvault/registry"
@@ -136,10 +137,8 @@ func writeTar(t *testing.T, path string, ms []member) string {
 	return path
 }
 
-func blobPath(d digest.Digest) string { return "blobs/" + d.Algorithm().String() + "/" + d.Encoded() }
-
 func blobMember(data []byte) member {
-	return member{&tar.Header{Name: blobPath(digest.FromBytes(data)), Typeflag: tar.TypeReg, Mode: 0o644}, data}
+	return member{&tar.Header{Name: archive.BlobPath(digest.FromBytes(data)), Typeflag: tar.TypeReg, Mode: 0o644}, data}
 }
 
 // editIndex changes index.json among ms.

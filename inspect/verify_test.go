@@ -33,13 +33,13 @@ func TestVerifyStructure(t *testing.T) {
 	frontendV1 := smp.Tags[registrytest.SampleFrontend]["v1"]
 	var layerMember member
 	for _, m := range ms {
-		if m.hdr.Name == blobPath(smp.BaseLayer.Digest) {
+		if m.hdr.Name == archive.BlobPath(smp.BaseLayer.Digest) {
 			layerMember = m
 		}
 	}
 	link := &tar.Header{Name: "blobs/sha256/link", Typeflag: tar.TypeSymlink, Linkname: "/etc/passwd"}
 	extra := blobMember([]byte("an extra blob that nothing needs"))
-	corruptExtra := member{&tar.Header{Name: blobPath(digest.FromString("other")), Typeflag: tar.TypeReg, Mode: 0o644}, []byte("not other")}
+	corruptExtra := member{&tar.Header{Name: archive.BlobPath(digest.FromString("other")), Typeflag: tar.TypeReg, Mode: 0o644}, []byte("not other")}
 
 	tests := []struct {
 		name       string
@@ -53,7 +53,7 @@ func TestVerifyStructure(t *testing.T) {
 		{name: "index.json and oci-layout last, as oras writes them", path: writeTar(t, filepath.Join(dir, "oras-order.tar.gz"), append(append([]member(nil), ms[2:]...), ms[1], ms[0])),
 			restorable: true},
 		{name: "a member twice", path: writeTar(t, filepath.Join(dir, "dup.tar"), append(ms[:len(ms):len(ms)], layerMember)),
-			errors: []string{`archive member "` + blobPath(smp.BaseLayer.Digest) + `" appears twice`}},
+			errors: []string{`archive member "` + archive.BlobPath(smp.BaseLayer.Digest) + `" appears twice`}},
 		{name: "an unexpected file", path: writeTar(t, filepath.Join(dir, "readme.tar"), append(ms[:len(ms):len(ms)], member{&tar.Header{Name: "README", Typeflag: tar.TypeReg}, []byte("hi")})),
 			errors: []string{`archive member "README": unexpected file`}},
 		{name: "a symbolic link", path: writeTar(t, filepath.Join(dir, "link.tar"), append(ms[:len(ms):len(ms)], member{link, nil})),
@@ -167,7 +167,7 @@ func TestVerifyDirectory(t *testing.T) {
 
 	// A blob replaced by a shorter file: the size differs.
 	manifest := smp.Tags[registrytest.SampleBase]["1.0"]
-	if err := os.WriteFile(filepath.Join(dir, blobPath(manifest.Digest)), []byte("{}"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, archive.BlobPath(manifest.Digest)), []byte("{}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	rep = verify(t, dir)
@@ -261,7 +261,7 @@ func TestVerifyLargeBlobs(t *testing.T) {
 	flipped := make([]member, len(ms))
 	for i, m := range ms {
 		flipped[i] = m
-		if m.hdr.Name == blobPath(smp.BaseLayer.Digest) {
+		if m.hdr.Name == archive.BlobPath(smp.BaseLayer.Digest) {
 			data := append([]byte(nil), m.data...)
 			data[2<<20+5] ^= 0x10 // in the third chunk
 			flipped[i] = member{m.hdr, data}
@@ -286,7 +286,7 @@ func TestVerifyLargeBlobs(t *testing.T) {
 	data := tarBytes(t, "cut.tar", ms)
 	var cutAt int
 	for _, m := range ms {
-		if m.hdr.Name == blobPath(smp.BaseLayer.Digest) {
+		if m.hdr.Name == archive.BlobPath(smp.BaseLayer.Digest) {
 			cutAt = bytes.Index(data, m.data[:4096]) + 2<<20
 		}
 	}
@@ -302,7 +302,7 @@ func TestVerifyLargeBlobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantIn(t, rep.Errors, "the archive is truncated: it ends inside "+blobPath(smp.BaseLayer.Digest))
+	wantIn(t, rep.Errors, "the archive is truncated: it ends inside "+archive.BlobPath(smp.BaseLayer.Digest))
 	truncated := false
 	for _, p := range rep.Problems {
 		truncated = truncated || p.Kind == ProblemTruncated && p.Digest == smp.BaseLayer.Digest

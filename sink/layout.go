@@ -256,11 +256,6 @@ func checkGraph(g *graph.Graph) error {
 	return nil
 }
 
-// blobName is a blob's path inside the layout, slash-separated.
-func blobName(d digest.Digest) string {
-	return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
-}
-
 // tarHeader is the header of every member: fixed metadata, so that the same
 // content always gives the same bytes. The format is left to archive/tar:
 // USTAR, or PAX when a field does not fit (a size of 8 GiB or more, a name

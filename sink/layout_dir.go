@@ -242,7 +242,7 @@ feed:
 // right size whose content has the right digest.
 func (d *dirLayout) haveBlob(ctx context.Context, n *graph.Node) (bool, error) {
 	dg := n.Desc.Digest
-	p := filepath.Join(d.root, filepath.FromSlash(blobName(dg)))
+	p := filepath.Join(d.root, filepath.FromSlash(archive.BlobPath(dg)))
 	f, err := os.Open(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil

@@ -182,7 +182,7 @@ func (s *streamLayout) write(ctx context.Context, n *graph.Node, open Opener) er
 		s.mu.Unlock()
 		return fmt.Errorf("layout %s: write %s: %w", s.output, d, err)
 	}
-	err = tw.WriteHeader(tarHeader(blobName(d), n.Desc.Size))
+	err = tw.WriteHeader(tarHeader(archive.BlobPath(d), n.Desc.Size))
 	if err == nil {
 		err = copyExact(tw, rc, n.Desc.Size)
 	}

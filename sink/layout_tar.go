@@ -88,7 +88,7 @@ func planTar(nodes []*graph.Node, idxJSON []byte, emit func(tarMember) error) (m
 		return nil, 0, err
 	}
 	for _, n := range nodes {
-		content, err := add(blobName(n.Desc.Digest), n.Desc.Size, nil)
+		content, err := add(archive.BlobPath(n.Desc.Digest), n.Desc.Size, nil)
 		if err != nil {
 			return nil, 0, err
 		}

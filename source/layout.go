@@ -523,7 +523,7 @@ func (l *Layout) Fetch(ctx context.Context, repo string, desc ocispec.Descriptor
 	}
 	if cached {
 		if int64(len(data)) != desc.Size {
-			return nil, layoutSizeError(layoutBlobName(desc.Digest), int64(len(data)), desc.Size)
+			return nil, layoutSizeError(archive.BlobPath(desc.Digest), int64(len(data)), desc.Size)
 		}
 		return io.NopCloser(bytes.NewReader(data)), nil
 	}
@@ -551,12 +551,12 @@ func (l *Layout) Check(ctx context.Context, desc ocispec.Descriptor) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return l.backend.stat(layoutBlobName(desc.Digest), desc.Size)
+	return l.backend.stat(archive.BlobPath(desc.Digest), desc.Size)
 }
 
 // fetch opens content from the backend, verified as it is read.
 func (l *Layout) fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error) {
-	rc, err := l.backend.open(ctx, layoutBlobName(desc.Digest), desc.Size)
+	rc, err := l.backend.open(ctx, archive.BlobPath(desc.Digest), desc.Size)
 	if err != nil {
 		return nil, err
 	}

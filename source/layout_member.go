@@ -7,8 +7,6 @@ import (
 	"path"
 	"regexp"
 	"strings"
-
-	"github.com/opencontainers/go-digest"
 )
 
 // Names of the two files of an OCI image layout besides its blobs.
@@ -38,11 +36,6 @@ var (
 	layoutAlgRE     = regexp.MustCompile(`^[a-z0-9]+(?:[.+_-][a-z0-9]+)*$`)
 	layoutEncodedRE = regexp.MustCompile(`^[a-zA-Z0-9=_-]+$`)
 )
-
-// layoutBlobName is the path of a blob inside a layout.
-func layoutBlobName(d digest.Digest) string {
-	return "blobs/" + d.Algorithm().String() + "/" + d.Encoded()
-}
 
 // layoutMember checks one tar member of a backup archive. A backup holds
 // nothing but oci-layout, index.json and blobs/<alg>/<encoded> (and the

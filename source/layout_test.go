@@ -189,7 +189,7 @@ func (a *testArchive) members(t testing.TB) []testMember {
 		{name: "index.json", data: testJSON(t, a.index)},
 	}
 	for _, b := range a.blobs {
-		ms = append(ms, testMember{name: layoutBlobName(b.desc.Digest), data: b.data})
+		ms = append(ms, testMember{name: archive.BlobPath(b.desc.Digest), data: b.data})
 	}
 	return ms
 }
@@ -611,7 +611,7 @@ func TestLayoutCorruptBlob(t *testing.T) {
 	ms := a.members(t)
 	target := a.large[1]
 	for i := range ms {
-		if ms[i].name == layoutBlobName(target.Digest) {
+		if ms[i].name == archive.BlobPath(target.Digest) {
 			data := bytes.Clone(ms[i].data)
 			data[len(data)/2] ^= 0x01
 			ms[i].data = data
@@ -642,7 +642,7 @@ func TestLayoutBadArchives(t *testing.T) {
 		out = append(out, extra...)
 		return append(out, good[pos:]...)
 	}
-	blob := layoutBlobName(a.image.Digest)
+	blob := archive.BlobPath(a.image.Digest)
 	cases := []struct {
 		name    string
 		members []testMember

@@ -91,11 +91,11 @@ func (b *badArchive) add(name string, data []byte, typeflag byte, linkname strin
 func (b *badArchive) blob(mediaType string, data []byte) ocispec.Descriptor {
 	d := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(data), Size: int64(len(data))}
 	for _, m := range b.ms {
-		if m.hdr.Name == blobMember(d.Digest) {
+		if m.hdr.Name == archive.BlobPath(d.Digest) {
 			return d // there already
 		}
 	}
-	b.add(blobMember(d.Digest), data, tar.TypeReg, "")
+	b.add(archive.BlobPath(d.Digest), data, tar.TypeReg, "")
 	return d
 }
 
@@ -267,7 +267,7 @@ func TestRestoreBadInputReliability(t *testing.T) {
 	{
 		var m ocispec.Manifest
 		for _, mem := range good.ms {
-			if mem.hdr.Name == blobMember(frontendV1.Digest) {
+			if mem.hdr.Name == archive.BlobPath(frontendV1.Digest) {
 				if err := json.Unmarshal(mem.data, &m); err != nil {
 					t.Fatal(err)
 				}
@@ -373,16 +373,16 @@ func TestRestoreBadInputReliability(t *testing.T) {
 			return good.clone().add("/etc/evil", []byte("x"), tar.TypeReg, "").write(filepath.Join(dir, "b.tar"))
 		}, exitUsage, []string{"not a backup", `"/etc/evil" has an absolute path`}, nothing, ""},
 		{"symlink member", func(dir string) string {
-			return good.clone().drop(blobMember(base.Digest)).add(blobMember(base.Digest), nil, tar.TypeSymlink, "/etc/passwd").write(filepath.Join(dir, "b.tar"))
+			return good.clone().drop(archive.BlobPath(base.Digest)).add(archive.BlobPath(base.Digest), nil, tar.TypeSymlink, "/etc/passwd").write(filepath.Join(dir, "b.tar"))
 		}, exitUsage, []string{"not a backup", "is a symbolic link"}, nothing, ""},
 		{"hard link member", func(dir string) string {
-			return good.clone().drop(blobMember(base.Digest)).add(blobMember(base.Digest), nil, tar.TypeLink, "oci-layout").write(filepath.Join(dir, "b.tar"))
+			return good.clone().drop(archive.BlobPath(base.Digest)).add(archive.BlobPath(base.Digest), nil, tar.TypeLink, "oci-layout").write(filepath.Join(dir, "b.tar"))
 		}, exitUsage, []string{"not a backup", "is a hard link"}, nothing, ""},
 		{"device member", func(dir string) string {
 			return good.clone().add("blobs/sha256/"+strings.Repeat("0", 64), nil, tar.TypeChar, "").write(filepath.Join(dir, "b.tar"))
 		}, exitUsage, []string{"not a backup", "is a device"}, nothing, ""},
 		{"duplicate member", func(dir string) string {
-			return good.clone().add(blobMember(base.Digest), []byte("other bytes"), tar.TypeReg, "").write(filepath.Join(dir, "b.tar"))
+			return good.clone().add(archive.BlobPath(base.Digest), []byte("other bytes"), tar.TypeReg, "").write(filepath.Join(dir, "b.tar"))
 		}, exitUsage, []string{"not a backup", "appears twice"}, nothing, ""},
 		{"unexpected file", func(dir string) string {
 			return good.clone().add("README", []byte("x"), tar.TypeReg, "").write(filepath.Join(dir, "b.tar"))
@@ -409,17 +409,17 @@ func TestRestoreBadInputReliability(t *testing.T) {
 			return good.clone().replace("oci-layout", []byte(`{"imageLayoutVersion": "2.0.0"}`)).write(filepath.Join(dir, "b.tar"))
 		}, exitUsage, []string{"not a backup", `unsupported OCI image layout version "2.0.0"`}, nothing, ""},
 		{"missing layer in a tar", func(dir string) string {
-			return good.clone().drop(blobMember(base.Digest)).write(filepath.Join(dir, "b.tar"))
+			return good.clone().drop(archive.BlobPath(base.Digest)).write(filepath.Join(dir, "b.tar"))
 		}, exitFailure, []string{"restore failed: layer " + base.Digest.String(), base.Digest.String() + ": not found in the backup"}, nothing, ""},
 		{"missing layer in a directory", func(dir string) string {
-			return good.clone().drop(blobMember(base.Digest)).writeDir(filepath.Join(dir, "layout"))
+			return good.clone().drop(archive.BlobPath(base.Digest)).writeDir(filepath.Join(dir, "layout"))
 		}, exitFailure, []string{"restore failed: layer " + base.Digest.String(), base.Digest.String() + ": not found in the backup"}, nothing, ""},
 		{"missing layer in a tar.gz stream", func(dir string) string {
-			return good.clone().drop(blobMember(base.Digest)).write(filepath.Join(dir, "b.tar.gz"))
+			return good.clone().drop(archive.BlobPath(base.Digest)).write(filepath.Join(dir, "b.tar.gz"))
 		}, exitFailure, []string{"Failed to restore", base.Digest.String() + ": not found in the backup", "(content missing from the backup)",
 			"The backup lacks content it needs: it is incomplete; check it with regvault verify"}, noTags, ""},
 		{"missing manifest of a tag", func(dir string) string {
-			return good.clone().drop(blobMember(frontendV1.Digest)).write(filepath.Join(dir, "b.tar"))
+			return good.clone().drop(archive.BlobPath(frontendV1.Digest)).write(filepath.Join(dir, "b.tar"))
 		}, exitFailure, []string{"restore failed", frontendV1.Digest.String(), "not found"}, nothing, ""},
 		{"index.json entry pointing at nothing", func(dir string) string {
 			ghost := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromString("ghost"), Size: 300}
@@ -455,7 +455,7 @@ func TestRestoreBadInputReliability(t *testing.T) {
 			}).write(filepath.Join(dir, "b.tar"))
 		}, exitFailure, []string{"restore failed", frontendV1.Digest.String(), fmt.Sprintf("the descriptor says %d", frontendV1.Size+10)}, nothing, ""},
 		{"manifest whose bytes do not match its name", func(dir string) string {
-			name := blobMember(frontendV1.Digest)
+			name := archive.BlobPath(frontendV1.Digest)
 			return good.clone().replace(name, flip(memberData(name))).write(filepath.Join(dir, "b.tar"))
 		}, exitFailure, []string{"restore failed", frontendV1.Digest.String(), "digest"}, nothing, ""},
 		{"manifest that is not JSON", func(dir string) string {
@@ -481,7 +481,7 @@ func TestRestoreBadInputReliability(t *testing.T) {
 			bBytes := artifact(aDesc, "b") // B: subject A
 			bDesc := b.blob(ocispec.MediaTypeImageManifest, bBytes)
 			a1 := artifact(bDesc, "a") // what is stored as A: subject B
-			b.add(blobMember(aDesc.Digest), a1, tar.TypeReg, "")
+			b.add(archive.BlobPath(aDesc.Digest), a1, tar.TypeReg, "")
 			return b.index(func(idx *ocispec.Index) {
 				for _, d := range []ocispec.Descriptor{aDesc, bDesc} {
 					d.Annotations = map[string]string{archive.AnnotationRepositories: host + "/demo/frontend"}
@@ -490,12 +490,12 @@ func TestRestoreBadInputReliability(t *testing.T) {
 			}).write(filepath.Join(dir, "b.tar"))
 		}, exitFailure, []string{"restore failed: finding referrers in backup", "the backup holds"}, nothing, ""},
 		{"shared layer whose bytes do not match its name (tar)", func(dir string) string {
-			name := blobMember(base.Digest)
+			name := archive.BlobPath(base.Digest)
 			return good.clone().replace(name, flip(memberData(name))).write(filepath.Join(dir, "b.tar"))
 		}, exitFailure, []string{"Failed to restore", base.Digest.String() + ": mismatched digest", "(content does not match its digest)",
 			"the backup is damaged; check it with regvault verify"}, noTags, base.Digest},
 		{"shared layer whose bytes do not match its name (tar.zst stream)", func(dir string) string {
-			name := blobMember(base.Digest)
+			name := archive.BlobPath(base.Digest)
 			return good.clone().replace(name, flip(memberData(name))).write(filepath.Join(dir, "b.tar.zst"))
 		}, exitFailure, []string{"Failed to restore", base.Digest.String() + ": mismatched digest", "(content does not match its digest)",
 			"the backup is damaged; check it with regvault verify"}, noTags, base.Digest},

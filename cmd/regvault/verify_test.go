@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/regvault/regvault/archive"
 	"github.com/regvault/regvault/inspect"
 	"github.com/regvault/regvault/registrytest"
 )
@@ -147,8 +148,6 @@ func writeTar(t *testing.T, path string, ms []tarMember) {
 	}
 }
 
-func blobMember(d digest.Digest) string { return "blobs/" + d.Algorithm().String() + "/" + d.Encoded() }
-
 // damage rewrites the tar src into dst, applying edit to each member (nil
 // drops it).
 func damage(t *testing.T, src, dst string, edit func(m tarMember) *tarMember) {
@@ -180,13 +179,13 @@ func TestVerifyDamaged(t *testing.T) {
 	base := sample.BaseLayer
 
 	dropLayer := func(m tarMember) *tarMember {
-		if m.hdr.Name == blobMember(layer.Digest) {
+		if m.hdr.Name == archive.BlobPath(layer.Digest) {
 			return nil
 		}
 		return &m
 	}
 	flipLayer := func(m tarMember) *tarMember {
-		if m.hdr.Name == blobMember(layer.Digest) {
+		if m.hdr.Name == archive.BlobPath(layer.Digest) {
 			m.data = bytes.Clone(m.data)
 			m.data[len(m.data)/2] ^= 0x01
 		}
@@ -206,7 +205,7 @@ func TestVerifyDamaged(t *testing.T) {
 		return &m
 	}
 	dropManifest := func(m tarMember) *tarMember {
-		if m.hdr.Name == blobMember(frontendV1.Digest) {
+		if m.hdr.Name == archive.BlobPath(frontendV1.Digest) {
 			return nil
 		}
 		return &m
@@ -234,7 +233,7 @@ func TestVerifyDamaged(t *testing.T) {
 		{"missing layer in a directory", func(t *testing.T) string {
 			p := filepath.Join(t.TempDir(), "dir")
 			backupTo(t, p, refs...)
-			if err := os.Remove(filepath.Join(p, blobMember(layer.Digest))); err != nil {
+			if err := os.Remove(filepath.Join(p, archive.BlobPath(layer.Digest))); err != nil {
 				t.Fatal(err)
 			}
 			return p
@@ -262,7 +261,7 @@ func TestVerifyDamaged(t *testing.T) {
 		{"flipped byte in the shared layer of a directory", func(t *testing.T) string {
 			p := filepath.Join(t.TempDir(), "dir")
 			backupTo(t, p, refs...)
-			f := filepath.Join(p, blobMember(base.Digest))
+			f := filepath.Join(p, archive.BlobPath(base.Digest))
 			data, err := os.ReadFile(f)
 			if err != nil {
 				t.Fatal(err)
