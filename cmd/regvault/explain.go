@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -137,14 +138,8 @@ func reason(err error) string {
 
 // recommendations are what a user can do about the failures, each once.
 func recommendations(host string, errs []error) []string {
-	var out []string
-	add := func(lines ...string) {
-		for _, l := range lines {
-			if !containsString(out, l) {
-				out = append(out, l)
-			}
-		}
-	}
+	var out recommendationList
+	add := out.add
 	for _, err := range errs {
 		switch classify(err) {
 		case problemAuth:
@@ -171,26 +166,22 @@ func recommendations(host string, errs []error) []string {
 	return out
 }
 
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
+// recommendationList is recommendations in the order given, each once.
+type recommendationList []string
+
+func (l *recommendationList) add(lines ...string) {
+	for _, line := range lines {
+		if !slices.Contains(*l, line) {
+			*l = append(*l, line)
 		}
 	}
-	return false
 }
 
 // restoreRecommendations are recommendations for failures pushing to host:
 // those of recommendations, with push in place of pull where it matters.
 func restoreRecommendations(host string, errs []error) []string {
-	var out []string
-	add := func(lines ...string) {
-		for _, l := range lines {
-			if !containsString(out, l) {
-				out = append(out, l)
-			}
-		}
-	}
+	var out recommendationList
+	add := out.add
 	for _, err := range errs {
 		switch classify(err) {
 		case problemDenied:

@@ -761,13 +761,9 @@ func (r *restoreReporter) printFailures(s *restoreSummary) {
 			fmt.Fprintf(w, "  - %s (stopped)\n", rr.Repo)
 		}
 	}
-	var recs []string
+	var recs recommendationList
 	for i, err := range errs {
-		for _, rec := range restoreRecommendations(hosts[i], []error{err}) {
-			if !containsString(recs, rec) {
-				recs = append(recs, rec)
-			}
-		}
+		recs.add(restoreRecommendations(hosts[i], []error{err})...)
 	}
 	if !s.done() && p.FailFast && total > 1 {
 		recs = append(recs, "Use --fail-fast=false (or \"settings\": {\"fail-fast\": false}) to restore the other repositories anyway")
@@ -984,13 +980,11 @@ func (r *restoreReporter) printJSON(s *restoreSummary, code int) error {
 		hosts = append(hosts, host)
 		errs = append(errs, rr.Err)
 	}
+	var recs recommendationList
 	for i, err := range errs {
-		for _, rec := range restoreRecommendations(hosts[i], []error{err}) {
-			if !containsString(js.Recommendations, rec) {
-				js.Recommendations = append(js.Recommendations, rec)
-			}
-		}
+		recs.add(restoreRecommendations(hosts[i], []error{err})...)
 	}
+	js.Recommendations = recs
 	excluded := map[string]bool{}
 	for _, m := range p.Mappings {
 		if m.ExcludeReferrers || p.ExcludeReferrers {
