@@ -186,21 +186,12 @@ func (b *backupCmd) run(ctx context.Context, args []string) error {
 	} else {
 		rep.printSummary(sum)
 	}
-	switch {
-	case code == exitOK:
-		return nil
-	case sum.interrupted:
-		if p.DryRun {
-			return &exitError{code: code, err: errors.New("interrupted")}
-		}
-		return &exitError{code: code, err: fmt.Errorf("interrupted: the backup to %s was not completed", outputName(p))}
-	case runErr != nil && !errors.Is(runErr, pipeline.ErrNothingDone) && len(sum.failed) == 0:
-		// The run failed as a whole (the sink, the disk): say why.
-		return &exitError{code: code, err: runErr}
-	default:
-		// The failure block has been printed.
-		return &exitError{code: code}
+	var whole error
+	if runErr != nil && !errors.Is(runErr, pipeline.ErrNothingDone) && len(sum.failed) == 0 {
+		whole = runErr // the sink, the disk: no repository to blame
 	}
+	return runOutcome(code, sum.interrupted, p.DryRun,
+		fmt.Sprintf("interrupted: the backup to %s was not completed", outputName(p)), whole)
 }
 
 // outputSize is the size of what was written: the file for an archive,

@@ -61,6 +61,26 @@ func (e *exitError) Error() string {
 
 func (e *exitError) Unwrap() error { return e.err }
 
+// runOutcome is how a backup or restore ends, once its summary is
+// printed: nil on success; an interruption said in words (interrupted
+// alone for a dry run, which had nothing to complete); a failure of the
+// run as a whole, whole, said as it is; otherwise the exit code alone, the
+// failure block being printed already.
+func runOutcome(code int, interrupted, dryRun bool, interruptedMsg string, whole error) error {
+	switch {
+	case code == exitOK:
+		return nil
+	case interrupted && dryRun:
+		return &exitError{code: code, err: errors.New("interrupted")}
+	case interrupted:
+		return &exitError{code: code, err: errors.New(interruptedMsg)}
+	case whole != nil:
+		return &exitError{code: code, err: whole}
+	default:
+		return &exitError{code: code}
+	}
+}
+
 // cli is one invocation: its streams and the options every command shares.
 type cli struct {
 	stdin          io.Reader

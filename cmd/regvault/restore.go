@@ -286,21 +286,12 @@ func (r *restoreCmd) run(ctx context.Context, args []string, failFast *bool) err
 	} else {
 		rep.printSummary(sum)
 	}
-	switch {
-	case code == exitOK:
-		return nil
-	case sum.interrupted:
-		if p.DryRun {
-			return &exitError{code: code, err: errors.New("interrupted")}
-		}
-		return &exitError{code: code, err: errors.New("interrupted: the restore was not completed; run it again to complete it")}
-	case runErr != nil && len(sum.culprits()) == 0:
-		// The run failed as a whole (reading the backup): say why.
-		return &exitError{code: code, err: fmt.Errorf("restore failed: %w", runErr)}
-	default:
-		// The failure block has been printed.
-		return &exitError{code: code}
+	var whole error
+	if runErr != nil && len(sum.culprits()) == 0 {
+		whole = fmt.Errorf("restore failed: %w", runErr) // reading the backup: no repository to blame
 	}
+	return runOutcome(code, sum.interrupted, p.DryRun,
+		"interrupted: the restore was not completed; run it again to complete it", whole)
 }
 
 // notABackup is the usage error for an --input that cannot be read as a
