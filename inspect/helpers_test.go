@@ -2,20 +2,16 @@ package inspect
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regvault/regvault/archive"
+	"github.com/regvault/regvault/archivetest"
 	"github.com/regvault/regvault/pipeline"
 	"github.com/regvault/regvault/plan"
 	"github.com/regvault/regvault/registry"
@@ -65,97 +61,25 @@ func refs(s *registrytest.Server, repos ...string) []string {
 	return out
 }
 
-type member struct {
-	hdr  *tar.Header
-	data []byte
-}
-
-func readTar(t *testing.T, path string) []member {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tr := tar.NewReader(f)
-	var ms []member
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return ms
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ms = append(ms, member{h, data})
-	}
-}
-
-// tarBytes writes members as a tar, compressed as path's name says.
-func tarBytes(t *testing.T, path string, ms []member) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, m := range ms {
-		if m.hdr.Typeflag == tar.TypeReg {
-			m.hdr.Size = int64(len(m.data))
-		}
-		if err := tw.WriteHeader(m.hdr); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(m.data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	out := buf.Bytes()
-	switch {
-	case strings.HasSuffix(path, ".gz"):
-		var z bytes.Buffer
-		zw := gzip.NewWriter(&z)
-		zw.Write(out)
-		zw.Close()
-		out = z.Bytes()
-	case strings.HasSuffix(path, ".zst"):
-		zw, _ := zstd.NewWriter(nil)
-		out = zw.EncodeAll(out, nil)
-	}
-	return out
-}
-
-func writeTar(t *testing.T, path string, ms []member) string {
-	t.Helper()
-	if err := os.WriteFile(path, tarBytes(t, path, ms), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-func blobMember(data []byte) member {
-	return member{&tar.Header{Name: archive.BlobPath(digest.FromBytes(data)), Typeflag: tar.TypeReg, Mode: 0o644}, data}
+func blobMember(data []byte) archivetest.Member {
+	return archivetest.Member{Hdr: &tar.Header{Name: archive.BlobPath(digest.FromBytes(data)), Typeflag: tar.TypeReg, Mode: 0o644}, Data: data}
 }
 
 // editIndex changes index.json among ms.
-func editIndex(t *testing.T, ms []member, edit func(idx map[string]any)) []member {
+func editIndex(t *testing.T, ms []archivetest.Member, edit func(idx map[string]any)) []archivetest.Member {
 	t.Helper()
-	out := make([]member, len(ms))
+	out := make([]archivetest.Member, len(ms))
 	copy(out, ms)
 	for i, m := range out {
-		if m.hdr.Name == "index.json" {
+		if m.Hdr.Name == "index.json" {
 			var idx map[string]any
-			if err := json.Unmarshal(m.data, &idx); err != nil {
+			if err := json.Unmarshal(m.Data, &idx); err != nil {
 				t.Fatal(err)
 			}
 			edit(idx)
 			data, _ := json.Marshal(idx)
-			h := *m.hdr
-			out[i] = member{&h, data}
+			h := *m.Hdr
+			out[i] = archivetest.Member{Hdr: &h, Data: data}
 		}
 	}
 	return out

@@ -14,6 +14,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regvault/regvault/archive"
+	"github.com/regvault/regvault/archivetest"
 	"github.com/regvault/regvault/registrytest"
 )
 
@@ -22,7 +23,7 @@ func TestVerifyStructure(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.tar")
 	backup(t, good, refs(s, smp.Repositories...)...)
-	ms := readTar(t, good)
+	ms := archivetest.ReadTar(t, good)
 	host := s.Host()
 
 	rep := verify(t, good)
@@ -31,15 +32,15 @@ func TestVerifyStructure(t *testing.T) {
 	}
 
 	frontendV1 := smp.Tags[registrytest.SampleFrontend]["v1"]
-	var layerMember member
+	var layerMember archivetest.Member
 	for _, m := range ms {
-		if m.hdr.Name == archive.BlobPath(smp.BaseLayer.Digest) {
+		if m.Hdr.Name == archive.BlobPath(smp.BaseLayer.Digest) {
 			layerMember = m
 		}
 	}
 	link := &tar.Header{Name: "blobs/sha256/link", Typeflag: tar.TypeSymlink, Linkname: "/etc/passwd"}
 	extra := blobMember([]byte("an extra blob that nothing needs"))
-	corruptExtra := member{&tar.Header{Name: archive.BlobPath(digest.FromString("other")), Typeflag: tar.TypeReg, Mode: 0o644}, []byte("not other")}
+	corruptExtra := archivetest.Member{Hdr: &tar.Header{Name: archive.BlobPath(digest.FromString("other")), Typeflag: tar.TypeReg, Mode: 0o644}, Data: []byte("not other")}
 
 	tests := []struct {
 		name       string
@@ -50,25 +51,25 @@ func TestVerifyStructure(t *testing.T) {
 		problems   []string // "kind digest"
 		check      func(t *testing.T, rep *Report)
 	}{
-		{name: "index.json and oci-layout last, as oras writes them", path: writeTar(t, filepath.Join(dir, "oras-order.tar.gz"), append(append([]member(nil), ms[2:]...), ms[1], ms[0])),
+		{name: "index.json and oci-layout last, as oras writes them", path: archivetest.WriteTar(t, filepath.Join(dir, "oras-order.tar.gz"), append(append([]archivetest.Member(nil), ms[2:]...), ms[1], ms[0])),
 			restorable: true},
-		{name: "a member twice", path: writeTar(t, filepath.Join(dir, "dup.tar"), append(ms[:len(ms):len(ms)], layerMember)),
+		{name: "a member twice", path: archivetest.WriteTar(t, filepath.Join(dir, "dup.tar"), append(ms[:len(ms):len(ms)], layerMember)),
 			errors: []string{`archive member "` + archive.BlobPath(smp.BaseLayer.Digest) + `" appears twice`}},
-		{name: "an unexpected file", path: writeTar(t, filepath.Join(dir, "readme.tar"), append(ms[:len(ms):len(ms)], member{&tar.Header{Name: "README", Typeflag: tar.TypeReg}, []byte("hi")})),
+		{name: "an unexpected file", path: archivetest.WriteTar(t, filepath.Join(dir, "readme.tar"), append(ms[:len(ms):len(ms)], archivetest.Member{Hdr: &tar.Header{Name: "README", Typeflag: tar.TypeReg}, Data: []byte("hi")})),
 			errors: []string{`archive member "README": unexpected file`}},
-		{name: "a symbolic link", path: writeTar(t, filepath.Join(dir, "link.tar"), append(ms[:len(ms):len(ms)], member{link, nil})),
+		{name: "a symbolic link", path: archivetest.WriteTar(t, filepath.Join(dir, "link.tar"), append(ms[:len(ms):len(ms)], archivetest.Member{Hdr: link, Data: nil})),
 			errors: []string{`archive member "blobs/sha256/link" is a link (to "/etc/passwd")`}},
-		{name: "a name that is not a digest", path: writeTar(t, filepath.Join(dir, "name.tar"), append(ms[:len(ms):len(ms)], member{&tar.Header{Name: "blobs/sha256/abc", Typeflag: tar.TypeReg}, []byte("x")})),
+		{name: "a name that is not a digest", path: archivetest.WriteTar(t, filepath.Join(dir, "name.tar"), append(ms[:len(ms):len(ms)], archivetest.Member{Hdr: &tar.Header{Name: "blobs/sha256/abc", Typeflag: tar.TypeReg}, Data: []byte("x")})),
 			restorable: true, warnings: []string{"blobs/sha256/abc is not named by a valid digest"}},
-		{name: "an extra blob", path: writeTar(t, filepath.Join(dir, "extra.tar"), append(ms[:len(ms):len(ms)], extra)),
+		{name: "an extra blob", path: archivetest.WriteTar(t, filepath.Join(dir, "extra.tar"), append(ms[:len(ms):len(ms)], extra)),
 			restorable: true, check: func(t *testing.T, rep *Report) {
-				if rep.Unreferenced != 1 || rep.UnreferencedBytes != int64(len(extra.data)) {
+				if rep.Unreferenced != 1 || rep.UnreferencedBytes != int64(len(extra.Data)) {
 					t.Errorf("unreferenced: %d (%d bytes)", rep.Unreferenced, rep.UnreferencedBytes)
 				}
 			}},
-		{name: "a corrupt blob that nothing needs", path: writeTar(t, filepath.Join(dir, "corrupt-extra.tar"), append(ms[:len(ms):len(ms)], corruptExtra)),
+		{name: "a corrupt blob that nothing needs", path: archivetest.WriteTar(t, filepath.Join(dir, "corrupt-extra.tar"), append(ms[:len(ms):len(ms)], corruptExtra)),
 			restorable: true, warnings: []string{"blob " + digest.FromString("other").String() + " is corrupt (its bytes have another digest), but nothing in the backup needs it"}},
-		{name: "a wrong size in index.json", path: writeTar(t, filepath.Join(dir, "size.tar"), editIndex(t, ms, func(idx map[string]any) {
+		{name: "a wrong size in index.json", path: archivetest.WriteTar(t, filepath.Join(dir, "size.tar"), editIndex(t, ms, func(idx map[string]any) {
 			for _, e := range idx["manifests"].([]any) {
 				e := e.(map[string]any)
 				if e["digest"] == frontendV1.Digest.String() {
@@ -78,19 +79,19 @@ func TestVerifyStructure(t *testing.T) {
 		})), problems: []string{ProblemSize + " " + frontendV1.Digest.String()}, check: func(t *testing.T, rep *Report) {
 			wantIn(t, rep.Problems[0].Affects, host+"/demo/frontend:v1")
 		}},
-		{name: "index.json is not JSON", path: writeTar(t, filepath.Join(dir, "badindex.tar"), func() []member {
-			out := append([]member(nil), ms...)
+		{name: "index.json is not JSON", path: archivetest.WriteTar(t, filepath.Join(dir, "badindex.tar"), func() []archivetest.Member {
+			out := append([]archivetest.Member(nil), ms...)
 			for i, m := range out {
-				if m.hdr.Name == "index.json" {
-					h := *m.hdr
-					out[i] = member{&h, []byte("{nope")}
+				if m.Hdr.Name == "index.json" {
+					h := *m.Hdr
+					out[i] = archivetest.Member{Hdr: &h, Data: []byte("{nope")}
 				}
 			}
 			return out
 		}()), errors: []string{"index.json: "}},
-		{name: "no oci-layout", path: writeTar(t, filepath.Join(dir, "nolayout.tar"), ms[1:]),
+		{name: "no oci-layout", path: archivetest.WriteTar(t, filepath.Join(dir, "nolayout.tar"), ms[1:]),
 			errors: []string{"not an OCI image layout: it has no oci-layout file"}},
-		{name: "a tag pointing at a layer", path: writeTar(t, filepath.Join(dir, "layer-tag.tar"), editIndex(t, ms, func(idx map[string]any) {
+		{name: "a tag pointing at a layer", path: archivetest.WriteTar(t, filepath.Join(dir, "layer-tag.tar"), editIndex(t, ms, func(idx map[string]any) {
 			idx["manifests"] = append(idx["manifests"].([]any), map[string]any{
 				"mediaType": ocispec.MediaTypeImageManifest, "digest": smp.BaseLayer.Digest.String(), "size": float64(smp.BaseLayer.Size),
 				"annotations": map[string]any{ocispec.AnnotationRefName: host + "/demo/frontend:layer"},
@@ -98,7 +99,7 @@ func TestVerifyStructure(t *testing.T) {
 		})), problems: []string{ProblemInvalid + " " + smp.BaseLayer.Digest.String()}, check: func(t *testing.T, rep *Report) {
 			wantIn(t, []string{rep.Problems[0].Detail}, "not a manifest: not a JSON object")
 		}},
-		{name: "referrers without recorded repositories (as oras writes them)", path: writeTar(t, filepath.Join(dir, "oras.tar"), editIndex(t, ms, func(idx map[string]any) {
+		{name: "referrers without recorded repositories (as oras writes them)", path: archivetest.WriteTar(t, filepath.Join(dir, "oras.tar"), editIndex(t, ms, func(idx map[string]any) {
 			for _, e := range idx["manifests"].([]any) {
 				e := e.(map[string]any)
 				if a, ok := e["annotations"].(map[string]any); ok {
@@ -111,7 +112,7 @@ func TestVerifyStructure(t *testing.T) {
 				t.Errorf("referrers %d/%d, %d orphans", ok, all, len(rep.Orphans))
 			}
 		}},
-		{name: "a referrer recorded for a repository that does not reach its subject", path: writeTar(t, filepath.Join(dir, "elsewhere.tar"), editIndex(t, ms, func(idx map[string]any) {
+		{name: "a referrer recorded for a repository that does not reach its subject", path: archivetest.WriteTar(t, filepath.Join(dir, "elsewhere.tar"), editIndex(t, ms, func(idx map[string]any) {
 			for _, e := range idx["manifests"].([]any) {
 				e := e.(map[string]any)
 				if a, ok := e["annotations"].(map[string]any); ok && a[archive.AnnotationRepositories] == host+"/demo/frontend" {
@@ -121,7 +122,7 @@ func TestVerifyStructure(t *testing.T) {
 		})), restorable: true, warnings: []string{"is recorded for " + host + "/library/base, but its subject " + frontendV1.Digest.String()[:20]}},
 		{name: "gzip checksum damaged", path: func() string {
 			p := filepath.Join(dir, "crc.tar.gz")
-			data := tarBytes(t, p, ms)
+			data := archivetest.TarBytes(t, p, ms)
 			data[len(data)-8] ^= 0xff // the CRC-32 of the gzip trailer
 			os.WriteFile(p, data, 0o644)
 			return p
@@ -257,24 +258,24 @@ func TestVerifyLargeBlobs(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.tar")
 	backup(t, good, refs(s, smp.Repositories...)...)
-	ms := readTar(t, good)
-	flipped := make([]member, len(ms))
+	ms := archivetest.ReadTar(t, good)
+	flipped := make([]archivetest.Member, len(ms))
 	for i, m := range ms {
 		flipped[i] = m
-		if m.hdr.Name == archive.BlobPath(smp.BaseLayer.Digest) {
-			data := append([]byte(nil), m.data...)
+		if m.Hdr.Name == archive.BlobPath(smp.BaseLayer.Digest) {
+			data := append([]byte(nil), m.Data...)
 			data[2<<20+5] ^= 0x10 // in the third chunk
-			flipped[i] = member{m.hdr, data}
+			flipped[i] = archivetest.Member{Hdr: m.Hdr, Data: data}
 		}
 	}
-	zst := writeTar(t, filepath.Join(dir, "good.tar.zst"), ms)
-	for _, p := range []string{good, zst, writeTar(t, filepath.Join(dir, "good.tar.gz"), ms)} {
+	zst := archivetest.WriteTar(t, filepath.Join(dir, "good.tar.zst"), ms)
+	for _, p := range []string{good, zst, archivetest.WriteTar(t, filepath.Join(dir, "good.tar.gz"), ms)} {
 		rep := verify(t, p)
 		if !rep.Restorable || rep.ContentBytes != smp.UniqueBytes() || rep.Blobs != len(smp.Unique()) {
 			t.Errorf("%s: restorable %v, %d bytes of %d, %d blobs", p, rep.Restorable, rep.ContentBytes, smp.UniqueBytes(), rep.Blobs)
 		}
 	}
-	for _, p := range []string{writeTar(t, filepath.Join(dir, "flip.tar"), flipped), writeTar(t, filepath.Join(dir, "flip.tar.zst"), flipped)} {
+	for _, p := range []string{archivetest.WriteTar(t, filepath.Join(dir, "flip.tar"), flipped), archivetest.WriteTar(t, filepath.Join(dir, "flip.tar.zst"), flipped)} {
 		rep := verify(t, p)
 		if rep.Restorable || len(rep.Problems) != 1 || rep.Problems[0].Kind != ProblemCorrupt || rep.Problems[0].Digest != smp.BaseLayer.Digest {
 			t.Errorf("%s: %+v", p, rep.Problems)
@@ -283,11 +284,11 @@ func TestVerifyLargeBlobs(t *testing.T) {
 		}
 	}
 	// Cut inside the large blob, on a stream.
-	data := tarBytes(t, "cut.tar", ms)
+	data := archivetest.TarBytes(t, "cut.tar", ms)
 	var cutAt int
 	for _, m := range ms {
-		if m.hdr.Name == archive.BlobPath(smp.BaseLayer.Digest) {
-			cutAt = bytes.Index(data, m.data[:4096]) + 2<<20
+		if m.Hdr.Name == archive.BlobPath(smp.BaseLayer.Digest) {
+			cutAt = bytes.Index(data, m.Data[:4096]) + 2<<20
 		}
 	}
 	zw, _ := zstd.NewWriter(nil)

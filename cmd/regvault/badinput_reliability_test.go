@@ -22,27 +22,28 @@ import (
 	"oras.land/oras-go/v2/errdef"
 
 	"github.com/regvault/regvault/archive"
+	"github.com/regvault/regvault/archivetest"
 	"github.com/regvault/regvault/registrytest"
 )
 
 // badArchive edits the members of a good backup tar.
 type badArchive struct {
 	t  *testing.T
-	ms []tarMember
+	ms []archivetest.Member
 }
 
 func (b *badArchive) clone() *badArchive {
 	out := &badArchive{t: b.t}
 	for _, m := range b.ms {
-		h := *m.hdr
-		out.ms = append(out.ms, tarMember{&h, bytes.Clone(m.data)})
+		h := *m.Hdr
+		out.ms = append(out.ms, archivetest.Member{Hdr: &h, Data: bytes.Clone(m.Data)})
 	}
 	return out
 }
 
 // edit applies fn to each member; fn returning nil drops it.
-func (b *badArchive) edit(fn func(m tarMember) *tarMember) *badArchive {
-	var out []tarMember
+func (b *badArchive) edit(fn func(m archivetest.Member) *archivetest.Member) *badArchive {
+	var out []archivetest.Member
 	for _, m := range b.ms {
 		if e := fn(m); e != nil {
 			out = append(out, *e)
@@ -54,8 +55,8 @@ func (b *badArchive) edit(fn func(m tarMember) *tarMember) *badArchive {
 
 // drop removes the member name.
 func (b *badArchive) drop(name string) *badArchive {
-	return b.edit(func(m tarMember) *tarMember {
-		if m.hdr.Name == name {
+	return b.edit(func(m archivetest.Member) *archivetest.Member {
+		if m.Hdr.Name == name {
 			return nil
 		}
 		return &m
@@ -65,9 +66,9 @@ func (b *badArchive) drop(name string) *badArchive {
 // replace sets the bytes of member name.
 func (b *badArchive) replace(name string, data []byte) *badArchive {
 	found := false
-	b.edit(func(m tarMember) *tarMember {
-		if m.hdr.Name == name {
-			m.data, found = data, true
+	b.edit(func(m archivetest.Member) *archivetest.Member {
+		if m.Hdr.Name == name {
+			m.Data, found = data, true
 		}
 		return &m
 	})
@@ -80,8 +81,8 @@ func (b *badArchive) replace(name string, data []byte) *badArchive {
 // add appends a member (a blob, or anything) after index.json, where
 // regvault writes manifests.
 func (b *badArchive) add(name string, data []byte, typeflag byte, linkname string) *badArchive {
-	m := tarMember{&tar.Header{Name: name, Mode: 0o644, Typeflag: typeflag, Linkname: linkname, ModTime: time.Unix(0, 0)}, data}
-	out := append([]tarMember{}, b.ms[:2]...)
+	m := archivetest.Member{Hdr: &tar.Header{Name: name, Mode: 0o644, Typeflag: typeflag, Linkname: linkname, ModTime: time.Unix(0, 0)}, Data: data}
+	out := append([]archivetest.Member{}, b.ms[:2]...)
 	out = append(out, m)
 	b.ms = append(out, b.ms[2:]...)
 	return b
@@ -91,7 +92,7 @@ func (b *badArchive) add(name string, data []byte, typeflag byte, linkname strin
 func (b *badArchive) blob(mediaType string, data []byte) ocispec.Descriptor {
 	d := ocispec.Descriptor{MediaType: mediaType, Digest: digest.FromBytes(data), Size: int64(len(data))}
 	for _, m := range b.ms {
-		if m.hdr.Name == archive.BlobPath(d.Digest) {
+		if m.Hdr.Name == archive.BlobPath(d.Digest) {
 			return d // there already
 		}
 	}
@@ -102,9 +103,9 @@ func (b *badArchive) blob(mediaType string, data []byte) ocispec.Descriptor {
 // index edits index.json.
 func (b *badArchive) index(fn func(idx *ocispec.Index)) *badArchive {
 	for i, m := range b.ms {
-		if m.hdr.Name == "index.json" {
+		if m.Hdr.Name == "index.json" {
 			var idx ocispec.Index
-			if err := json.Unmarshal(m.data, &idx); err != nil {
+			if err := json.Unmarshal(m.Data, &idx); err != nil {
 				b.t.Fatal(err)
 			}
 			fn(&idx)
@@ -112,7 +113,7 @@ func (b *badArchive) index(fn func(idx *ocispec.Index)) *badArchive {
 			if err != nil {
 				b.t.Fatal(err)
 			}
-			b.ms[i].data = data
+			b.ms[i].Data = data
 			return b
 		}
 	}
@@ -131,18 +132,18 @@ func (b *badArchive) tag(name string, desc ocispec.Descriptor) *badArchive {
 
 // write writes the archive as path (compressed by its name).
 func (b *badArchive) write(path string) string {
-	writeTar(b.t, path, b.ms)
+	archivetest.WriteTar(b.t, path, b.ms)
 	return path
 }
 
 // writeDir writes the archive as an OCI layout directory.
 func (b *badArchive) writeDir(dir string) string {
 	for _, m := range b.ms {
-		p := filepath.Join(dir, filepath.FromSlash(m.hdr.Name))
+		p := filepath.Join(dir, filepath.FromSlash(m.Hdr.Name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			b.t.Fatal(err)
 		}
-		if err := os.WriteFile(p, m.data, 0o644); err != nil {
+		if err := os.WriteFile(p, m.Data, 0o644); err != nil {
 			b.t.Fatal(err)
 		}
 	}
@@ -260,15 +261,15 @@ func wantChildrenFirst(t *testing.T, s *registrytest.Server, sample registrytest
 func TestRestoreBadInputReliability(t *testing.T) {
 	src, sample, in := sampleBackup(t)
 	host := src.Host()
-	good := &badArchive{t: t, ms: readTar(t, in)}
+	good := &badArchive{t: t, ms: archivetest.ReadTar(t, in)}
 	frontendV1 := sample.Tags[registrytest.SampleFrontend]["v1"]
 	base := sample.BaseLayer
 	var config ocispec.Descriptor // frontend:v1's config
 	{
 		var m ocispec.Manifest
 		for _, mem := range good.ms {
-			if mem.hdr.Name == archive.BlobPath(frontendV1.Digest) {
-				if err := json.Unmarshal(mem.data, &m); err != nil {
+			if mem.Hdr.Name == archive.BlobPath(frontendV1.Digest) {
+				if err := json.Unmarshal(mem.Data, &m); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -282,8 +283,8 @@ func TestRestoreBadInputReliability(t *testing.T) {
 	}
 	memberData := func(name string) []byte {
 		for _, m := range good.ms {
-			if m.hdr.Name == name {
-				return m.data
+			if m.Hdr.Name == name {
+				return m.Data
 			}
 		}
 		t.Fatalf("no member %s", name)
@@ -534,7 +535,7 @@ func TestRestoreBadInputReliability(t *testing.T) {
 // and pushed children first without running out of anything.
 func TestRestoreDeepIndexReliability(t *testing.T) {
 	src, sample, in := sampleBackup(t)
-	b := &badArchive{t: t, ms: readTar(t, in)}
+	b := &badArchive{t: t, ms: archivetest.ReadTar(t, in)}
 	d := sample.Tags[registrytest.SampleFrontend]["v1"]
 	for range 100 {
 		d = b.blob(ocispec.MediaTypeImageIndex, jsonOf(t, ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2},
@@ -552,7 +553,7 @@ func TestRestoreDeepIndexReliability(t *testing.T) {
 // repository of it is restored.
 func TestRestoreLargeIndexReliability(t *testing.T) {
 	src, sample, in := sampleBackup(t)
-	b := &badArchive{t: t, ms: readTar(t, in)}
+	b := &badArchive{t: t, ms: archivetest.ReadTar(t, in)}
 	v1 := sample.Tags[registrytest.SampleFrontend]["v1"]
 	const n = 50000
 	b.index(func(idx *ocispec.Index) {

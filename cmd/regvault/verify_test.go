@@ -1,22 +1,18 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regvault/regvault/archive"
+	"github.com/regvault/regvault/archivetest"
 	"github.com/regvault/regvault/inspect"
 	"github.com/regvault/regvault/registrytest"
 )
@@ -83,82 +79,17 @@ func TestVerifyTagOnly(t *testing.T) {
 
 // ---- damaged archives ----
 
-// tarMember is one member of a tar being rewritten.
-type tarMember struct {
-	hdr  *tar.Header
-	data []byte
-}
-
-func readTar(t *testing.T, path string) []tarMember {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tr := tar.NewReader(f)
-	var ms []tarMember
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return ms
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ms = append(ms, tarMember{h, data})
-	}
-}
-
-// writeTar writes members as a tar to path, compressed by its name.
-func writeTar(t *testing.T, path string, ms []tarMember) {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, m := range ms {
-		m.hdr.Size = int64(len(m.data))
-		if err := tw.WriteHeader(m.hdr); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(m.data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	out := buf.Bytes()
-	switch {
-	case strings.HasSuffix(path, ".gz"):
-		var z bytes.Buffer
-		zw := gzip.NewWriter(&z)
-		zw.Write(out)
-		zw.Close()
-		out = z.Bytes()
-	case strings.HasSuffix(path, ".zst"):
-		zw, _ := zstd.NewWriter(nil)
-		out = zw.EncodeAll(out, nil)
-	}
-	if err := os.WriteFile(path, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // damage rewrites the tar src into dst, applying edit to each member (nil
 // drops it).
-func damage(t *testing.T, src, dst string, edit func(m tarMember) *tarMember) {
+func damage(t *testing.T, src, dst string, edit func(m archivetest.Member) *archivetest.Member) {
 	t.Helper()
-	var out []tarMember
-	for _, m := range readTar(t, src) {
+	var out []archivetest.Member
+	for _, m := range archivetest.ReadTar(t, src) {
 		if e := edit(m); e != nil {
 			out = append(out, *e)
 		}
 	}
-	writeTar(t, dst, out)
+	archivetest.WriteTar(t, dst, out)
 }
 
 func TestVerifyDamaged(t *testing.T) {
@@ -178,34 +109,34 @@ func TestVerifyDamaged(t *testing.T) {
 	sbom := referrerOf(t, sample, registrytest.SampleFrontend, frontendV1.Digest)
 	base := sample.BaseLayer
 
-	dropLayer := func(m tarMember) *tarMember {
-		if m.hdr.Name == archive.BlobPath(layer.Digest) {
+	dropLayer := func(m archivetest.Member) *archivetest.Member {
+		if m.Hdr.Name == archive.BlobPath(layer.Digest) {
 			return nil
 		}
 		return &m
 	}
-	flipLayer := func(m tarMember) *tarMember {
-		if m.hdr.Name == archive.BlobPath(layer.Digest) {
-			m.data = bytes.Clone(m.data)
-			m.data[len(m.data)/2] ^= 0x01
+	flipLayer := func(m archivetest.Member) *archivetest.Member {
+		if m.Hdr.Name == archive.BlobPath(layer.Digest) {
+			m.Data = bytes.Clone(m.Data)
+			m.Data[len(m.Data)/2] ^= 0x01
 		}
 		return &m
 	}
 	ghost := digest.FromString("a manifest that is not there")
-	ghostEntry := func(m tarMember) *tarMember {
-		if m.hdr.Name == "index.json" {
+	ghostEntry := func(m archivetest.Member) *archivetest.Member {
+		if m.Hdr.Name == "index.json" {
 			var idx ocispec.Index
-			if err := json.Unmarshal(m.data, &idx); err != nil {
+			if err := json.Unmarshal(m.Data, &idx); err != nil {
 				t.Fatal(err)
 			}
 			idx.Manifests = append(idx.Manifests, ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: ghost, Size: 123,
 				Annotations: map[string]string{ocispec.AnnotationRefName: host + "/demo/frontend:ghost"}})
-			m.data, _ = json.Marshal(idx)
+			m.Data, _ = json.Marshal(idx)
 		}
 		return &m
 	}
-	dropManifest := func(m tarMember) *tarMember {
-		if m.hdr.Name == archive.BlobPath(frontendV1.Digest) {
+	dropManifest := func(m archivetest.Member) *archivetest.Member {
+		if m.Hdr.Name == archive.BlobPath(frontendV1.Digest) {
 			return nil
 		}
 		return &m
@@ -314,8 +245,8 @@ func TestVerifyDamaged(t *testing.T) {
 		}, -1, false},
 		{"truncated tar at a member boundary", func(t *testing.T) string {
 			p := filepath.Join(t.TempDir(), "b.tar")
-			ms := readTar(t, good)
-			writeTar(t, p, ms[:len(ms)-1])
+			ms := archivetest.ReadTar(t, good)
+			archivetest.WriteTar(t, p, ms[:len(ms)-1])
 			data, _ := os.ReadFile(p)
 			// Without the end-of-archive marker.
 			if err := os.WriteFile(p, data[:len(data)-1024], 0o644); err != nil {
