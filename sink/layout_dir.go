@@ -311,15 +311,7 @@ func (d *dirLayout) write(ctx context.Context, n *graph.Node, open Opener) error
 		defer rc.Close()
 		return copyExact(f, rc, n.Desc.Size)
 	}()
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	err = finishFile(f, err)
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -469,15 +461,10 @@ func writeFileSync(path string, data []byte) error {
 	return err
 }
 
-// replaceFile replaces dir/name with data through a temporary file and a
-// rename: a reader sees the old content or the new, never a part.
-func replaceFile(dir, name string, data []byte) error {
-	f, err := os.CreateTemp(dir, "."+name+".regvault-tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
+// finishFile ends the writing of a temporary file that err says how it
+// went: unless it failed, the file is made 0644 (CreateTemp makes it 0600)
+// and synced to disk; it is closed in any case. It returns the first error.
+func finishFile(f *os.File, err error) error {
 	if err == nil {
 		err = f.Chmod(0o644)
 	}
@@ -487,6 +474,19 @@ func replaceFile(dir, name string, data []byte) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	return err
+}
+
+// replaceFile replaces dir/name with data through a temporary file and a
+// rename: a reader sees the old content or the new, never a part.
+func replaceFile(dir, name string, data []byte) error {
+	f, err := os.CreateTemp(dir, "."+name+".regvault-tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	err = finishFile(f, err)
 	if err == nil {
 		err = os.Rename(tmp, filepath.Join(dir, name))
 	}
