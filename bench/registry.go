@@ -171,6 +171,19 @@ func (c *client) do(req *http.Request, want ...int) (*http.Response, error) {
 	return nil, fmt.Errorf("%s %s: %s: %s", req.Method, req.URL.Path, resp.Status, strings.TrimSpace(string(body)))
 }
 
+// exchange is do for a request whose answer body does not matter: the body
+// is read to its end (so the connection is reused) and closed; the headers
+// stay readable.
+func (c *client) exchange(req *http.Request, want ...int) (*http.Response, error) {
+	resp, err := c.do(req, want...)
+	if err != nil {
+		return nil, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp, nil
+}
+
 // location is the upload URL of resp, resolved against its request.
 func location(resp *http.Response) (*url.URL, error) {
 	loc := resp.Header.Get("Location")
@@ -191,12 +204,10 @@ func withDigest(u *url.URL, dgst string) string {
 // startUpload opens an upload session in repo.
 func (c *client) startUpload(ctx context.Context, repo string) (*url.URL, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v2/"+repo+"/blobs/uploads/", nil)
-	resp, err := c.do(req, http.StatusAccepted)
+	resp, err := c.exchange(req, http.StatusAccepted)
 	if err != nil {
 		return nil, err
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
 	return location(resp)
 }
 
@@ -213,23 +224,18 @@ func (c *client) uploadStream(ctx context.Context, repo string, r io.Reader) (st
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPatch, loc.String(), io.NopCloser(cr))
 	req.ContentLength = -1
 	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := c.do(req, http.StatusAccepted, http.StatusNoContent)
+	resp, err := c.exchange(req, http.StatusAccepted, http.StatusNoContent)
 	if err != nil {
 		return "", 0, err
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
 	if loc, err = location(resp); err != nil {
 		return "", 0, err
 	}
 	dgst := "sha256:" + hex.EncodeToString(h.Sum(nil))
 	req, _ = http.NewRequestWithContext(ctx, http.MethodPut, withDigest(loc, dgst), nil)
-	resp, err = c.do(req, http.StatusCreated)
-	if err != nil {
+	if _, err := c.exchange(req, http.StatusCreated); err != nil {
 		return "", 0, err
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
 	return dgst, cr.n, nil
 }
 
@@ -243,13 +249,8 @@ func (c *client) uploadMonolithic(ctx context.Context, repo, dgst string, size i
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, withDigest(loc, dgst), io.NopCloser(body))
 	req.ContentLength = size
 	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := c.do(req, http.StatusCreated)
-	if err != nil {
-		return err
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return nil
+	_, err = c.exchange(req, http.StatusCreated)
+	return err
 }
 
 // uploadBytes is uploadMonolithic of data.
@@ -265,12 +266,10 @@ func (c *client) uploadBytes(ctx context.Context, repo string, data []byte) (str
 func (c *client) mount(ctx context.Context, repo, from, dgst string) (bool, error) {
 	q := url.Values{"mount": {dgst}, "from": {from}}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v2/"+repo+"/blobs/uploads/?"+q.Encode(), nil)
-	resp, err := c.do(req, http.StatusCreated, http.StatusAccepted)
+	resp, err := c.exchange(req, http.StatusCreated, http.StatusAccepted)
 	if err != nil {
 		return false, err
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
 	if resp.StatusCode == http.StatusCreated {
 		return true, nil
 	}
@@ -287,13 +286,8 @@ func (c *client) mount(ctx context.Context, repo, from, dgst string) (bool, erro
 func (c *client) putManifest(ctx context.Context, repo, ref, mediaType string, data []byte) error {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, c.base+"/v2/"+repo+"/manifests/"+ref, bytes.NewReader(data))
 	req.Header.Set("Content-Type", mediaType)
-	resp, err := c.do(req, http.StatusCreated)
-	if err != nil {
-		return err
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return nil
+	_, err := c.exchange(req, http.StatusCreated)
+	return err
 }
 
 // headManifest is the digest the registry has for repo:ref, or "" when it
