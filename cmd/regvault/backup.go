@@ -37,6 +37,7 @@ const backupExamples = `  # Back up several repositories of one registry into on
     registry.mycompany.com/app/frontend registry.mycompany.com/app/backend
 
   # Write a directory (an OCI image layout); a later backup into it adds to it
+  # (fetching only what it lacks; one run at a time adds to a directory)
   regvault backup --output ./backup-dir registry.mycompany.com/app/frontend:v2.0
 
   # Stream the tar to standard output, e.g. to compress or copy it elsewhere
