@@ -227,7 +227,7 @@ func plainDesc(d ocispec.Descriptor) ocispec.Descriptor {
 // read reads a manifest whole, verified.
 func (b *Backup) read(ctx context.Context, repo string, desc ocispec.Descriptor) ([]byte, error) {
 	if desc.Size > maxManifest {
-		return nil, fmt.Errorf("manifest %s is %d bytes, larger than the %d bytes a manifest may be", desc.Digest, desc.Size, maxManifest)
+		return nil, archive.ManifestTooLarge(desc.Digest.String(), desc.Size)
 	}
 	rc, err := b.Layout.Fetch(ctx, repo, desc)
 	if err != nil {

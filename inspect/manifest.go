@@ -7,12 +7,13 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/regvault/regvault/archive"
 	"github.com/regvault/regvault/source"
 )
 
 // maxManifest is the largest manifest the layout reader (and so restore)
-// reads, as registries limit it.
-const maxManifest = 4 << 20
+// reads: the one limit of backup, verify and restore.
+const maxManifest = archive.MaxManifestSize
 
 // Manifest media types besides those of the image spec.
 const (

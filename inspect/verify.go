@@ -626,7 +626,7 @@ func (c *checker) node(desc ocispec.Descriptor, role string, parent digest.Diges
 	}
 	switch {
 	case b.size > maxManifest:
-		return add(ProblemInvalid, fmt.Sprintf("a manifest of %d bytes, larger than the %d bytes restore reads", b.size, maxManifest)), b
+		return add(ProblemInvalid, fmt.Sprintf("a manifest of %d bytes, larger than the %s (%d bytes) limit for a manifest that backup, verify and restore share", b.size, archive.MaxManifestSizeText, maxManifest)), b
 	case !b.isJSON:
 		return add(ProblemInvalid, "not a manifest: not a JSON object"), b
 	case b.summaryErr != nil:

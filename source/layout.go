@@ -572,7 +572,7 @@ func (l *Layout) manifest(ctx context.Context, desc ocispec.Descriptor) ([]byte,
 		return data, nil
 	}
 	if desc.Size > layoutMaxManifest {
-		return nil, fmt.Errorf("manifest %s: %w: %d bytes (at most %d)", desc.Digest, errdef.ErrSizeExceedsLimit, desc.Size, layoutMaxManifest)
+		return nil, archive.ManifestTooLarge(desc.Digest.String(), desc.Size)
 	}
 	rc, err := l.fetch(ctx, desc)
 	if err != nil {

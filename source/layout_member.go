@@ -7,6 +7,8 @@ import (
 	"path"
 	"regexp"
 	"strings"
+
+	"github.com/regvault/regvault/archive"
 )
 
 // Names of the two files of an OCI image layout besides its blobs.
@@ -23,8 +25,8 @@ const (
 	// layoutMaxLayoutFile bounds oci-layout.
 	layoutMaxLayoutFile = 64 << 10
 	// layoutMaxManifest bounds a manifest read to resolve a tag or find a
-	// referrer, as registries do.
-	layoutMaxManifest = 4 << 20
+	// referrer: the one limit of backup, verify and restore.
+	layoutMaxManifest = archive.MaxManifestSize
 	// layoutMaxManifestCache bounds the manifests kept in memory once
 	// read.
 	layoutMaxManifestCache = 256 << 20

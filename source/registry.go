@@ -17,6 +17,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 
+	"github.com/regvault/regvault/archive"
 	"github.com/regvault/regvault/registry"
 )
 
@@ -66,6 +67,12 @@ func (r *Registry) Resolve(ctx context.Context, repo, tag string) (ocispec.Descr
 		return ocispec.Descriptor{}, nil, fmt.Errorf("resolving %s:%s: %w", r.full(repo), tag, err)
 	}
 	defer rc.Close()
+	if desc.Size > archive.MaxManifestSize {
+		// The registry's transport refuses such an answer first; a
+		// size from a HEAD (oras-go asks when a GET has no length) is
+		// checked here, before content.ReadAll allocates it.
+		return ocispec.Descriptor{}, nil, archive.ManifestTooLarge(r.full(repo)+":"+tag, desc.Size)
+	}
 	b, err := content.ReadAll(rc, desc)
 	if err != nil {
 		return ocispec.Descriptor{}, nil, fmt.Errorf("reading manifest %s:%s (%s): %w", r.full(repo), tag, desc.Digest, err)

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/semaphore"
 	"oras.land/oras-go/v2/content"
 
+	"github.com/regvault/regvault/archive"
 	"github.com/regvault/regvault/dedup"
 	"github.com/regvault/regvault/graph"
 )
@@ -24,9 +25,6 @@ const (
 	mediaTypeDockerSchema1Signed = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 	mediaTypeArtifactManifest    = "application/vnd.oci.artifact.manifest.v1+json"
 )
-
-// maxManifestBytes bounds a manifest read into memory, as registries do.
-const maxManifestBytes = 4 << 20
 
 func isManifest(mt string) bool {
 	switch mt {
@@ -128,8 +126,8 @@ func (w *Walker) Acquire(ctx context.Context) (func(), error) {
 }
 
 func (w *Walker) fetchManifest(ctx context.Context, repo string, desc ocispec.Descriptor) ([]byte, error) {
-	if desc.Size > maxManifestBytes {
-		return nil, fmt.Errorf("%s@%s: manifest of %d bytes is larger than the %d bytes allowed", repo, desc.Digest, desc.Size, maxManifestBytes)
+	if desc.Size > archive.MaxManifestSize {
+		return nil, archive.ManifestTooLarge(repo+"@"+desc.Digest.String(), desc.Size)
 	}
 	release, err := w.Acquire(ctx)
 	if err != nil {
