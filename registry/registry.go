@@ -54,6 +54,17 @@ type Options struct {
 	// Debug, when set, receives one line per HTTP request (no headers).
 	Debug     io.Writer
 	UserAgent string
+	// ReadTimeout is how long a registry may send nothing (no answer to
+	// a request without a body, no byte of a body) before the request
+	// counts as failed and is retried; 0 is DefaultReadTimeout.
+	ReadTimeout time.Duration
+}
+
+func (o Options) readTimeout() time.Duration {
+	if o.ReadTimeout <= 0 {
+		return DefaultReadTimeout
+	}
+	return o.ReadTimeout
 }
 
 // Client reaches the repositories of one registry host.
@@ -75,7 +86,8 @@ func New(host string, o Options) (*Client, error) {
 		return nil, err
 	}
 	// The debug lines are written below the retries: each attempt shows.
-	var rt http.RoundTripper = &errorBodyTransport{base: tr}
+	var rt http.RoundTripper = &errorBodyTransport{base: &timeoutTransport{base: tr, idle: o.readTimeout()}}
+	rt = &metadataTransport{base: rt}
 	if o.Debug != nil {
 		rt = &debugTransport{base: rt, w: o.Debug}
 	}
@@ -172,7 +184,9 @@ func transport(o Options) (*http.Transport, error) {
 	// Every worker may hold a connection; keep them alive between blobs.
 	tr.MaxIdleConnsPerHost = conc*4 + 4 // metadata requests run 4× --concurrency
 	tr.MaxConnsPerHost = 0
-	tr.ResponseHeaderTimeout = 5 * time.Minute
+	// Requests without a body have the read timeout for their answer
+	// (timeoutTransport); an upload's may take longer.
+	tr.ResponseHeaderTimeout = max(uploadHeaderTimeout, o.readTimeout())
 	tlsConf := &tls.Config{InsecureSkipVerify: o.Insecure} //nolint:gosec // only with --insecure
 	if o.CAFile != "" {
 		pem, err := os.ReadFile(o.CAFile)

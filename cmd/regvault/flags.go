@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
@@ -34,6 +35,7 @@ type registryFlags struct {
 	resolve            []string
 	distributionSpec   string
 	concurrency        int
+	readTimeout        time.Duration
 	noTTY              bool
 }
 
@@ -57,6 +59,7 @@ func (f *registryFlags) addFlags(fs *pflag.FlagSet, withConcurrency bool) {
 	if withConcurrency {
 		fs.IntVar(&f.concurrency, "concurrency", 8, "blob transfers under way at once, across repositories, tags and blobs (small requests: up to 4× as many; a large blob may use several for byte ranges)")
 	}
+	fs.DurationVar(&f.readTimeout, "read-timeout", registry.DefaultReadTimeout, "how long a registry may send nothing (no answer, no byte of a body) before the request counts as failed and is retried (a blob resumes where it stopped)")
 	fs.BoolVar(&f.noTTY, "no-tty", false, "print plain lines, no progress bar, even on a terminal")
 }
 
@@ -76,6 +79,7 @@ func (f *registryFlags) options(stdin io.Reader) (registry.Options, error) {
 		Resolve:          f.resolve,
 		DistributionSpec: f.distributionSpec,
 		Concurrency:      f.concurrency,
+		ReadTimeout:      f.readTimeout,
 		UserAgent:        "regvault/" + versionString(),
 	}
 	f.c.addSecret(f.password)
@@ -91,6 +95,9 @@ func (f *registryFlags) options(stdin io.Reader) (registry.Options, error) {
 		return o, usageError("an identity token and a password cannot be used together")
 	case (f.identityToken != "" || f.identityTokenStdin) && f.username != "":
 		return o, usageError("--username cannot be used with an identity token")
+	}
+	if f.readTimeout <= 0 {
+		return o, usageError("--read-timeout %s: give a duration above zero, e.g. 60s or 2m", f.readTimeout)
 	}
 	if (f.certFile == "") != (f.keyFile == "") {
 		return o, usageError("--cert-file and --key-file go together")

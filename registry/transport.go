@@ -1,0 +1,220 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"oras.land/oras-go/v2/errdef"
+
+	"github.com/regvault/regvault/archive"
+)
+
+// DefaultReadTimeout is how long a registry may send nothing, neither the
+// header of an answer nor a byte of its body, before the request counts
+// as failed (and is retried, or a blob download resumes).
+const DefaultReadTimeout = 60 * time.Second
+
+// uploadHeaderTimeout bounds the wait for the answer to a request that
+// carried a body (an upload): the registry may take a while to store a
+// large blob once it has all of it.
+const uploadHeaderTimeout = 5 * time.Minute
+
+// timeoutError is a registry that sent nothing for the read timeout. It
+// is a network timeout, which oras-go's retry policy retries.
+// (The HTTP client names the request in front of it.)
+type timeoutError struct {
+	waiting string // "the answer", "the rest of the answer"
+	after   time.Duration
+}
+
+func (e *timeoutError) Error() string {
+	return fmt.Sprintf("no byte of %s for %s (--read-timeout)", e.waiting, e.after)
+}
+func (e *timeoutError) Timeout() bool   { return true }
+func (e *timeoutError) Temporary() bool { return true }
+
+// The causes a timeoutTransport cancels a request with.
+var (
+	errHeaderTimeout = errors.New("no answer within the read timeout")
+	errIdleTimeout   = errors.New("no byte within the read timeout")
+)
+
+// timeoutTransport ends a request whose registry stalls: no answer within
+// the read timeout after a request without a body, and no byte of a body
+// for the read timeout. Both are timeouts, so the retry transport above
+// retries them, and a blob download resumes where it stopped.
+type timeoutTransport struct {
+	base http.RoundTripper
+	idle time.Duration
+}
+
+func (t *timeoutTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithCancelCause(req.Context())
+	var header *time.Timer
+	if req.Body == nil || req.Body == http.NoBody {
+		// An upload's answer waits up to the transport's
+		// ResponseHeaderTimeout instead (uploadHeaderTimeout).
+		header = time.AfterFunc(t.idle, func() { cancel(errHeaderTimeout) })
+	}
+	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	if header != nil {
+		header.Stop()
+	}
+	if err != nil {
+		if context.Cause(ctx) == errHeaderTimeout {
+			err = &timeoutError{waiting: "the answer", after: t.idle}
+		}
+		cancel(nil)
+		return nil, err
+	}
+	b := &idleBody{rc: resp.Body, ctx: ctx, cancel: cancel, idle: t.idle}
+	b.timer = time.AfterFunc(t.idle, func() { cancel(errIdleTimeout) })
+	b.timer.Stop()
+	resp.Body = b
+	return resp, nil
+}
+
+// idleBody is a response body whose reads fail with a timeoutError when
+// no byte comes for the read timeout. The clock runs only while a Read
+// waits: a slow consumer is not a stalled registry.
+type idleBody struct {
+	rc     io.ReadCloser
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	timer  *time.Timer
+	idle   time.Duration
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	b.timer.Reset(b.idle)
+	n, err := b.rc.Read(p)
+	b.timer.Stop()
+	if err != nil && err != io.EOF {
+		switch context.Cause(b.ctx) {
+		case errIdleTimeout:
+			err = &timeoutError{waiting: "the rest of the answer", after: b.idle}
+		case errHeaderTimeout:
+			err = &timeoutError{waiting: "the answer", after: b.idle}
+		}
+	}
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	b.timer.Stop()
+	err := b.rc.Close()
+	b.cancel(nil)
+	return err
+}
+
+// metadataTransport reads the answers that are metadata (manifests and
+// indexes by tag or digest, tag-schema referrers indexes, tags/list pages
+// and Referrers API answers) in full, at most archive.MaxManifestSize
+// bytes, before handing them on. A body cut off mid-way then fails the
+// request itself, and the retry transport above tries it again, with the
+// same backoff as a 503: these answers are small, and oras-go reads them
+// where regvault cannot resume them. A larger answer is refused before
+// more than the limit is read, whatever its Content-Length says. Blob
+// bodies stream on (they resume with Range, see source.resumingReader).
+type metadataTransport struct{ base http.RoundTripper }
+
+func (t *metadataTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusOK || req.Method != http.MethodGet {
+		return resp, err
+	}
+	kind, name := metadataKind(req)
+	if kind == "" {
+		return resp, nil
+	}
+	if resp.ContentLength > archive.MaxManifestSize {
+		resp.Body.Close()
+		return nil, tooLarge(kind, name, resp.ContentLength)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, archive.MaxManifestSize+1))
+	resp.Body.Close()
+	if err != nil {
+		if req.Context().Err() != nil {
+			return nil, err
+		}
+		return nil, &bodyError{got: len(body), err: err}
+	}
+	if len(body) > archive.MaxManifestSize {
+		return nil, tooLarge(kind, name, -1)
+	}
+	// The length is known now: oras-go needs it to describe a manifest
+	// fetched by tag, and asks again with a HEAD when it is not given.
+	resp.ContentLength = int64(len(body))
+	resp.TransferEncoding = nil
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
+}
+
+// metadataKind says which metadata a GET asks for ("" for anything else)
+// and names it host/repository:reference. It looks at the end of the path
+// only: a repository name may hold "manifests" or "tags" as a component.
+func metadataKind(req *http.Request) (kind, name string) {
+	p := req.URL.Path
+	if !strings.HasPrefix(p, "/v2/") {
+		return "", ""
+	}
+	if repo, ok := strings.CutSuffix(p, "/tags/list"); ok {
+		return "tag list", req.URL.Host + "/" + strings.TrimPrefix(repo, "/v2/")
+	}
+	i := strings.LastIndexByte(p, '/')
+	dir, last := p[:i], p[i+1:]
+	if repo, ok := strings.CutSuffix(dir, "/manifests"); ok {
+		sep := ":"
+		if strings.Contains(last, ":") {
+			sep = "@"
+		}
+		return "manifest", req.URL.Host + "/" + strings.TrimPrefix(repo, "/v2/") + sep + last
+	}
+	if repo, ok := strings.CutSuffix(dir, "/referrers"); ok {
+		return "referrers list", req.URL.Host + "/" + strings.TrimPrefix(repo, "/v2/") + "@" + last
+	}
+	return "", ""
+}
+
+func tooLarge(kind, name string, size int64) error {
+	if kind == "manifest" {
+		return archive.ManifestTooLarge(name, size)
+	}
+	if size < 0 {
+		return fmt.Errorf("the %s of %s is larger than the %s (%d bytes) limit: %w", kind, name, archive.MaxManifestSizeText, archive.MaxManifestSize, errdef.ErrSizeExceedsLimit)
+	}
+	return fmt.Errorf("the %s of %s is %d bytes, larger than the %s (%d bytes) limit: %w", kind, name, size, archive.MaxManifestSizeText, archive.MaxManifestSize, errdef.ErrSizeExceedsLimit)
+}
+
+// bodyError is a metadata answer whose body broke off (a reset, a cut
+// connection, a read timeout). The HTTP client names the request in
+// front of it.
+type bodyError struct {
+	got int
+	err error
+}
+
+func (e *bodyError) Error() string {
+	return fmt.Sprintf("the answer broke off after %d bytes: %v", e.got, e.err)
+}
+
+func (e *bodyError) Unwrap() error { return e.err }
+
+// Is makes a body that broke off, whatever the cause, an unexpected end
+// of it: oras-go's retry policy retries that.
+func (e *bodyError) Is(target error) bool { return target == io.ErrUnexpectedEOF }
+
+// Timeout says whether the body stalled (a timeoutError).
+func (e *bodyError) Timeout() bool {
+	var te *timeoutError
+	return errors.As(e.err, &te)
+}
+
+// Temporary is part of net.Error.
+func (e *bodyError) Temporary() bool { return true }
