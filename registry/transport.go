@@ -39,6 +39,13 @@ func (e *timeoutError) Error() string {
 func (e *timeoutError) Timeout() bool   { return true }
 func (e *timeoutError) Temporary() bool { return true }
 
+// Is makes every timeoutError ErrReadTimeout.
+func (e *timeoutError) Is(target error) bool { return target == ErrReadTimeout }
+
+// ErrReadTimeout is what errors.Is finds in a request that failed because
+// the registry sent nothing for the read timeout.
+var ErrReadTimeout = errors.New("the registry sent nothing for the read timeout")
+
 // The causes a timeoutTransport cancels a request with.
 var (
 	errHeaderTimeout = errors.New("no answer within the read timeout")
@@ -72,6 +79,10 @@ func (t *timeoutTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		}
 		cancel(nil)
 		return nil, err
+	}
+	if resp.Body == nil || resp.Body == http.NoBody {
+		cancel(nil)
+		return resp, nil
 	}
 	b := &idleBody{rc: resp.Body, ctx: ctx, cancel: cancel, idle: t.idle}
 	b.timer = time.AfterFunc(t.idle, func() { cancel(errIdleTimeout) })

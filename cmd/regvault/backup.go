@@ -90,7 +90,14 @@ several repositories.
 
 A repository that fails is reported and left out; the others form a valid
 backup (exit code 3). With --fail-fast the first failure stops the backup and
-nothing is written (exit code 1).`,
+nothing is written (exit code 1).
+
+Transient faults are retried with backoff (5xx and 429 answers, connections
+reset or cut in the middle of a body, a registry that sends nothing for
+--read-timeout): manifests, indexes, tag lists and referrers lists are asked
+for again, a blob resumes where it stopped. A manifest or index larger than
+4 MiB (the limit registries put on one, and what verify and restore read)
+fails its repository.`,
 		Example: backupExamples,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return b.run(cmd.Context(), args)

@@ -238,7 +238,8 @@ func TestManifestLimitAgreesReliability(t *testing.T) {
 		r := regvault(t, "", "backup", "--plain-http", "--no-tty", "-o", out, ref(s, "big/app")+":v1", ref(s, "demo/frontend"))
 		r.wantCode(t, exitPartial)
 		wantContains(t, "stderr", r.stderr, "Error: Failed to backup "+s.Host()+"/big/app",
-			"manifest "+s.Host()+"/big/app:v1 is 4194305 bytes, larger than the 4 MiB (4194304 bytes) limit for a manifest")
+			"manifest "+s.Host()+"/big/app:v1 is 4194305 bytes, larger than the 4 MiB (4194304 bytes) limit for a manifest",
+			"  ✗ "+s.Host()+"/big/app (larger than the 4 MiB limit)", "refused at backup time")
 		tags := layoutTags(t, out)
 		sort.Strings(tags)
 		if want := s.Host() + "/demo/frontend:v1 " + s.Host() + "/demo/frontend:v2"; strings.Join(tags, " ") != want {
@@ -348,7 +349,8 @@ func TestReadTimeoutReliability(t *testing.T) {
 			t.Fatal("the backup from a registry that never answers did not end")
 		}
 		r.wantCode(t, exitFailure)
-		wantContains(t, "stderr", r.stderr, "silent/app", "no byte of the answer for 1s (--read-timeout)")
+		wantContains(t, "stderr", r.stderr, "silent/app", "no byte of the answer for 1s (--read-timeout)",
+			"  ✗ "+host+"/silent/app (the registry stopped sending)", "give a slow registry more time with --read-timeout")
 		if accepted.Load() < 2 {
 			t.Errorf("%d connection(s): the request was not retried", accepted.Load())
 		}
@@ -361,5 +363,7 @@ func TestReadTimeoutReliability(t *testing.T) {
 			h := regvault(t, "", append(cmd, "--help")...)
 			wantContains(t, strings.Join(cmd, " ")+" --help", h.stdout, "--read-timeout duration", "(default 1m0s)")
 		}
+		wantContains(t, "backup --help", regvault(t, "", "backup", "--help").stdout, "4 MiB", "--read-timeout")
+		wantContains(t, "verify --help", regvault(t, "", "verify", "--help").stdout, "4 MiB")
 	})
 }

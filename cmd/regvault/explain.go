@@ -16,6 +16,8 @@ import (
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 
+	"github.com/regvault/regvault/archive"
+	"github.com/regvault/regvault/registry"
 	"github.com/regvault/regvault/source"
 )
 
@@ -34,6 +36,8 @@ const (
 	problemUnreachable
 	problemIntegrity
 	problemBackupIncomplete // content the backup lists is not in it
+	problemStalled          // the registry sent nothing for --read-timeout
+	problemTooLarge         // a manifest (or tag list) above the limit
 )
 
 func classify(err error) problem {
@@ -76,6 +80,12 @@ func classify(err error) problem {
 	}
 	if errors.Is(err, errdef.ErrNotFound) {
 		return problemTagNotFound
+	}
+	if errors.Is(err, registry.ErrReadTimeout) {
+		return problemStalled
+	}
+	if errors.Is(err, errdef.ErrSizeExceedsLimit) {
+		return problemTooLarge
 	}
 	if errors.Is(err, content.ErrMismatchedDigest) || errors.Is(err, content.ErrTrailingData) {
 		return problemIntegrity
@@ -128,6 +138,10 @@ func reason(err error) string {
 		return "content does not match its digest"
 	case problemBackupIncomplete:
 		return "content missing from the backup"
+	case problemStalled:
+		return "the registry stopped sending"
+	case problemTooLarge:
+		return "larger than the " + archive.MaxManifestSizeText + " limit"
 	}
 	msg := err.Error()
 	if i := strings.LastIndex(msg, ": "); i >= 0 && len(msg)-i < 80 {
@@ -161,6 +175,10 @@ func recommendations(host string, errs []error) []string {
 			add(fmt.Sprintf("Check the registry address %s: nothing answered there", host))
 		case problemIntegrity:
 			add("The registry served content that does not match its digest: retry, and report it to the registry's operator if it persists")
+		case problemStalled:
+			add(host + " sent nothing for the read timeout, on every retry: retry later, or give a slow registry more time with --read-timeout")
+		case problemTooLarge:
+			add("regvault reads manifests, tag lists and referrers lists of at most " + archive.MaxManifestSizeText + ", as registries store them: a larger manifest could not be restored, so it is refused at backup time")
 		}
 	}
 	return out

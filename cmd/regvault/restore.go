@@ -141,7 +141,12 @@ SBOMs) are restored into the repositories they were backed up from, unless
 
 The first repository that fails stops the restore (rules: settings.fail-fast);
 --fail-fast=false goes on with the others. Exit codes: 0 done, 1 failure,
-2 usage or validation error (nothing pushed), 3 partial.`,
+2 usage or validation error (nothing pushed), 3 partial.
+
+A registry that sends nothing for --read-timeout (an answer, a byte of a
+body) counts as a transient fault and the request is retried; the answer to
+an upload may take up to 5 minutes. Manifests of more than 4 MiB (which
+backup refuses) are not read.`,
 		Example: restoreExamples,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var failFast *bool

@@ -51,6 +51,9 @@ The input is a directory, a tar, a gzip- or zstd-compressed tar (read as a
 stream, never extracted to disk), or - for such a tar on standard input.
 verify reads it at disk speed and prints the rate it reached.
 
+A manifest larger than 4 MiB, the limit backup and restore share, is
+reported as invalid.
+
 Exit codes: 0 the whole backup can be restored; 1 it cannot (something is
 missing, corrupt or unreadable), or it is not a backup; 2 usage error.`,
 		Example: verifyExamples,
