@@ -18,7 +18,17 @@ FUZZ_PKGS ?= ./plan/ ./source/
 FUZZTIME  ?= 60s
 FUZZMINIMIZETIME ?= 0
 
-.PHONY: all build test demo bench fuzz lint distribution
+.PHONY: all build test demo bench fuzz lint distribution peers
+
+# Peer tools that the interop tests (cmd/regvault/interop_test.go) run
+# against regvault's archives: installed once per version into
+# $(CACHE)/bin with go install, reused when present.
+ORAS_VERSION   := v1.3.6
+ORAS_MODULE    := oras.land/oras
+ORAS_BIN       := $(CACHE)/bin/oras
+REGCTL_VERSION := v0.11.7
+REGCTL_MODULE  := github.com/regclient/regclient
+REGCTL_BIN     := $(CACHE)/bin/regctl
 
 all: build
 
@@ -43,13 +53,32 @@ $(DIST_STAMP):
 	@rm -f "$(CACHE)"/bin/.registry-*.stamp
 	@touch "$@"
 
+# peers installs oras and regctl at their pinned versions (a binary of
+# another version is replaced; one of the right version is reused).
+peers:
+	@$(call go_install_tool,$(ORAS_BIN),$(ORAS_MODULE),$(ORAS_MODULE)/cmd/oras,$(ORAS_VERSION))
+	@$(call go_install_tool,$(REGCTL_BIN),$(REGCTL_MODULE),$(REGCTL_MODULE)/cmd/regctl,$(REGCTL_VERSION))
+
+# go_install_tool BIN,MODULE,PACKAGE,VERSION: go install PACKAGE@VERSION
+# into $(CACHE)/bin unless BIN is already a build of MODULE at VERSION.
+define go_install_tool
+mkdir -p "$(CACHE)/bin"; \
+if [ -x "$(1)" ] && $(GO) version -m "$(1)" 2>/dev/null | \
+	grep -Eq '^[[:space:]]+mod[[:space:]]+$(2)[[:space:]]+$(4)([[:space:]]|$$)'; then \
+	echo "using $(1) ($(4))"; \
+else \
+	echo "installing $(3)@$(4) into $(CACHE)/bin"; \
+	cd "$${TMPDIR:-/tmp}" && env GOFLAGS= GOWORK=off GOBIN="$(CACHE)/bin" $(GO) install $(3)@$(4); \
+fi
+endef
+
 # The race detector needs cgo and a C compiler; without them the tests run
 # without it (and say so).
 RACE := $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && command -v "$$($(GO) env CC)" >/dev/null 2>&1 && echo -race)
 
-test: distribution
+test: distribution peers
 	@[ -n "$(RACE)" ] || echo "no C compiler for cgo: testing without the race detector"
-	REGVAULT_DISTRIBUTION="$(DIST_BIN)" $(GO) test $(RACE) -count=1 -timeout 15m ./...
+	REGVAULT_DISTRIBUTION="$(DIST_BIN)" REGVAULT_ORAS="$(ORAS_BIN)" REGVAULT_REGCTL="$(REGCTL_BIN)" $(GO) test $(RACE) -count=1 -timeout 15m ./...
 
 demo: build
 	$(GO) run ./cmd/regvault-demo -regvault bin/regvault

@@ -7,6 +7,8 @@ package archive
 import (
 	"bytes"
 	"encoding/json"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -63,11 +65,17 @@ func BlobPath(d digest.Digest) string {
 var LayoutFile = []byte(`{"imageLayoutVersion":"1.0.0"}`)
 
 // Index builds index.json for g: one entry per tag, named by the tag alone
-// or, with fullRef, by registry/repo:tag; then one entry per referrer,
-// without a name, recording its repositories. Entries are sorted.
+// or, with fullRef, by registry/repo:tag; one entry per referrer, without a
+// name, recording its repositories; one entry per other manifest (the
+// children of an index), without a name, recording its repositories, so
+// that tools which find a layout's manifests by its index.json entries
+// (oras) find them; and one entry per referrers tag-schema index that g
+// holds (see TagSchema), named sha256-<hex> or registry/repo:sha256-<hex>.
+// Entries are sorted.
 func Index(g *graph.Graph, fullRef bool) ocispec.Index {
 	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{}}
 	idx.SchemaVersion = 2
+	listed := map[digest.Digest]bool{}
 	for _, t := range g.Tags() {
 		d := graph.Plain(t.Desc)
 		name := t.Name
@@ -76,17 +84,176 @@ func Index(g *graph.Graph, fullRef bool) ocispec.Index {
 		}
 		d.Annotations = map[string]string{ocispec.AnnotationRefName: name}
 		idx.Manifests = append(idx.Manifests, d)
+		listed[d.Digest] = true
+	}
+	for _, ts := range TagSchema(g, fullRef) {
+		if g.Node(ts.Desc.Digest) == nil {
+			continue // not added to g: not in the archive
+		}
+		d := ts.Desc
+		d.Annotations = map[string]string{ocispec.AnnotationRefName: ts.Name}
+		idx.Manifests = append(idx.Manifests, d)
+		listed[d.Digest] = true
+	}
+	fullRepos := func(repos []string) string {
+		full := make([]string, len(repos))
+		for i, repo := range repos {
+			full[i] = graph.FullRepo(g.Registry, repo)
+		}
+		sort.Strings(full)
+		return strings.Join(full, ",")
 	}
 	for _, r := range g.Referrers() {
 		d := r.Desc
-		full := make([]string, len(r.Repos))
-		for i, repo := range r.Repos {
-			full[i] = graph.FullRepo(g.Registry, repo)
+		d.Annotations = map[string]string{AnnotationRepositories: fullRepos(r.Repos)}
+		idx.Manifests = append(idx.Manifests, d)
+		listed[d.Digest] = true
+	}
+	for _, n := range g.Nodes() {
+		if n.Kind != graph.KindManifest || listed[n.Desc.Digest] {
+			continue
 		}
-		d.Annotations = map[string]string{AnnotationRepositories: strings.Join(full, ",")}
+		d := graph.Plain(n.Desc)
+		d.Annotations = map[string]string{AnnotationRepositories: fullRepos(n.Repos)}
 		idx.Manifests = append(idx.Manifests, d)
 	}
+	Sort(idx.Manifests)
 	return idx
+}
+
+// TagSchemaIndex is an index of the referrers of one subject, as the
+// referrers tag schema of the distribution spec keeps it in a registry
+// without the Referrers API, and as oras backups and regctl's OCI layouts
+// hold it: index.json names it sha256-<hex of the subject digest>.
+type TagSchemaIndex struct {
+	// Name is its ref.name: sha256-<hex>, or registry/repo:sha256-<hex>
+	// in a full-reference archive.
+	Name    string
+	Subject digest.Digest
+	// Repos are the repositories (paths) of the referrers it lists.
+	Repos     []string
+	Referrers []digest.Digest // sorted
+	Desc      ocispec.Descriptor
+	Content   []byte
+}
+
+// TagSchema builds the tag-schema index of every subject of g's referrers:
+// per repository and subject with fullRef, per subject otherwise (a
+// tag-only archive holds one repository). Each lists the referrers by
+// digest, each with its artifact type and annotations read from its
+// manifest, so that the same referrers always give the same bytes. Sorted
+// by name.
+func TagSchema(g *graph.Graph, fullRef bool) []TagSchemaIndex {
+	type key struct {
+		repo    string
+		subject digest.Digest
+	}
+	groups := map[key][]graph.Referrer{}
+	for _, r := range g.Referrers() {
+		if fullRef {
+			for _, repo := range r.Repos {
+				k := key{repo, r.Subject}
+				groups[k] = append(groups[k], r)
+			}
+			continue
+		}
+		k := key{"", r.Subject}
+		groups[k] = append(groups[k], r)
+	}
+	out := make([]TagSchemaIndex, 0, len(groups))
+	for k, refs := range groups {
+		if k.subject.Validate() != nil {
+			continue
+		}
+		ts := TagSchemaIndex{Name: TagSchemaTag(k.subject), Subject: k.subject}
+		if fullRef {
+			ts.Name = graph.FullRepo(g.Registry, k.repo) + ":" + ts.Name
+		}
+		list := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{}}
+		list.SchemaVersion = 2
+		for _, r := range refs {
+			list.Manifests = append(list.Manifests, referrerDescriptor(g, r))
+			ts.Referrers = append(ts.Referrers, r.Desc.Digest)
+			if fullRef {
+				ts.Repos = []string{k.repo}
+			} else {
+				for _, repo := range r.Repos {
+					if !slices.Contains(ts.Repos, repo) {
+						ts.Repos = append(ts.Repos, repo)
+					}
+				}
+			}
+		}
+		sort.Strings(ts.Repos)
+		sort.Slice(list.Manifests, func(i, j int) bool { return list.Manifests[i].Digest < list.Manifests[j].Digest })
+		slices.Sort(ts.Referrers)
+		content, err := Marshal(list)
+		if err != nil {
+			continue // descriptors always encode
+		}
+		ts.Content = content
+		ts.Desc = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: digest.FromBytes(content), Size: int64(len(content))}
+		out = append(out, ts)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// TagSchemaTag is the tag of the referrers tag schema for subject:
+// <algorithm>-<encoded>, the encoded part cut to 64 characters.
+func TagSchemaTag(subject digest.Digest) string {
+	enc := subject.Encoded()
+	if len(enc) > 64 {
+		enc = enc[:64]
+	}
+	return subject.Algorithm().String() + "-" + enc
+}
+
+// tagSchemaTagRE is a ref.name's tag part in the tag schema's form.
+var tagSchemaTagRE = regexp.MustCompile(`^[a-z0-9]+-[a-f0-9]{64}$`)
+
+// IsTagSchema says whether an index.json entry is a referrers tag-schema
+// index rather than a tag: its tag (the part of ref.name after the
+// repository) has the schema's form (sha256-<64 hex>) and it is an OCI
+// image index, as the schema requires.
+func IsTagSchema(tag, mediaType string) bool {
+	return mediaType == ocispec.MediaTypeImageIndex && tagSchemaTagRE.MatchString(tag)
+}
+
+// referrerDescriptor is r as a referrers list shows it: media type,
+// digest, size, artifact type (the manifest's, else its config's media
+// type) and the manifest's annotations.
+func referrerDescriptor(g *graph.Graph, r graph.Referrer) ocispec.Descriptor {
+	d := graph.Plain(r.Desc)
+	d.ArtifactType = r.Desc.ArtifactType
+	if n := g.Node(r.Desc.Digest); n != nil && n.Content != nil {
+		var m struct {
+			ArtifactType string              `json:"artifactType"`
+			Config       *ocispec.Descriptor `json:"config"`
+			Annotations  map[string]string   `json:"annotations"`
+		}
+		if json.Unmarshal(n.Content, &m) == nil {
+			d.ArtifactType = m.ArtifactType
+			if d.ArtifactType == "" && m.Config != nil {
+				d.ArtifactType = m.Config.MediaType
+			}
+			if len(m.Annotations) > 0 {
+				d.Annotations = m.Annotations
+			}
+		}
+	}
+	return d
+}
+
+// AddTagSchema adds the tag-schema indexes of g (TagSchema) to g as
+// manifest nodes, for an archive sink to write with the rest.
+func AddTagSchema(g *graph.Graph, fullRef bool) {
+	for _, ts := range TagSchema(g, fullRef) {
+		for _, repo := range ts.Repos {
+			g.AddNode(repo, ts.Desc, graph.KindManifest)
+		}
+		g.SetManifest(ts.Desc.Digest, ts.Content, ts.Referrers)
+	}
 }
 
 // Merge adds the entries of add to old, as when a backup is written into a

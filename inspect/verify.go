@@ -265,6 +265,9 @@ type entry struct {
 	desc     ocispec.Descriptor
 	referrer bool
 	repos    []string // a referrer's recorded repositories; nil: unknown
+	// tagSchema: named by the referrers tag schema (sha256-<hex>), an
+	// index of referrers, not a tag (archive.IsTagSchema).
+	tagSchema bool
 }
 
 func readEntry(d ocispec.Descriptor) entry {
@@ -292,6 +295,9 @@ func readEntry(d ocispec.Descriptor) entry {
 		return e
 	}
 	e.repo, e.tag = archive.SplitRef(name)
+	if archive.IsTagSchema(e.tag, d.MediaType) {
+		e.tag, e.tagSchema = "", true
+	}
 	return e
 }
 
@@ -347,6 +353,12 @@ func check(r *reading, rep *Report) {
 		}
 	}
 	for _, e := range entries {
+		if e.tagSchema {
+			// Restore finds the referrers it lists through their own
+			// entries (or the subjects'); the index is no tag.
+			c.needed[e.desc.Digest] = true
+			continue
+		}
 		if e.referrer {
 			continue
 		}
@@ -367,9 +379,16 @@ func check(r *reading, rep *Report) {
 	// record none (oras) to every repository that reaches their subject.
 	var refs []entry
 	for _, e := range entries {
-		if e.referrer {
-			refs = append(refs, e)
+		if !e.referrer {
+			continue
 		}
+		if b := r.blobs[e.desc.Digest]; b != nil && b.summary != nil && b.summary.Subject == nil {
+			// An untagged manifest without a subject (an index's
+			// child): no referrer; checked where a tag reaches it.
+			c.needed[e.desc.Digest] = true
+			continue
+		}
+		refs = append(refs, e)
 	}
 	recorded := map[string]bool{}
 	subjects := map[digest.Digest]digest.Digest{} // referrer → subject

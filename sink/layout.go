@@ -120,7 +120,9 @@ func (l *Layout) Kind() archive.Kind { return l.kind }
 // Output is the output name as given.
 func (l *Layout) Output() string { return l.output }
 
-// Prepare checks the graph, builds index.json and sets up the output. It
+// Prepare adds the referrers' tag-schema indexes to the graph
+// (archive.AddTagSchema), checks it, builds index.json and sets up the
+// output. It
 // returns every node in archive order (for an existing directory, only
 // those it does not already hold, verified by digest). If it fails,
 // everything it created is removed.
@@ -137,6 +139,9 @@ func (l *Layout) Prepare(ctx context.Context, g *graph.Graph) ([]*graph.Node, Or
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
+	// The referrers' tag-schema indexes are written like any manifest:
+	// peers (regctl) find referrers in a layout only through them.
+	archive.AddTagSchema(g, l.opts.FullReference)
 	if err := checkGraph(g); err != nil {
 		return nil, 0, fmt.Errorf("layout %s: %w", l.output, err)
 	}

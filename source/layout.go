@@ -21,6 +21,7 @@ import (
 	"oras.land/oras-go/v2/errdef"
 
 	"github.com/regvault/regvault/archive"
+	"github.com/regvault/regvault/graph"
 )
 
 // LayoutKind is the form a backup was found in.
@@ -57,16 +58,24 @@ type LayoutEntry struct {
 	// holds one repository, whose name it does not record) and for
 	// referrers.
 	Repo string
-	// Tag is the tag of a ref.name; "" for referrers.
+	// Tag is the tag of a ref.name; "" for referrers, untagged manifests
+	// and tag-schema indexes.
 	Tag  string
 	Desc ocispec.Descriptor
-	// Referrer is true for an entry without a ref.name: a referrer (or,
-	// in layouts written by other tools, any untagged manifest).
+	// Referrer is true for an entry without a ref.name: a referrer, or
+	// an untagged manifest (the children of an index, which regvault and
+	// oras list so that peers find them by digest). Which of the two it
+	// is, its manifest says (a referrer has a subject).
 	Referrer bool
-	// Repos are the repositories (registry/path) a referrer was backed
-	// up from, from archive.AnnotationRepositories; nil when unknown
-	// (backups of oras v1.3 do not record them).
+	// Repos are the repositories (registry/path) an untagged entry was
+	// backed up from, from archive.AnnotationRepositories; nil when
+	// unknown (backups of oras v1.3 do not record them).
 	Repos []string
+	// TagSchema is, for an entry named by the referrers tag schema
+	// (sha256-<hex>, or registry/repo:sha256-<hex>, pointing at an index
+	// of referrers: see archive.IsTagSchema), the subject whose referrers
+	// it lists (sha256:<hex>). Such an entry is not a tag: Tag is "".
+	TagSchema digest.Digest
 }
 
 // RepoPath is the entry's repository without its registry host
@@ -372,6 +381,11 @@ func layoutEntry(d ocispec.Descriptor) LayoutEntry {
 		return e
 	}
 	e.Repo, e.Tag = archive.SplitRef(name)
+	if archive.IsTagSchema(e.Tag, d.MediaType) {
+		alg, hex, _ := strings.Cut(e.Tag, "-")
+		e.TagSchema = digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
+		e.Tag = ""
+	}
 	return e
 }
 
@@ -647,6 +661,40 @@ func (l *Layout) buildReferrers(ctx context.Context) error {
 		default:
 			unknown[d] = true
 			repos[d] = nil
+		}
+	}
+	// The referrers a tag-schema index lists (a layout may list them only
+	// there), with the index entry's repository.
+	listed := map[digest.Digest]bool{}
+	for _, d := range order {
+		listed[d.Digest] = true
+	}
+	for _, e := range l.entries {
+		if e.TagSchema == "" {
+			continue
+		}
+		data, err := l.manifest(ctx, e.Desc)
+		if err != nil {
+			return fmt.Errorf("finding referrers in backup %s: tag-schema index %s: %w", l.name(), e.Desc.Digest, err)
+		}
+		var list ocispec.Index
+		if err := json.Unmarshal(data, &list); err != nil {
+			return fmt.Errorf("backup %s: tag-schema index %s: %w", l.name(), e.Desc.Digest, err)
+		}
+		for _, d := range list.Manifests {
+			if d.Digest.Validate() != nil {
+				continue
+			}
+			if e.Repo != "" && !unknown[d.Digest] {
+				repos[d.Digest] = append(repos[d.Digest], e.Repo)
+			} else if e.Repo == "" {
+				unknown[d.Digest] = true
+				repos[d.Digest] = nil
+			}
+			if !listed[d.Digest] {
+				listed[d.Digest] = true
+				order = append(order, graph.Plain(d))
+			}
 		}
 	}
 	referrers := map[digest.Digest][]ocispec.Descriptor{}
