@@ -246,14 +246,17 @@ func referrerDescriptor(g *graph.Graph, r graph.Referrer) ocispec.Descriptor {
 }
 
 // AddTagSchema adds the tag-schema indexes of g (TagSchema) to g as
-// manifest nodes, for an archive sink to write with the rest.
-func AddTagSchema(g *graph.Graph, fullRef bool) {
-	for _, ts := range TagSchema(g, fullRef) {
+// manifest nodes, for an archive sink to write with the rest, and returns
+// them.
+func AddTagSchema(g *graph.Graph, fullRef bool) []TagSchemaIndex {
+	list := TagSchema(g, fullRef)
+	for _, ts := range list {
 		for _, repo := range ts.Repos {
 			g.AddNode(repo, ts.Desc, graph.KindManifest)
 		}
 		g.SetManifest(ts.Desc.Digest, ts.Content, ts.Referrers)
 	}
+	return list
 }
 
 // Merge adds the entries of add to old, as when a backup is written into a

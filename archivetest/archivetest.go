@@ -6,12 +6,16 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"io"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/regvault/regvault/archive"
 )
 
 // Member is one member of a tar: its header and its content.
@@ -95,4 +99,30 @@ func WriteTar(t testing.TB, path string, ms []Member) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// TagSchemaBlobs counts the referrers' tag-schema indexes that the
+// index.json member of ms names (archive.IsTagSchema) and their bytes:
+// the blobs a backup holds besides the content it was made from.
+func TagSchemaBlobs(t testing.TB, ms []Member) (n int, size int64) {
+	t.Helper()
+	for _, m := range ms {
+		if m.Hdr.Name != "index.json" {
+			continue
+		}
+		var idx ocispec.Index
+		if err := json.Unmarshal(m.Data, &idx); err != nil {
+			t.Fatalf("index.json: %v", err)
+		}
+		seen := map[string]bool{}
+		for _, d := range idx.Manifests {
+			name, ok := d.Annotations[ocispec.AnnotationRefName]
+			if _, tag := archive.SplitRef(name); ok && archive.IsTagSchema(tag, d.MediaType) && !seen[d.Digest.String()] {
+				seen[d.Digest.String()] = true
+				n++
+				size += d.Size
+			}
+		}
+	}
+	return n, size
 }

@@ -27,7 +27,8 @@ func TestVerifyStructure(t *testing.T) {
 	host := s.Host()
 
 	rep := verify(t, good)
-	if !rep.Restorable || len(rep.Warnings) != 0 || rep.Unreferenced != 0 || rep.Blobs != len(smp.Unique()) {
+	schemaBlobs, _ := archivetest.TagSchemaBlobs(t, ms)
+	if !rep.Restorable || len(rep.Warnings) != 0 || rep.Unreferenced != 0 || rep.Blobs != len(smp.Unique())+schemaBlobs {
 		t.Fatalf("the good backup: restorable %v, warnings %v, %d unreferenced, %d blobs", rep.Restorable, rep.Warnings, rep.Unreferenced, rep.Blobs)
 	}
 
@@ -271,8 +272,9 @@ func TestVerifyLargeBlobs(t *testing.T) {
 	zst := archivetest.WriteTar(t, filepath.Join(dir, "good.tar.zst"), ms)
 	for _, p := range []string{good, zst, archivetest.WriteTar(t, filepath.Join(dir, "good.tar.gz"), ms)} {
 		rep := verify(t, p)
-		if !rep.Restorable || rep.ContentBytes != smp.UniqueBytes() || rep.Blobs != len(smp.Unique()) {
-			t.Errorf("%s: restorable %v, %d bytes of %d, %d blobs", p, rep.Restorable, rep.ContentBytes, smp.UniqueBytes(), rep.Blobs)
+		schemaBlobs, schemaBytes := archivetest.TagSchemaBlobs(t, ms)
+		if !rep.Restorable || rep.ContentBytes != smp.UniqueBytes()+schemaBytes || rep.Blobs != len(smp.Unique())+schemaBlobs {
+			t.Errorf("%s: restorable %v, %d bytes of %d, %d blobs", p, rep.Restorable, rep.ContentBytes, smp.UniqueBytes()+schemaBytes, rep.Blobs)
 		}
 	}
 	for _, p := range []string{archivetest.WriteTar(t, filepath.Join(dir, "flip.tar"), flipped), archivetest.WriteTar(t, filepath.Join(dir, "flip.tar.zst"), flipped)} {

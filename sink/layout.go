@@ -142,6 +142,10 @@ func (l *Layout) Prepare(ctx context.Context, g *graph.Graph) ([]*graph.Node, Or
 	// The referrers' tag-schema indexes are written like any manifest:
 	// peers (regctl) find referrers in a layout only through them.
 	archive.AddTagSchema(g, l.opts.FullReference)
+	// The referrers' tag-schema indexes are written like any manifest
+	// (from the node's Content, as the pipeline opens manifests): peers
+	// (regctl) find referrers in a layout only through them.
+	archive.AddTagSchema(g, l.opts.FullReference)
 	if err := checkGraph(g); err != nil {
 		return nil, 0, fmt.Errorf("layout %s: %w", l.output, err)
 	}

@@ -134,8 +134,12 @@ func singleRepo(t *testing.T) *fixture {
 	return f
 }
 
-// open opens a node's bytes, as the pipeline does.
+// open opens a node's bytes, as the pipeline does: a manifest's from its
+// Content (the tag-schema indexes the sink adds have no other source).
 func (f *fixture) open(n *graph.Node) Opener {
+	if n.Content != nil {
+		return once(bytes.NewReader(n.Content))
+	}
 	return once(bytes.NewReader(f.content[n.Desc.Digest]))
 }
 
@@ -282,12 +286,17 @@ func checkStore(t *testing.T, s *oci.ReadOnlyStore, f *fixture, full bool) {
 	for _, n := range f.g.Nodes() {
 		got, err := content.FetchAll(ctx, s, n.Desc)
 		require.NoError(t, err, n.Desc.Digest)
-		require.Equal(t, f.content[n.Desc.Digest], got, n.Desc.Digest)
+		want, ok := f.content[n.Desc.Digest]
+		if !ok { // a tag-schema index the sink added
+			want = n.Content
+		}
+		require.Equal(t, want, got, n.Desc.Digest)
 	}
 }
 
-// checkIndex checks index.json: sorted, one named entry per tag, one
-// unnamed entry per referrer with its repositories.
+// checkIndex checks index.json: sorted, one named entry per tag and per
+// referrers' tag-schema index (sha256-<hex of the subject>), one unnamed
+// entry per referrer and per other manifest, with its repositories.
 func checkIndex(t *testing.T, raw []byte, f *fixture, full bool) ocispec.Index {
 	t.Helper()
 	var idx ocispec.Index
@@ -314,15 +323,41 @@ func checkIndex(t *testing.T, raw []byte, f *fixture, full bool) ocispec.Index {
 		}
 		want[ref] = d
 	}
-	require.Equal(t, want, names)
-	wantRef := map[digest.Digest]string{}
+	tagged := map[digest.Digest]bool{}
+	for _, d := range want {
+		tagged[d] = true
+	}
+	schema := map[digest.Digest]bool{}
 	for _, r := range f.g.Referrers() {
-		var full []string
 		for _, repo := range r.Repos {
+			name := "sha256-" + r.Subject.Encoded()
+			if full {
+				name = graph.FullRepo(testRegistry, repo) + ":" + name
+			}
+			d, ok := names[name]
+			require.True(t, ok, "no tag-schema entry %s", name)
+			want[name] = d
+			schema[d] = true
+		}
+	}
+	require.Equal(t, want, names)
+	fullRepos := func(repos []string) string {
+		var full []string
+		for _, repo := range repos {
 			full = append(full, graph.FullRepo(testRegistry, repo))
 		}
 		sort.Strings(full)
-		wantRef[r.Desc.Digest] = joinComma(full)
+		return joinComma(full)
+	}
+	wantRef := map[digest.Digest]string{}
+	for _, r := range f.g.Referrers() {
+		wantRef[r.Desc.Digest] = fullRepos(r.Repos)
+	}
+	for _, n := range f.g.Nodes() {
+		d := n.Desc.Digest
+		if n.Kind == graph.KindManifest && !tagged[d] && !schema[d] && wantRef[d] == "" {
+			wantRef[d] = fullRepos(n.Repos)
+		}
 	}
 	require.Equal(t, wantRef, referrers)
 	return idx

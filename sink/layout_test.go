@@ -602,6 +602,10 @@ func TestLayoutTarStreamsLargeBlob(t *testing.T) {
 		b, err := io.ReadAll(rc)
 		rc.Close()
 		require.NoError(t, err)
-		require.Equal(t, f.content[n.Desc.Digest], b)
+		want, ok := f.content[n.Desc.Digest]
+		if !ok { // a tag-schema index the sink added
+			want = n.Content
+		}
+		require.Equal(t, want, b)
 	}
 }
