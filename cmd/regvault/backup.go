@@ -86,7 +86,13 @@ registry: create a separate backup for each registry.
 
 index.json names each tag by the tag alone for a single repository (as oras
 does), and by registry/repository:tag with --full-reference and always for
-several repositories.
+several repositories. It also lists, unnamed, every referrer and every other
+manifest (the platform manifests of an index), so that tools which find a
+layout's manifests by index.json (oras discover --oci-layout) find them, and,
+with --include-referrers, names sha256-<hex of a subject's digest> an index
+of that subject's referrers, as oras backups and regctl's layouts hold them
+(regctl image copy --referrers ocidir://... finds referrers through them).
+Those entries are not tags: regvault's restore and repo tags skip them.
 
 A repository that fails is reported and left out; the others form a valid
 backup (exit code 3). With --fail-fast the first failure stops the backup and

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -65,7 +66,7 @@ func layoutTags(t *testing.T, path string) []string {
 }
 
 func TestBackupText(t *testing.T) {
-	s, _ := sampleRegistry(t)
+	s, sample := sampleRegistry(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "apps.tar")
 	r := regvault(t, "", "backup", "--plain-http", "--include-referrers", "--output", out,
@@ -103,6 +104,11 @@ func TestBackupText(t *testing.T) {
 		host + "/demo/frontend:v1", host + "/demo/frontend:v2",
 		host + "/library/base:1.1",
 	}
+	// And the referrers' tag-schema indexes, which oras lists as tags.
+	// (library/base: only 1.1 and its SBOM are backed up.)
+	want = append(want, sampleTagSchemaNames(sample, host, "demo/backend", "demo/frontend")...)
+	want = append(want, host+"/library/base:"+tagSchemaName(sample.Tags["library/base"]["1.1"]))
+	slices.Sort(want)
 	if got := layoutTags(t, out); strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("tags in the archive:\n got %v\nwant %v", got, want)
 	}
@@ -231,8 +237,10 @@ func TestBackupJSON(t *testing.T) {
 		t.Errorf("uniqueBlobs %d uniqueBytes %d, want %d and %d (each blob once)",
 			js.UniqueBlobs, js.UniqueBytes, len(sample.Unique()), sample.UniqueBytes())
 	}
-	if js.BytesMoved != js.UniqueBytes {
-		t.Errorf("bytesMoved %d, want %d", js.BytesMoved, js.UniqueBytes)
+	// The sink writes the referrers' tag-schema indexes besides them.
+	_, schemaBytes := tagSchemaBlobs(t, out)
+	if js.BytesMoved != js.UniqueBytes+schemaBytes {
+		t.Errorf("bytesMoved %d, want %d", js.BytesMoved, js.UniqueBytes+schemaBytes)
 	}
 	wantNotContains(t, "stdout", r.stdout, "Found ", "[1/3]", "Successfully")
 }

@@ -152,7 +152,9 @@ func (c *cli) repoTagsCommand() *cobra.Command {
 		Long: `List the tags of a repository in a backup, one a line, sorted. The
 repository is its full registry/repository name, or its path without the
 registry. In a backup that names tags only (a single repository, as oras
-writes it) any repository name lists its tags, as oras does.`,
+writes it) any repository name lists its tags, as oras does. Entries named
+sha256-<hex> that point at an index of referrers (the referrers tag schema)
+are not tags and are not listed.`,
 		Example: repoTagsExamples,
 		Args:    exactArgs(1, "one repository"),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -11,11 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content/oci"
 
 	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/source"
 )
 
 // Interop tests: real oras and regctl binaries (installed by `make test`
@@ -276,4 +278,42 @@ func TestInteropRegctlCopyReferrers(t *testing.T) {
 			wantSampleReferrers(t, dst, sample, backend, "copy/backend")
 		})
 	}
+}
+
+// tagSchemaBlobs is what a regvault backup at path (not stdin) holds
+// besides the content it was made from: the referrers' tag-schema indexes
+// that its index.json names, counted and totalled once each.
+func tagSchemaBlobs(t *testing.T, path string) (int, int64) {
+	t.Helper()
+	l, err := source.OpenLayout(t.Context(), path, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	seen := map[digest.Digest]bool{}
+	var size int64
+	for _, e := range l.Entries() {
+		if e.TagSchema != "" && !seen[e.Desc.Digest] {
+			seen[e.Desc.Digest] = true
+			size += e.Desc.Size
+		}
+	}
+	return len(seen), size
+}
+
+// sampleTagSchemaNames are the names a full-reference backup of the
+// sample's repos gives the tag-schema indexes of their referrers: one per
+// repository and subject.
+func sampleTagSchemaNames(sample registrytest.Sample, host string, repos ...string) []string {
+	var names []string
+	for _, repo := range repos {
+		for _, rf := range sample.Referrers[repo] {
+			name := host + "/" + repo + ":" + tagSchemaName(rf.Subject)
+			if !slices.Contains(names, name) {
+				names = append(names, name)
+			}
+		}
+	}
+	slices.Sort(names)
+	return names
 }

@@ -113,7 +113,10 @@ func (c *cli) restoreCommand() *cobra.Command {
 zstd-compressed tar, or such a tar on standard input with --input -) into one
 or more registries. The input's form is found from its content, not its name.
 Backups written by regvault and single-repository backups written by
-oras backup (tag-only names) are both read.
+oras backup (tag-only names) are both read. Entries named sha256-<hex> that
+point at an index (the referrers tag schema, as oras backup --include-referrers
+writes it) are not tags: the referrers they list are restored as referrers of
+their subjects, and --exclude-referrers leaves them out.
 
 Each target is <registry>[/<repository>][:<tag>[,<tag>...]]; with several,
 they may name different registries. The first rule that applies wins:

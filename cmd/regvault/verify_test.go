@@ -24,7 +24,13 @@ func TestVerifyBackups(t *testing.T) {
 		refs = append(refs, ref(s, repo))
 	}
 	host := s.Host()
-	for _, in := range backupInputs(t, refs...) {
+	inputs := backupInputs(t, refs...)
+	// Besides the sample's content: the referrers' tag-schema indexes.
+	schemaBlobs, schemaBytes := tagSchemaBlobs(t, inputs[0].path)
+	if want := len(sampleTagSchemaNames(sample, host, sample.Repositories...)); schemaBlobs != want {
+		t.Fatalf("%d tag-schema indexes in the backup, want %d", schemaBlobs, want)
+	}
+	for _, in := range inputs {
 		t.Run(in.name, func(t *testing.T) {
 			r := in.run(t, "verify")
 			r.wantCode(t, exitOK)
@@ -56,9 +62,9 @@ func TestVerifyBackups(t *testing.T) {
 			okT, allT := rep.Tags()
 			okR, allR := rep.Referrers()
 			if !rep.Restorable || rep.ExitCode != 0 || len(rep.Repos) != 3 || okT != 6 || allT != 6 || okR != 8 || allR != 8 ||
-				rep.Blobs != len(sample.Unique()) || rep.ContentBytes != sample.UniqueBytes() || rep.Unreferenced != 0 {
+				rep.Blobs != len(sample.Unique())+schemaBlobs || rep.ContentBytes != sample.UniqueBytes()+schemaBytes || rep.Unreferenced != 0 {
 				t.Errorf("verify --format json: restorable %v, exit %d, %d repos, tags %d/%d, referrers %d/%d, %d blobs (want %d), %d bytes (want %d), %d unreferenced",
-					rep.Restorable, rep.ExitCode, len(rep.Repos), okT, allT, okR, allR, rep.Blobs, len(sample.Unique()), rep.ContentBytes, sample.UniqueBytes(), rep.Unreferenced)
+					rep.Restorable, rep.ExitCode, len(rep.Repos), okT, allT, okR, allR, rep.Blobs, len(sample.Unique())+schemaBlobs, rep.ContentBytes, sample.UniqueBytes()+schemaBytes, rep.Unreferenced)
 			}
 		})
 	}
