@@ -609,7 +609,8 @@ func (l *Layout) manifest(ctx context.Context, desc ocispec.Descriptor) ([]byte,
 // Referrers lists the manifests in the backup whose subject is desc,
 // limited to those recorded as backed up from repo when the backup records
 // it. The manifests looked at are those listed in index.json (where
-// regvault and oras list every referrer); each is read once.
+// regvault and oras list every referrer) and those its tag-schema indexes
+// list (LayoutEntry.TagSchema); each is read once.
 func (l *Layout) Referrers(ctx context.Context, repo string, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 	if err := l.buildReferrers(ctx); err != nil {
 		return nil, err

@@ -460,6 +460,32 @@ func TestLayoutEntries(t *testing.T) {
 
 const zeros64 = "0000000000000000000000000000000000000000000000000000000000000000"
 
+// sha256-<hex> entries pointing at an index are the referrers tag schema's
+// indexes (as oras backups and regvault's hold them): not tags.
+func TestLayoutEntryTagSchema(t *testing.T) {
+	hex := strings.Repeat("ab", 32)
+	subject := digest.Digest("sha256:" + hex)
+	for _, c := range []struct {
+		name, mediaType string
+		repo, tag       string
+		schema          digest.Digest
+	}{
+		{"sha256-" + hex, ocispec.MediaTypeImageIndex, "", "", subject},
+		{"reg.example:5000/team/app:sha256-" + hex, ocispec.MediaTypeImageIndex, "reg.example:5000/team/app", "", subject},
+		// Not an index: a tag that only looks like one.
+		{"sha256-" + hex, ocispec.MediaTypeImageManifest, "", "sha256-" + hex, ""},
+		// Not the schema's form.
+		{"sha256-" + hex[:10], ocispec.MediaTypeImageIndex, "", "sha256-" + hex[:10], ""},
+		{"v1", ocispec.MediaTypeImageIndex, "", "v1", ""},
+	} {
+		d := ocispec.Descriptor{MediaType: c.mediaType, Annotations: map[string]string{ocispec.AnnotationRefName: c.name}}
+		e := layoutEntry(d)
+		assert.Equal(t, [2]string{c.repo, c.tag}, [2]string{e.Repo, e.Tag}, c.name)
+		assert.Equal(t, c.schema, e.TagSchema, c.name)
+		assert.False(t, e.Referrer, c.name)
+	}
+}
+
 func TestLayoutReferrers(t *testing.T) {
 	ctx := context.Background()
 	digests := func(ds []ocispec.Descriptor) []digest.Digest {
