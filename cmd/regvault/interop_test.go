@@ -164,6 +164,10 @@ func TestRestoreOrasStyleTagSchemaBackup(t *testing.T) {
 			t.Fatalf("copying %s: %v", tag, err)
 		}
 	}
+	// oras backup removes the store's working directory.
+	if err := os.RemoveAll(filepath.Join(in, "ingest")); err != nil {
+		t.Fatal(err)
+	}
 	names := indexNames(t, in)
 	for _, rf := range sample.Referrers[backend] {
 		if !slices.Contains(names, tagSchemaName(rf.Subject)) {
@@ -185,6 +189,13 @@ func checkTagSchemaBackup(t *testing.T, sample registrytest.Sample, in string) {
 	if got := strings.Fields(r.stdout); !slices.Equal(got, []string{"v1", "v2"}) {
 		t.Errorf("repo tags: %q, want v1 v2", got)
 	}
+	r = regvault(t, "", "manifest", "fetch", "--oci-layout-path", in, "any/name:"+tagSchemaName(refs[0].Subject))
+	r.wantCode(t, exitFailure)
+	wantContains(t, "stderr", r.stderr, "is not in the backup", "Its tags:\n  v1 (sha256:")
+	r = regvault(t, "", "verify", "--input", in)
+	r.wantCode(t, exitOK)
+	wantContains(t, "stdout", r.stdout, "complete, 2 tags, 4 referrers\n",
+		"The backup can be restored: 1 repository, 2 tags, 4 referrers; every blob is present and intact.")
 
 	// --exclude-referrers: neither the tag-schema tags nor the referrers.
 	dst := registrytest.NewInProcess(t)
@@ -276,6 +287,33 @@ func TestInteropRegctlCopyReferrers(t *testing.T) {
 				wantTag(t, dst, "copy/backend", tag, sample.Tags[backend][tag])
 			}
 			wantSampleReferrers(t, dst, sample, backend, "copy/backend")
+		})
+	}
+}
+
+// oras restore still restores a single-repository regvault backup with its
+// referrers, now that index.json lists more than tags and referrers (oras
+// restores the sha256-<hex> entries as the tag-schema tags they are).
+func TestInteropOrasRestoreRegvaultBackup(t *testing.T) {
+	oras := peer(t, "REGVAULT_ORAS", "oras")
+	src, sample := sampleRegistry(t)
+	backend := registrytest.SampleBackend
+	in := filepath.Join(t.TempDir(), "backend.tar")
+	regvault(t, "", "backup", "--plain-http", "--no-tty", "--include-referrers", "-o", in, ref(src, backend)).wantCode(t, exitOK)
+	for _, target := range []struct {
+		name string
+		dst  *registrytest.Server
+	}{
+		{"referrers API", registrytest.NewInProcess(t)},
+		{"tag schema", registrytest.NewDistribution(t, registrytest.DistConfig{})},
+	} {
+		t.Run(target.name, func(t *testing.T) {
+			dst := target.dst
+			runPeer(t, oras, "restore", "--plain-http", "--no-tty", "--input", in, ref(dst, "oras/backend"))
+			for _, tag := range []string{"v1", "v2"} {
+				wantTag(t, dst, "oras/backend", tag, sample.Tags[backend][tag])
+			}
+			wantSampleReferrers(t, dst, sample, backend, "oras/backend")
 		})
 	}
 }
