@@ -14,7 +14,9 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
+	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/content/oci"
+	"oras.land/oras-go/v2/registry"
 
 	"github.com/regvault/regvault/registrytest"
 	"github.com/regvault/regvault/source"
@@ -316,6 +318,52 @@ func TestInteropOrasRestoreRegvaultBackup(t *testing.T) {
 			}
 			wantSampleReferrers(t, dst, sample, backend, "oras/backend")
 		})
+	}
+}
+
+// What oras discover and regctl look for, read with oras-go's OCI store
+// (the one oras reads layouts with), so that it is checked without the
+// binaries too: a platform manifest inside an index resolves by digest
+// as a manifest (an index.json entry lists it) and its referrers are
+// found; each subject's sha256-<hex> entry is an index of its referrers.
+func TestBackupIndexEntriesForPeers(t *testing.T) {
+	ctx := t.Context()
+	src, sample := sampleRegistry(t)
+	backend := registrytest.SampleBackend
+	dir := filepath.Join(t.TempDir(), "backend")
+	regvault(t, "", "backup", "--plain-http", "--no-tty", "--include-referrers", "-o", dir, ref(src, backend)).wantCode(t, exitOK)
+	store, err := oci.NewWithContext(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rf := range sample.Referrers[backend] {
+		d, err := store.Resolve(ctx, rf.Subject.Digest.String())
+		if err != nil || d.MediaType != rf.Subject.MediaType {
+			t.Errorf("resolving %s: %s, %v; want a %s", rf.Subject.Digest, d.MediaType, err, rf.Subject.MediaType)
+			continue
+		}
+		found, err := registry.Referrers(ctx, store, d, "")
+		if err != nil || !slices.ContainsFunc(found, func(x ocispec.Descriptor) bool { return x.Digest == rf.Descriptor.Digest }) {
+			t.Errorf("referrers of %s: %v, %v; want %s among them", rf.Subject.Digest, found, err, rf.Descriptor.Digest)
+		}
+
+		idx, err := store.Resolve(ctx, tagSchemaName(rf.Subject))
+		if err != nil || idx.MediaType != ocispec.MediaTypeImageIndex {
+			t.Errorf("%s: %s, %v; want an index", tagSchemaName(rf.Subject), idx.MediaType, err)
+			continue
+		}
+		data, err := content.FetchAll(ctx, store, idx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list ocispec.Index
+		if err := json.Unmarshal(data, &list); err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(list.Manifests, func(x ocispec.Descriptor) bool { return x.Digest == rf.Descriptor.Digest })
+		if i < 0 || list.Manifests[i].ArtifactType != rf.Descriptor.ArtifactType || list.Manifests[i].Size != rf.Descriptor.Size {
+			t.Errorf("%s lists %v; want %s (%s, %d bytes)", tagSchemaName(rf.Subject), list.Manifests, rf.Descriptor.Digest, rf.Descriptor.ArtifactType, rf.Descriptor.Size)
+		}
 	}
 }
 
