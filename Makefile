@@ -23,6 +23,7 @@ FUZZMINIMIZETIME ?= 0
 # Peer tools that the interop tests (cmd/regvault/interop_test.go) run
 # against regvault's archives: installed once per version into
 # $(CACHE)/bin with go install, reused when present.
+# ORAS_VERSION is bench/tools.go's OrasVersion too (a bench test checks).
 ORAS_VERSION   := v1.3.6
 ORAS_MODULE    := oras.land/oras
 ORAS_BIN       := $(CACHE)/bin/oras

@@ -312,3 +312,21 @@ func TestRotate(t *testing.T) {
 		t.Errorf("rotate by 1: %v", got)
 	}
 }
+
+// The interop tests run the oras that the Makefile installs; the
+// benchmarks install their own: both are the same version.
+func TestOrasVersionMatchesMakefile(t *testing.T) {
+	mk, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mk), "\n") {
+		if name, value, ok := strings.Cut(line, ":="); ok && strings.TrimSpace(name) == "ORAS_VERSION" {
+			if v := strings.TrimSpace(value); v != OrasVersion {
+				t.Errorf("Makefile ORAS_VERSION %s, bench.OrasVersion %s: pin one version in both", v, OrasVersion)
+			}
+			return
+		}
+	}
+	t.Error("Makefile has no ORAS_VERSION")
+}
