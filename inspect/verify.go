@@ -121,8 +121,11 @@ type Report struct {
 	// affects, sorted by digest.
 	Problems []*Problem `json:"problems"`
 	// Warnings do not keep the backup from being restored.
-	Warnings []string     `json:"warnings"`
-	Repos    []RepoReport `json:"repositories"`
+	Warnings []string `json:"warnings"`
+	// Notes are what restore ignores by design: the manifest.json and
+	// repositories of a docker save archive.
+	Notes []string     `json:"notes"`
+	Repos []RepoReport `json:"repositories"`
 	// Orphans are referrers attributed to no repository: restore does
 	// not push them.
 	Orphans []ReferrerReport `json:"orphanReferrers,omitempty"`
@@ -181,7 +184,7 @@ func Verify(ctx context.Context, path string, opts VerifyOptions) (*Report, erro
 	if prog == nil {
 		prog = &Progress{}
 	}
-	r := &reading{path: path, size: -1, progress: prog, blobs: map[digest.Digest]*blobInfo{}}
+	r := &reading{path: path, size: -1, progress: prog, blobs: map[digest.Digest]*blobInfo{}, seen: archive.Members{}}
 	start := time.Now()
 	var err error
 	if path == "-" {
@@ -210,6 +213,7 @@ func Verify(ctx context.Context, path string, opts VerifyOptions) (*Report, erro
 		Duration:     time.Since(start),
 		Errors:       r.errors,
 		Warnings:     r.warnings,
+		Notes:        r.notes,
 		Problems:     []*Problem{},
 		Repos:        []RepoReport{},
 	}
@@ -220,6 +224,9 @@ func Verify(ctx context.Context, path string, opts VerifyOptions) (*Report, erro
 	}
 	if rep.Warnings == nil {
 		rep.Warnings = []string{}
+	}
+	if rep.Notes == nil {
+		rep.Notes = []string{}
 	}
 	rep.Restorable = len(rep.Errors) == 0 && len(rep.Problems) == 0
 	return rep, nil
@@ -542,10 +549,30 @@ func (c *checker) readLayout() ([]entry, bool) {
 		}
 		entries = append(entries, readEntry(d))
 	}
-	if len(idx.Manifests) == 0 {
-		rep.Warnings = append(rep.Warnings, "index.json lists nothing: the backup is empty")
+	tags := 0
+	for _, e := range entries {
+		if !e.referrer && e.tag != "" {
+			tags++
+		}
+	}
+	if tags == 0 && !bad {
+		rep.Errors = append(rep.Errors, NoTags(len(idx.Manifests)))
 	}
 	return entries, !bad || len(entries) > 0
+}
+
+// NoTags says why a backup whose index.json names no tag cannot be
+// restored, and what to do; restore refuses such a backup with the same
+// words. untagged is the number of index.json entries.
+func NoTags(untagged int) string {
+	if untagged == 0 {
+		return "index.json lists nothing: the backup is empty, there is nothing to restore"
+	}
+	return fmt.Sprintf("index.json names no tag: none of its %d manifest(s) has an %s annotation "+
+		"(crane pull --format=oci writes layouts so), and restore pushes tags: there is nothing to restore. "+
+		"Name the images in the layout first (oras tag --oci-layout <dir>@<digest> <tag>), or copy one by digest "+
+		"(oras cp --from-oci-layout <dir>@<digest> <registry>/<repository>:<tag>)",
+		untagged, ocispec.AnnotationRefName)
 }
 
 // walk checks desc (in role, referenced by parent) and everything it

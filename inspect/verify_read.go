@@ -11,8 +11,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -21,24 +19,19 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/regvault/regvault/archive"
 )
 
 // Names of the two files of an OCI image layout besides its blobs.
 const (
-	layoutFileName  = "oci-layout"
-	indexFileName   = "index.json"
+	layoutFileName  = archive.LayoutFileName
+	indexFileName   = archive.IndexFileName
 	maxIndexFile    = 256 << 20 // as the layout reader
 	maxLayoutFile   = 64 << 10
 	chunkSize       = 1 << 20  // a read of a large member
 	inlineMax       = 64 << 10 // members up to this size are hashed by the reader itself
 	inputBufferSize = 1 << 20
-)
-
-// The digest grammar of the image spec: a blob's path is
-// blobs/<algorithm>/<encoded>.
-var (
-	algRE     = regexp.MustCompile(`^[a-z0-9]+(?:[.+_-][a-z0-9]+)*$`)
-	encodedRE = regexp.MustCompile(`^[a-zA-Z0-9=_-]+$`)
 )
 
 // Progress counts what verify has read, for a progress bar; safe to read
@@ -88,6 +81,14 @@ type reading struct {
 	truncated    bool
 	truncatedAt  string // the member being read when the archive ended
 	invalidNames int
+	seen         archive.Members // the members of a tar, each name once
+	notes        []string        // what readers ignore without refusing the backup
+}
+
+func (r *reading) notef(format string, a ...any) {
+	r.mu.Lock()
+	r.notes = append(r.notes, fmt.Sprintf(format, a...))
+	r.mu.Unlock()
 }
 
 func (r *reading) errorf(format string, a ...any) {
@@ -106,13 +107,10 @@ func (r *reading) warnf(format string, a ...any) {
 // not of that form; err is set for one of that form that is not a valid
 // digest (an unknown algorithm, a wrong length).
 func blobName(name string) (d digest.Digest, ok bool, err error) {
-	if path.Clean(name) != name {
+	if !archive.IsBlobName(name) {
 		return "", false, nil
 	}
 	parts := strings.Split(name, "/")
-	if len(parts) != 3 || parts[0] != "blobs" || !algRE.MatchString(parts[1]) || !encodedRE.MatchString(parts[2]) {
-		return "", false, nil
-	}
 	d = digest.Digest(parts[1] + ":" + parts[2])
 	if err := d.Validate(); err != nil {
 		return d, true, err
@@ -332,54 +330,33 @@ func isTar(head []byte) bool {
 	return len(head) >= 262 && string(head[257:262]) == "ustar"
 }
 
-// member checks a tar member's type and name as the layout reader does: a
-// backup archive holds only oci-layout, index.json and
-// blobs/<alg>/<encoded>, and the directories above them. ok is false for
-// members to skip (directories) and for those reported.
+// member checks a tar member's type and name by the rules every reader
+// of archives follows (archive.Member): what restore refuses is an error
+// here. ok is false for members to skip (directories, the docker save
+// files restore ignores) and for those reported.
 func (r *reading) member(h *tar.Header) (name string, isBlob, ok bool) {
-	switch h.Typeflag {
-	case tar.TypeReg, tar.TypeRegA, tar.TypeDir:
-	case tar.TypeXGlobalHeader:
-		return "", false, false
-	case tar.TypeSymlink, tar.TypeLink:
-		r.errorf("archive member %q is a link (to %q): a backup archive holds only regular files, and restore refuses it", h.Name, h.Linkname)
-		return "", false, false
-	default:
-		r.errorf("archive member %q is not a regular file (tar type %q): restore refuses it", h.Name, h.Typeflag)
+	name, kind, err := archive.Member(h)
+	if err != nil {
+		r.errorf("%v: restore refuses it", err)
 		return "", false, false
 	}
-	raw := h.Name
-	if strings.HasPrefix(raw, "/") || strings.ContainsAny(raw, "\\\x00") || slicesContains(strings.Split(raw, "/"), "..") {
-		r.errorf("archive member %q has an unsafe name: restore refuses it", raw)
-		return "", false, false
-	}
-	name = strings.TrimPrefix(raw, "./")
-	if h.Typeflag == tar.TypeDir {
-		name = strings.TrimSuffix(name, "/")
-		alg, isAlg := strings.CutPrefix(name, "blobs/")
-		if name == "" || name == "." || name == "blobs" || isAlg && algRE.MatchString(alg) {
+	if kind != archive.MemberSkip {
+		r.mu.Lock()
+		err = r.seen.Add(h.Name, name)
+		r.mu.Unlock()
+		if err != nil {
+			r.errorf("%v: restore refuses it", err)
 			return "", false, false
 		}
-		r.errorf("archive member %q: unexpected directory (a backup holds only oci-layout, index.json and blobs/<algorithm>/<digest>): restore refuses it", raw)
+	}
+	switch kind {
+	case archive.MemberSkip:
+		return "", false, false
+	case archive.MemberIgnored:
+		r.notef("%s", archive.IgnoredNote(name))
 		return "", false, false
 	}
-	if name == layoutFileName || name == indexFileName {
-		return name, false, true
-	}
-	if _, isBlob, _ := blobName(name); isBlob {
-		return name, true, true
-	}
-	r.errorf("archive member %q: unexpected file (a backup holds only oci-layout, index.json and blobs/<algorithm>/<digest>): restore refuses it", raw)
-	return "", false, false
-}
-
-func slicesContains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
+	return name, kind == archive.MemberBlob, true
 }
 
 func (r *reading) invalidName(name string, err error) {
@@ -526,6 +503,10 @@ func (r *reading) readDir(ctx context.Context, workers int) error {
 		return fmt.Errorf("reading backup %s: %w", r.path, err)
 	}
 	for _, e := range top {
+		if !e.IsDir() && (e.Name() == archive.DockerManifestName || e.Name() == archive.DockerRepositoriesName) {
+			r.notef("%s", archive.IgnoredNote(e.Name()))
+			continue
+		}
 		if e.Name() != layoutFileName && e.Name() != indexFileName && e.Name() != "blobs" {
 			r.warnf("%s holds %s, which is not part of an OCI image layout (restore ignores it)", r.path, e.Name())
 		}
@@ -537,7 +518,7 @@ func (r *reading) readDir(ctx context.Context, workers int) error {
 	}
 	for _, a := range algs {
 		dir := "blobs/" + a.Name()
-		if !a.IsDir() || !algRE.MatchString(a.Name()) {
+		if !a.IsDir() || !archive.IsAlgDir(dir) {
 			r.warnf("%s/%s is not a blob directory (restore ignores it)", r.path, dir)
 			continue
 		}
@@ -796,9 +777,6 @@ func (r *reading) blobMember(name, raw string, size int64) *blobInfo {
 		return nil
 	}
 	b := &blobInfo{name: name, digest: d, size: size}
-	if !r.addBlob(b) {
-		r.errorf("archive member %q appears twice", raw)
-		return nil
-	}
+	r.addBlob(b) // a second member of the name was refused in member
 	return b
 }

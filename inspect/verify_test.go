@@ -59,7 +59,7 @@ func TestVerifyStructure(t *testing.T) {
 		{name: "an unexpected file", path: archivetest.WriteTar(t, filepath.Join(dir, "readme.tar"), append(ms[:len(ms):len(ms)], archivetest.Member{Hdr: &tar.Header{Name: "README", Typeflag: tar.TypeReg}, Data: []byte("hi")})),
 			errors: []string{`archive member "README": unexpected file`}},
 		{name: "a symbolic link", path: archivetest.WriteTar(t, filepath.Join(dir, "link.tar"), append(ms[:len(ms):len(ms)], archivetest.Member{Hdr: link, Data: nil})),
-			errors: []string{`archive member "blobs/sha256/link" is a link (to "/etc/passwd")`}},
+			errors: []string{`archive member "blobs/sha256/link" is a symbolic link (to "/etc/passwd")`}},
 		{name: "a name that is not a digest", path: archivetest.WriteTar(t, filepath.Join(dir, "name.tar"), append(ms[:len(ms):len(ms)], archivetest.Member{Hdr: &tar.Header{Name: "blobs/sha256/abc", Typeflag: tar.TypeReg}, Data: []byte("x")})),
 			restorable: true, warnings: []string{"blobs/sha256/abc is not named by a valid digest"}},
 		{name: "an extra blob", path: archivetest.WriteTar(t, filepath.Join(dir, "extra.tar"), append(ms[:len(ms):len(ms)], extra)),

@@ -102,6 +102,30 @@ type Layout struct {
 	referrers     map[digest.Digest][]ocispec.Descriptor // by subject, once built
 	refRepos      map[digest.Digest][]string             // a referrer's repositories; nil entry: unknown
 	closed        bool
+
+	notes layoutNotes
+}
+
+// layoutNotes are what a reader says about an archive without refusing
+// it (members it ignores); safe for concurrent use.
+type layoutNotes struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (n *layoutNotes) add(s string) {
+	n.mu.Lock()
+	n.list = append(n.list, s)
+	n.mu.Unlock()
+}
+
+// Notes are what reading the backup has found worth saying so far without
+// refusing it: members of a docker save archive it ignores. A stream adds
+// to them as it reads on.
+func (l *Layout) Notes() []string {
+	l.notes.mu.Lock()
+	defer l.notes.mu.Unlock()
+	return slices.Clone(l.notes.list)
 }
 
 // layoutBackend serves the bytes of layout members.
@@ -191,7 +215,7 @@ func (l *Layout) openPath(ctx context.Context, spoolDir string) error {
 	}
 	if layoutIsTar(head[:n]) {
 		l.kind = LayoutTar
-		l.backend, err = openLayoutTar(ctx, f, l.size, l.path)
+		l.backend, err = openLayoutTar(ctx, f, l.size, l.path, &l.notes)
 		if err != nil {
 			f.Close()
 		}
@@ -276,6 +300,7 @@ func (l *Layout) openStream(ctx context.Context, in io.Reader, file *os.File, sp
 		compressed: compressed,
 		closers:    closers,
 		name:       l.name(),
+		notes:      &l.notes,
 	}, spoolDir)
 	if err != nil {
 		return err

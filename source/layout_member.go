@@ -1,20 +1,16 @@
 package source
 
 import (
-	"archive/tar"
 	"fmt"
 	"io"
-	"path"
-	"regexp"
-	"strings"
 
 	"github.com/regvault/regvault/archive"
 )
 
 // Names of the two files of an OCI image layout besides its blobs.
 const (
-	layoutFileName  = "oci-layout"
-	layoutIndexName = "index.json"
+	layoutFileName  = archive.LayoutFileName
+	layoutIndexName = archive.IndexFileName
 )
 
 // Limits on what a layout reader holds in memory.
@@ -31,74 +27,6 @@ const (
 	// read.
 	layoutMaxManifestCache = 256 << 20
 )
-
-// The digest grammar of the image spec: a blob's path is
-// blobs/<algorithm>/<encoded>.
-var (
-	layoutAlgRE     = regexp.MustCompile(`^[a-z0-9]+(?:[.+_-][a-z0-9]+)*$`)
-	layoutEncodedRE = regexp.MustCompile(`^[a-zA-Z0-9=_-]+$`)
-)
-
-// layoutMember checks one tar member of a backup archive. A backup holds
-// nothing but oci-layout, index.json and blobs/<alg>/<encoded> (and the
-// directories above blobs); anything else — a path that leaves the
-// archive, a link, a device, an unknown file — is refused, naming the
-// member. name is the member's canonical name ("./" removed); skip is true
-// for members that carry no content (directories, global headers).
-func layoutMember(h *tar.Header) (name string, skip bool, err error) {
-	switch h.Typeflag {
-	case tar.TypeReg, tar.TypeRegA:
-	case tar.TypeDir:
-	case tar.TypeXGlobalHeader:
-		return "", true, nil // pax global header (git archive writes one)
-	case tar.TypeSymlink:
-		return "", false, fmt.Errorf("archive member %q is a symbolic link (to %q): a backup archive holds only regular files", h.Name, h.Linkname)
-	case tar.TypeLink:
-		return "", false, fmt.Errorf("archive member %q is a hard link (to %q): a backup archive holds only regular files", h.Name, h.Linkname)
-	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-		return "", false, fmt.Errorf("archive member %q is a device or pipe: a backup archive holds only regular files", h.Name)
-	default:
-		return "", false, fmt.Errorf("archive member %q has unsupported tar type %q: a backup archive holds only regular files", h.Name, h.Typeflag)
-	}
-	raw := h.Name
-	if strings.HasPrefix(raw, "/") {
-		return "", false, fmt.Errorf("archive member %q has an absolute path", raw)
-	}
-	for _, elem := range strings.Split(raw, "/") {
-		if elem == ".." {
-			return "", false, fmt.Errorf("archive member %q leaves the archive (\"..\")", raw)
-		}
-	}
-	if strings.ContainsAny(raw, "\\\x00") {
-		return "", false, fmt.Errorf("archive member %q has an invalid name", raw)
-	}
-	name = strings.TrimPrefix(raw, "./")
-	if h.Typeflag == tar.TypeDir {
-		name = strings.TrimSuffix(name, "/")
-		if name == "" || name == "." || name == "blobs" || layoutIsAlgDir(name) {
-			return name, true, nil
-		}
-		return "", false, fmt.Errorf("archive member %q: unexpected directory (a backup archive holds only oci-layout, index.json and blobs/<algorithm>/<digest>)", raw)
-	}
-	if name == layoutFileName || name == layoutIndexName || layoutIsBlobName(name) {
-		return name, false, nil
-	}
-	return "", false, fmt.Errorf("archive member %q: unexpected file (a backup archive holds only oci-layout, index.json and blobs/<algorithm>/<digest>)", raw)
-}
-
-func layoutIsAlgDir(name string) bool {
-	alg, ok := strings.CutPrefix(name, "blobs/")
-	return ok && layoutAlgRE.MatchString(alg)
-}
-
-func layoutIsBlobName(name string) bool {
-	if path.Clean(name) != name {
-		return false
-	}
-	parts := strings.Split(name, "/")
-	return len(parts) == 3 && parts[0] == "blobs" &&
-		layoutAlgRE.MatchString(parts[1]) && layoutEncodedRE.MatchString(parts[2])
-}
 
 // layoutTarEnd is the end of a member's data with its padding to the next
 // 512-byte block.

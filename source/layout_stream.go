@@ -10,6 +10,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/regvault/regvault/archive"
 )
 
 // How a stream keeps members it reads before anyone consumes them.
@@ -29,6 +31,7 @@ type layoutStreamInput struct {
 	compressed bool
 	closers    []func() // run at Close, after the reader has ended
 	name       string   // for messages
+	notes      *layoutNotes
 }
 
 // layoutStream reads a tar once, in order. At open it reads up to
@@ -58,6 +61,7 @@ type layoutStream struct {
 
 	mu       sync.Mutex
 	members  map[string]*layoutStreamMember
+	seen     archive.Members // every member met, to refuse a second one of a name
 	waiters  map[string][]*layoutWaiter
 	nwait    int
 	lastEnd  int64 // end of the last member's data, padded
@@ -121,6 +125,7 @@ func openLayoutStream(ctx context.Context, in layoutStreamInput, spoolDir string
 		demand:   make(chan struct{}, 1),
 		buf:      make([]byte, 64<<10),
 		members:  map[string]*layoutStreamMember{},
+		seen:     archive.Members{},
 		waiters:  map[string][]*layoutWaiter{},
 	}
 	s.ctx, s.cancel = context.WithCancel(ctx)
@@ -196,21 +201,26 @@ func (s *layoutStream) next(wait bool) bool {
 		s.finish(s.readErr(err))
 		return false
 	}
-	name, skip, err := layoutMember(h)
+	name, kind, err := archive.Member(h)
 	if err != nil {
 		s.finish(fmt.Errorf("%s: %w", s.in.name, err))
 		return false
 	}
 	s.lastEnd = layoutTarEnd(s.cr.pos, h.Size)
-	if skip {
+	if kind == archive.MemberSkip {
 		return true
 	}
 
 	s.mu.Lock()
-	if _, dup := s.members[name]; dup {
+	if err := s.seen.Add(h.Name, name); err != nil {
 		s.mu.Unlock()
-		s.finish(fmt.Errorf("%s: archive member %q appears twice", s.in.name, h.Name))
+		s.finish(fmt.Errorf("%s: %w", s.in.name, err))
 		return false
+	}
+	if kind == archive.MemberIgnored {
+		s.mu.Unlock()
+		s.in.notes.add(archive.IgnoredNote(name))
+		return true // archive/tar skips its data
 	}
 	if name == layoutIndexName || name == layoutFileName {
 		s.members[name] = &layoutStreamMember{size: h.Size, state: layoutLoading}

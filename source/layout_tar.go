@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/regvault/regvault/archive"
 )
 
 // layoutTar serves the members of a plain tar file with random access: the
@@ -20,8 +22,9 @@ type layoutTar struct {
 
 type layoutSection struct{ offset, size int64 }
 
-func openLayoutTar(ctx context.Context, f *os.File, fileSize int64, path string) (*layoutTar, error) {
+func openLayoutTar(ctx context.Context, f *os.File, fileSize int64, path string, notes *layoutNotes) (*layoutTar, error) {
 	t := &layoutTar{path: path, f: f, members: map[string]layoutSection{}}
+	seen := archive.Members{}
 	cr := &layoutSeekingReader{layoutCountingReader{r: f}}
 	tr := tar.NewReader(cr)
 	var lastEnd int64
@@ -42,17 +45,21 @@ func openLayoutTar(ctx context.Context, f *os.File, fileSize int64, path string)
 			}
 			return nil, fmt.Errorf("%s: reading tar: %w", path, err)
 		}
-		name, skip, err := layoutMember(h)
+		name, kind, err := archive.Member(h)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		offset := cr.pos
 		lastEnd = layoutTarEnd(offset, h.Size)
-		if skip {
+		if kind == archive.MemberSkip {
 			continue
 		}
-		if _, dup := t.members[name]; dup {
-			return nil, fmt.Errorf("%s: archive member %q appears twice", path, h.Name)
+		if err := seen.Add(h.Name, name); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if kind == archive.MemberIgnored {
+			notes.add(archive.IgnoredNote(name))
+			continue
 		}
 		if offset+h.Size > fileSize {
 			return nil, fmt.Errorf("%s: the tar is truncated: member %q ends at byte %d of %d", path, h.Name, offset+h.Size, fileSize)

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/regvault/regvault/inspect"
+	"github.com/regvault/regvault/source"
 )
 
 // The inspection commands read a backup with --oci-layout-path, as oras
@@ -38,7 +39,25 @@ func (l *layoutPath) open(ctx context.Context) (*inspect.Backup, error) {
 	if l.path == "-" && isTerminal(l.c.stdin) {
 		return nil, usageError("--oci-layout-path -: standard input is a terminal; pipe the backup in, e.g. 'cat backup.tar.zst | regvault ...'")
 	}
-	return inspect.Open(ctx, l.path, l.c.stdin)
+	b, err := inspect.Open(ctx, l.path, l.c.stdin)
+	if err == nil {
+		printNotes(l.c.stderr, l.path, b.Layout, 0)
+	}
+	return b, err
+}
+
+// printNotes prints on w the notes of reading the backup (members of a
+// docker save archive it ignores) from the skip-th on; it returns how
+// many there are.
+func printNotes(w io.Writer, input string, l *source.Layout, skip int) int {
+	notes := l.Notes()
+	if input == "-" {
+		input = "standard input"
+	}
+	for _, n := range notes[min(skip, len(notes)):] {
+		fmt.Fprintf(w, "Note: %s: %s\n", input, n)
+	}
+	return len(notes)
 }
 
 // ---- repo ls, repo tags ----

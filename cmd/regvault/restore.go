@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/regvault/regvault/graph"
+	"github.com/regvault/regvault/inspect"
 	"github.com/regvault/regvault/pipeline"
 	"github.com/regvault/regvault/plan"
 	"github.com/regvault/regvault/registry"
@@ -235,8 +236,13 @@ func (r *restoreCmd) run(ctx context.Context, args []string, failFast *bool) err
 		return notABackup(r.input, err)
 	}
 	defer layout.Close()
+	noted := printNotes(c.stderr, r.input, layout, 0)
 
 	in := readBackupIndex(layout)
+	if len(in.entries) == 0 {
+		// What verify says of it too.
+		return usageError("--input %s: %s", in.name(), inspect.NoTags(len(layout.Entries())))
+	}
 	var p *plan.Restore
 	if rules != nil {
 		p, err = plan.NewRestoreWithRules(in.entries, rules, opts)
@@ -275,6 +281,7 @@ func (r *restoreCmd) run(ctx context.Context, args []string, failFast *bool) err
 	rep.start(job.Progress)
 	res, g, runErr := pipeline.RunRestore(ctx, job)
 	rep.stop()
+	printNotes(c.stderr, r.input, layout, noted) // a stream notes what it meets
 
 	sum := &restoreSummary{plan: p, res: res, graph: g, runErr: runErr, snk: snk, moved: job.Progress}
 	if ctx.Err() != nil {

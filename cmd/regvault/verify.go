@@ -96,6 +96,9 @@ func (v *verifyCmd) run(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return &exitError{code: exitFailure, err: fmt.Errorf("interrupted: %s was not verified", rep.Path)}
 	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(c.stderr, "Note: %s: %s\n", rep.Path, n)
+	}
 	code := exitOK
 	if !rep.Restorable {
 		code = exitFailure
