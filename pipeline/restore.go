@@ -135,6 +135,9 @@ func RunRestore(ctx context.Context, job RestoreJob) (*Result, *graph.Graph, err
 		return res, r.graph, nil
 	}
 	err := r.transfer(ctx, res, conc)
+	if f, ok := job.Source.(Finisher); ok && err == nil {
+		err = f.Finish(ctx)
+	}
 	if err == nil {
 		r.observe(Event{Kind: Committing})
 		err = job.Sink.Commit(ctx)
@@ -158,6 +161,13 @@ func RunRestore(ctx context.Context, job RestoreJob) (*Result, *graph.Graph, err
 // content at its size (source.Layout): an error when it does not.
 type Checker interface {
 	Check(ctx context.Context, desc ocispec.Descriptor) error
+}
+
+// Finisher is a source that checks, once everything is transferred, that
+// the rest of its input is sound too (source.Layout on a stream): an
+// error keeps the tags from being set.
+type Finisher interface {
+	Finish(ctx context.Context) error
 }
 
 // renamedSource reads a backup under target names: a target repository

@@ -788,6 +788,19 @@ func layoutIsManifestType(mt string) bool {
 	return false
 }
 
+// Finish reads a streamed backup to its end, without keeping what nobody
+// has asked for, and says whether the archive is whole: a restore calls it
+// once everything is pushed and before it sets tags, so that an archive
+// that goes wrong after the content it needed (a second index.json, a cut,
+// a bad checksum) is refused by a restore as by verify. A backup read with
+// random access was checked whole when it was opened: nil.
+func (l *Layout) Finish(ctx context.Context) error {
+	if l.stream == nil {
+		return nil
+	}
+	return l.stream.drain(ctx)
+}
+
 // Close stops the stream reader, if any, closes the input and removes
 // spool files. Readers returned by Fetch fail afterwards (those being
 // streamed) or go on (those from memory or an already opened spool file).

@@ -72,6 +72,7 @@ type layoutStream struct {
 	spooled  int64
 	buffered int64
 	closed   bool
+	draining bool // read on to the end, dropping members nobody waits for
 	exited   bool // the reader goroutine is ending
 	orphaned bool // Close returned before the reader goroutine ended
 
@@ -236,7 +237,7 @@ func (s *layoutStream) next(wait bool) bool {
 		return s.toMemory(name, h.Size, nil)
 	}
 	if wait {
-		for s.nwait == 0 {
+		for s.nwait == 0 && !s.draining {
 			if s.closed {
 				s.mu.Unlock()
 				s.finish(errLayoutClosed)
@@ -253,6 +254,12 @@ func (s *layoutStream) next(wait bool) bool {
 		}
 	}
 	ws := s.waiters[name]
+	if s.draining && len(ws) == 0 {
+		// Nobody will want it: archive/tar skips its data.
+		s.members[name] = &layoutStreamMember{size: h.Size, state: layoutGone}
+		s.mu.Unlock()
+		return true
+	}
 	delete(s.waiters, name)
 	s.nwait -= len(ws)
 	s.members[name] = &layoutStreamMember{size: h.Size, state: layoutLoading}
@@ -557,6 +564,26 @@ func (s *layoutStream) stat(name string, size int64) error {
 		return layoutSizeError(name, m.size, size)
 	}
 	return nil
+}
+
+// drain reads the rest of the stream, dropping the members nobody waits
+// for, and returns how the stream ended.
+func (s *layoutStream) drain(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+	select {
+	case s.demand <- struct{}{}:
+	default:
+	}
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.endErr
 }
 
 // small returns oci-layout or index.json, read at open.
