@@ -357,3 +357,29 @@ func unionList(a, b string) string {
 	sort.Strings(out)
 	return strings.Join(out, ",")
 }
+
+// AnnotationImageName is the full image name (registry/repository:tag)
+// that containerd, and `docker save` of Docker 25 and later, record on an
+// index.json entry next to a ref.name that holds the tag alone.
+const AnnotationImageName = "io.containerd.image.name"
+
+// RefName is the name an index.json entry is read under: its
+// org.opencontainers.image.ref.name, or, where that holds only a tag and
+// io.containerd.image.name is a full name with the same tag (docker save,
+// regctl image export), that full name: such an archive names each image's
+// repository, as a --full-reference backup does. named is false for an
+// entry without a ref.name.
+func RefName(annotations map[string]string) (name string, named bool) {
+	name, named = annotations[ocispec.AnnotationRefName]
+	if !named || name == "" {
+		return name, named
+	}
+	full := annotations[AnnotationImageName]
+	if repo, _ := SplitRef(name); repo != "" || strings.Contains(name, "@") || full == "" || strings.Contains(full, "@") {
+		return name, named
+	}
+	if repo, tag := SplitRef(full); repo != "" && tag == name {
+		return full, true
+	}
+	return name, named
+}

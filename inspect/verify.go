@@ -279,7 +279,7 @@ type entry struct {
 
 func readEntry(d ocispec.Descriptor) entry {
 	e := entry{desc: d}
-	name, named := d.Annotations[ocispec.AnnotationRefName]
+	name, named := archive.RefName(d.Annotations)
 	if !named || name == "" {
 		e.referrer = true
 		for _, r := range strings.Split(d.Annotations[archive.AnnotationRepositories], ",") {

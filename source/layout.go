@@ -385,7 +385,7 @@ func (l *Layout) readAll(ctx context.Context, name string, limit int64) ([]byte,
 // ref.name with a repository is a full reference, one without is a tag.
 func layoutEntry(d ocispec.Descriptor) LayoutEntry {
 	e := LayoutEntry{Desc: d}
-	name, named := d.Annotations[ocispec.AnnotationRefName]
+	name, named := archive.RefName(d.Annotations)
 	if !named || name == "" {
 		e.Referrer = true
 		if repos := d.Annotations[archive.AnnotationRepositories]; repos != "" {
