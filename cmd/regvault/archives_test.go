@@ -285,8 +285,10 @@ func TestArchiveDockerSave(t *testing.T) {
 		writeDir(t, filepath.Join(dir, "images"), ms),
 	}
 	targets := map[string]func(t *testing.T) *registrytest.Server{
-		"inprocess":    func(t *testing.T) *registrytest.Server { return registrytest.NewInProcess(t) },
-		"distribution": func(t *testing.T) *registrytest.Server { return registrytest.NewDistribution(t, registrytest.DistConfig{}) },
+		"inprocess": func(t *testing.T) *registrytest.Server { return registrytest.NewInProcess(t) },
+		"distribution": func(t *testing.T) *registrytest.Server {
+			return registrytest.NewDistribution(t, registrytest.DistConfig{})
+		},
 	}
 	for _, in := range inputs {
 		t.Run(filepath.Base(in), func(t *testing.T) {
