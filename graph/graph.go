@@ -65,6 +65,14 @@ type Referrer struct {
 	Repos   []string
 }
 
+// Absent is a non-distributable layer that was left out: the source does
+// not hold it (clients fetch it from its urls). The manifests that list it
+// are moved without it.
+type Absent struct {
+	Desc  ocispec.Descriptor // as the manifest gives it, urls included
+	Repos []string           // the repositories it was reached from, sorted
+}
+
 // Graph is everything one run moves. It is safe for concurrent use while it
 // is being built; once built it is read-only.
 type Graph struct {
@@ -75,6 +83,8 @@ type Graph struct {
 	nodes     map[digest.Digest]*Node
 	tags      []Tag
 	referrers map[digest.Digest]*Referrer
+	absent    map[digest.Digest]*Absent
+	absentOf  map[digest.Digest][]digest.Digest // manifest → its absent layers
 }
 
 // New returns an empty graph for content from registry.
@@ -83,7 +93,44 @@ func New(registry string) *Graph {
 		Registry:  registry,
 		nodes:     map[digest.Digest]*Node{},
 		referrers: map[digest.Digest]*Referrer{},
+		absent:    map[digest.Digest]*Absent{},
+		absentOf:  map[digest.Digest][]digest.Digest{},
 	}
+}
+
+// AddAbsent records that the layer desc of manifest, reached from repo,
+// is left out: the source does not hold it.
+func (g *Graph) AddAbsent(repo string, manifest digest.Digest, desc ocispec.Descriptor) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	a := g.absent[desc.Digest]
+	if a == nil {
+		a = &Absent{Desc: desc}
+		g.absent[desc.Digest] = a
+	}
+	a.Repos = addSorted(a.Repos, repo)
+	if !slices.Contains(g.absentOf[manifest], desc.Digest) {
+		g.absentOf[manifest] = append(g.absentOf[manifest], desc.Digest)
+	}
+}
+
+// Absent returns the layers left out, sorted by digest.
+func (g *Graph) Absent() []Absent {
+	g.mu.Lock()
+	out := make([]Absent, 0, len(g.absent))
+	for _, a := range g.absent {
+		out = append(out, *a)
+	}
+	g.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Desc.Digest < out[j].Desc.Digest })
+	return out
+}
+
+// AbsentOf returns the layers of manifest that were left out.
+func (g *Graph) AbsentOf(manifest digest.Digest) []digest.Digest {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.absentOf[manifest])
 }
 
 // AddNode records content reached from repo. It returns the stored node and
@@ -218,6 +265,12 @@ func (g *Graph) RemoveRepo(repo string) {
 		n.Repos = slices.DeleteFunc(n.Repos, func(r string) bool { return r == repo })
 		if len(n.Repos) == 0 {
 			delete(g.nodes, d)
+		}
+	}
+	for d, a := range g.absent {
+		a.Repos = slices.DeleteFunc(a.Repos, func(r string) bool { return r == repo })
+		if len(a.Repos) == 0 {
+			delete(g.absent, d)
 		}
 	}
 	g.tags = slices.DeleteFunc(g.tags, func(t Tag) bool { return t.Repo == repo })

@@ -61,6 +61,10 @@ type TagResult struct {
 	Referrers int                `json:"referrers"`
 	Artifacts int                `json:"artifacts"` // manifests and blobs reached from the tag
 	Bytes     int64              `json:"bytes"`     // their size
+	// NonDistributable counts the non-distributable layers reached from
+	// the tag that the source does not hold: left out, their manifests
+	// kept.
+	NonDistributable int `json:"nonDistributableLeftOut"`
 }
 
 // RepoResult is one repository of a result.
@@ -69,7 +73,10 @@ type RepoResult struct {
 	Tags      []TagResult `json:"tags"`
 	Artifacts int         `json:"artifacts"` // manifests and blobs reached
 	Bytes     int64       `json:"bytes"`     // their size, before dedup
-	Err       error       `json:"-"`
+	// NonDistributable counts the repository's non-distributable layers
+	// left out (see TagResult).
+	NonDistributable int   `json:"nonDistributableLeftOut"`
+	Err              error `json:"-"`
 }
 
 // Result is what a run did.

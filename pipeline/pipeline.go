@@ -253,9 +253,11 @@ func (r *run) summarize(rr *RepoResult) {
 		}
 	}
 	repoSeen := map[digest.Digest]bool{}
+	repoAbsent := map[digest.Digest]bool{}
 	for i := range rr.Tags {
 		t := &rr.Tags[i]
 		seen := map[digest.Digest]bool{}
+		absent := map[digest.Digest]bool{}
 		var visit func(d digest.Digest)
 		visit = func(d digest.Digest) {
 			if seen[d] {
@@ -278,6 +280,16 @@ func (r *run) summarize(rr *RepoResult) {
 			}
 			for _, c := range n.Children {
 				visit(c)
+			}
+			for _, a := range r.graph.AbsentOf(d) {
+				if !absent[a] {
+					absent[a] = true
+					t.NonDistributable++
+				}
+				if !repoAbsent[a] {
+					repoAbsent[a] = true
+					rr.NonDistributable++
+				}
 			}
 			for _, ref := range refs[d] {
 				visit(ref)

@@ -215,6 +215,15 @@ func (rs *renamedSource) Resolve(ctx context.Context, repo, tag string) (ocispec
 	return rs.src.Resolve(ctx, rs.first(repo), tag)
 }
 
+// Has passes the question on to the backup, for the target's first
+// source.
+func (rs *renamedSource) Has(ctx context.Context, repo string, desc ocispec.Descriptor) (bool, error) {
+	if h, ok := rs.src.(source.Holder); ok {
+		return h.Has(ctx, rs.first(repo), desc)
+	}
+	return true, nil
+}
+
 func (rs *renamedSource) Fetch(ctx context.Context, repo string, desc ocispec.Descriptor) (io.ReadCloser, error) {
 	return rs.src.Fetch(ctx, rs.first(repo), desc)
 }

@@ -53,6 +53,24 @@ type Walker struct {
 
 	manifests dedup.Once[digest.Digest, []byte]
 	visited   dedup.Set[string]
+	held      dedup.Once[string, bool] // repo@digest of non-distributable layers: does the source hold it
+}
+
+// has says whether the source holds a non-distributable layer, asked once
+// per repository; a source that cannot tell is taken to hold it.
+func (w *Walker) has(ctx context.Context, repo string, desc ocispec.Descriptor) (bool, error) {
+	h, ok := w.Src.(Holder)
+	if !ok {
+		return true, nil
+	}
+	return w.held.Do(ctx, repo+"@"+desc.Digest.String(), func() (bool, error) {
+		release, err := w.Acquire(ctx)
+		if err != nil {
+			return false, err
+		}
+		defer release()
+		return h.Has(ctx, repo, desc)
+	})
 }
 
 // Walk records the graph of root (a tag's manifest, content already
@@ -81,6 +99,18 @@ func (w *Walker) walk(ctx context.Context, repo string, desc ocispec.Descriptor,
 	}
 	children := make([]digest.Digest, 0, len(m.blobs)+len(m.manifests))
 	for _, b := range m.blobs {
+		if b.kind == graph.KindLayer && IsNonDistributable(b.desc) {
+			has, err := w.has(ctx, repo, b.desc)
+			if err != nil {
+				return fmt.Errorf("%s@%s: layer %s: %w", repo, desc.Digest, b.desc.Digest, err)
+			}
+			if !has {
+				// Left out, as oras and skopeo do: the manifest goes
+				// without it, and the reports count it.
+				w.Graph.AddAbsent(repo, desc.Digest, b.desc)
+				continue
+			}
+		}
 		n, _ := w.Graph.AddNode(repo, b.desc, b.kind)
 		if n.Desc.Size != b.desc.Size {
 			// One digest, two sizes: one descriptor lies.

@@ -72,6 +72,9 @@ func (r *reporter) observe(ev pipeline.Event) {
 			if r.plan.IncludeReferrers {
 				fmt.Fprintf(&b, ", %d referrer(s)", t.Referrers)
 			}
+			if t.NonDistributable > 0 {
+				fmt.Fprintf(&b, ", %d non-distributable layer(s) left out", t.NonDistributable)
+			}
 			b.WriteString(")\n")
 		}
 		fmt.Fprintf(&b, "  Repository complete: %d artifacts, %s\n", ev.Count, humanBytes(ev.Bytes))
@@ -182,6 +185,9 @@ func (r *reporter) printSummary(s *summary) {
 			fmt.Fprintf(r.out, "Backed up %d tag(s) from %d repository(ies) in %s.\n",
 				s.res.TagCount(), len(s.ok), humanDuration(s.res.Duration))
 		}
+		if line := leftOutLine(s.graph, "the registry"); line != "" {
+			fmt.Fprintln(r.out, line)
+		}
 	}
 	if len(s.failed) > 0 {
 		r.printFailures(s)
@@ -258,8 +264,12 @@ func (r *reporter) printDryRun(s *summary) {
 			continue
 		}
 		for _, t := range rr.Tags {
-			fmt.Fprintf(w, "    ✓ %s (%s) + %d referrer(s), %d artifacts, %s\n",
-				t.Name, shortDigest(t.Desc.Digest), t.Referrers, t.Artifacts, humanBytes(t.Bytes))
+			left := ""
+			if t.NonDistributable > 0 {
+				left = fmt.Sprintf(", %d non-distributable layer(s) left out", t.NonDistributable)
+			}
+			fmt.Fprintf(w, "    ✓ %s (%s) + %d referrer(s), %d artifacts, %s%s\n",
+				t.Name, shortDigest(t.Desc.Digest), t.Referrers, t.Artifacts, humanBytes(t.Bytes), left)
 		}
 	}
 	fmt.Fprintln(w)
@@ -271,6 +281,9 @@ func (r *reporter) printDryRun(s *summary) {
 	fmt.Fprintf(w, "[DRY RUN] Would back up %d tag(s) from %d repository(ies)\n", s.res.TagCount(), len(s.ok))
 	fmt.Fprintf(w, "[DRY RUN] Total artifacts: %d unique manifests and blobs (including referrers)\n", nodes)
 	fmt.Fprintf(w, "[DRY RUN] Estimated size: %s (each blob once)\n", humanBytes(bytes))
+	if line := leftOutLine(s.graph, "the registry"); line != "" {
+		fmt.Fprintln(w, "[DRY RUN] "+line)
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "No changes were made. Remove --dry-run to perform the backup.")
 }
@@ -285,6 +298,8 @@ type jsonTag struct {
 	Referrers int    `json:"referrers"`
 	Artifacts int    `json:"artifacts"`
 	Bytes     int64  `json:"bytes"`
+	// NonDistributable counts the non-distributable layers left out.
+	NonDistributable int `json:"nonDistributableLeftOut"`
 }
 
 type jsonRepo struct {
@@ -295,35 +310,41 @@ type jsonRepo struct {
 	Tags      []jsonTag `json:"tags"`
 	Artifacts int       `json:"artifacts"`
 	Bytes     int64     `json:"bytes"`
+	// NonDistributable counts the non-distributable layers left out.
+	NonDistributable int `json:"nonDistributableLeftOut"`
 }
 
 type jsonSummary struct {
-	Registry        string     `json:"registry"`
-	Output          string     `json:"output"`
-	DryRun          bool       `json:"dryRun"`
-	Repositories    []jsonRepo `json:"repositories"`
-	UniqueBlobs     int        `json:"uniqueBlobs"`
-	UniqueBytes     int64      `json:"uniqueBytes"`
-	BytesMoved      int64      `json:"bytesMoved"`
-	BlobsSkipped    int        `json:"blobsSkipped"`
-	DurationSeconds float64    `json:"durationSeconds"`
-	ExitCode        int        `json:"exitCode"`
-	Error           string     `json:"error,omitempty"`
+	Registry     string     `json:"registry"`
+	Output       string     `json:"output"`
+	DryRun       bool       `json:"dryRun"`
+	Repositories []jsonRepo `json:"repositories"`
+	UniqueBlobs  int        `json:"uniqueBlobs"`
+	UniqueBytes  int64      `json:"uniqueBytes"`
+	BytesMoved   int64      `json:"bytesMoved"`
+	BlobsSkipped int        `json:"blobsSkipped"`
+	// NonDistributable lists the non-distributable layers left out: the
+	// source does not hold them, clients fetch them from their urls.
+	NonDistributable []jsonLeftOut `json:"nonDistributableLeftOut"`
+	DurationSeconds  float64       `json:"durationSeconds"`
+	ExitCode         int           `json:"exitCode"`
+	Error            string        `json:"error,omitempty"`
 }
 
 func (r *reporter) printJSON(s *summary, code int) error {
 	p := s.plan
 	js := jsonSummary{
-		Registry:        p.Registry,
-		Output:          p.Output,
-		DryRun:          p.DryRun,
-		Repositories:    []jsonRepo{},
-		UniqueBlobs:     s.res.UniqueNodes,
-		UniqueBytes:     s.res.UniqueBytes,
-		BytesMoved:      s.res.Moved,
-		BlobsSkipped:    s.res.Skipped,
-		DurationSeconds: s.res.Duration.Seconds(),
-		ExitCode:        code,
+		Registry:         p.Registry,
+		Output:           p.Output,
+		DryRun:           p.DryRun,
+		Repositories:     []jsonRepo{},
+		UniqueBlobs:      s.res.UniqueNodes,
+		UniqueBytes:      s.res.UniqueBytes,
+		BytesMoved:       s.res.Moved,
+		BlobsSkipped:     s.res.Skipped,
+		NonDistributable: leftOut(s.graph),
+		DurationSeconds:  s.res.Duration.Seconds(),
+		ExitCode:         code,
 	}
 	switch {
 	case s.interrupted:
@@ -333,7 +354,7 @@ func (r *reporter) printJSON(s *summary, code int) error {
 	}
 	for _, rr := range s.res.Repos {
 		jr := jsonRepo{Name: rr.Repo, Reference: r.full(rr.Repo), Status: "ok", Tags: []jsonTag{},
-			Artifacts: rr.Artifacts, Bytes: rr.Bytes}
+			Artifacts: rr.Artifacts, Bytes: rr.Bytes, NonDistributable: rr.NonDistributable}
 		switch {
 		case rr.Err != nil:
 			jr.Status = "failed"
@@ -347,7 +368,8 @@ func (r *reporter) printJSON(s *summary, code int) error {
 				continue
 			}
 			jr.Tags = append(jr.Tags, jsonTag{Tag: t.Name, Digest: t.Desc.Digest.String(), MediaType: t.Desc.MediaType,
-				Size: t.Desc.Size, Referrers: t.Referrers, Artifacts: t.Artifacts, Bytes: t.Bytes})
+				Size: t.Desc.Size, Referrers: t.Referrers, Artifacts: t.Artifacts, Bytes: t.Bytes,
+				NonDistributable: t.NonDistributable})
 		}
 		js.Repositories = append(js.Repositories, jr)
 	}
@@ -363,4 +385,38 @@ func (r *reporter) printJSON(s *summary, code int) error {
 		}
 	}
 	return err
+}
+
+// jsonLeftOut is a non-distributable layer left out, in JSON reports.
+type jsonLeftOut struct {
+	Digest       string   `json:"digest"`
+	MediaType    string   `json:"mediaType"`
+	Size         int64    `json:"size"`
+	URLs         []string `json:"urls,omitempty"`
+	Repositories []string `json:"repositories"`
+}
+
+func leftOut(g *graph.Graph) []jsonLeftOut {
+	out := []jsonLeftOut{}
+	if g == nil {
+		return out
+	}
+	for _, a := range g.Absent() {
+		out = append(out, jsonLeftOut{Digest: a.Desc.Digest.String(), MediaType: a.Desc.MediaType, Size: a.Desc.Size,
+			URLs: a.Desc.URLs, Repositories: a.Repos})
+	}
+	return out
+}
+
+// leftOutLine says how many non-distributable layers were left out and
+// why; "" when none were. source names where they are missing.
+func leftOutLine(g *graph.Graph, source string) string {
+	if g == nil {
+		return ""
+	}
+	n := len(g.Absent())
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("Left out %d non-distributable layer(s) that %s does not hold (foreign layers: clients fetch them from their URLs); the manifests that list them are kept whole.", n, source)
 }

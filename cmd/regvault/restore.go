@@ -690,6 +690,9 @@ func (r *restoreReporter) printSummary(s *restoreSummary) {
 		if n := len(s.plan.Skipped); n > 0 && len(s.ok) > 0 {
 			fmt.Fprintf(w, "Note: %d repository(ies) in backup were not restored.\n", n)
 		}
+		if line := leftOutLine(s.graph, "the backup"); line != "" {
+			fmt.Fprintln(w, line)
+		}
 	}
 	if len(s.failed) > 0 {
 		r.printFailures(s)
@@ -830,6 +833,9 @@ func (r *restoreReporter) printDryRun(s *restoreSummary) {
 	fmt.Fprintf(w, "[DRY RUN] Total artifacts: %d (including referrers)\n", artifacts)
 	fmt.Fprintf(w, "[DRY RUN] Estimated upload size: %s\n", humanBytes(upload))
 	fmt.Fprintf(w, "[DRY RUN] %s\n", presentLine(s, upload, needed, pairs))
+	if line := leftOutLine(s.graph, "the backup"); line != "" {
+		fmt.Fprintln(w, "[DRY RUN] "+line)
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "No changes were made. Remove --dry-run to perform actual restore.")
 }
@@ -872,6 +878,8 @@ type restoreJSONTag struct {
 	Referrers int    `json:"referrers"`
 	Artifacts int    `json:"artifacts"`
 	Bytes     int64  `json:"bytes"`
+	// NonDistributable counts the non-distributable layers left out.
+	NonDistributable int `json:"nonDistributableLeftOut"`
 }
 
 type restoreJSONTarget struct {
@@ -919,6 +927,9 @@ type restoreJSONSummary struct {
 	BlobsSkipped  int   `json:"blobsSkipped"` // unique manifests and blobs every target already had
 	BytesSkipped  int64 `json:"bytesSkipped"`
 	BytesRead     int64 `json:"bytesRead"` // bytes read from the backup and sent
+	// NonDistributable lists the non-distributable layers left out: the
+	// backup does not hold them, the manifests go without them.
+	NonDistributable []jsonLeftOut `json:"nonDistributableLeftOut"`
 
 	// dry run
 	EstimatedUploadBytes int64  `json:"estimatedUploadBytes,omitempty"`
@@ -935,20 +946,21 @@ type restoreJSONSummary struct {
 func (r *restoreReporter) printJSON(s *restoreSummary, code int) error {
 	p := s.plan
 	js := restoreJSONSummary{
-		Input:           r.in.path,
-		InputKind:       r.in.kind.String(),
-		InputSize:       r.in.size,
-		Rules:           r.rulesFile,
-		DryRun:          p.DryRun,
-		FailFast:        p.FailFast,
-		Registries:      p.Registries(),
-		Targets:         []restoreJSONTarget{},
-		Skipped:         []string{},
-		UniqueBlobs:     s.res.UniqueNodes,
-		UniqueBytes:     s.res.UniqueBytes,
-		DurationSeconds: s.res.Duration.Seconds(),
-		Failures:        []restoreJSONFailure{},
-		ExitCode:        code,
+		Input:            r.in.path,
+		InputKind:        r.in.kind.String(),
+		InputSize:        r.in.size,
+		Rules:            r.rulesFile,
+		DryRun:           p.DryRun,
+		FailFast:         p.FailFast,
+		Registries:       p.Registries(),
+		Targets:          []restoreJSONTarget{},
+		Skipped:          []string{},
+		UniqueBlobs:      s.res.UniqueNodes,
+		UniqueBytes:      s.res.UniqueBytes,
+		DurationSeconds:  s.res.Duration.Seconds(),
+		Failures:         []restoreJSONFailure{},
+		ExitCode:         code,
+		NonDistributable: leftOut(s.graph),
 	}
 	js.Skipped = append(js.Skipped, p.Skipped...)
 	if st := s.snk; st != nil {
@@ -1016,7 +1028,7 @@ func (r *restoreReporter) printJSON(s *restoreSummary, code int) error {
 			src, from := tagSource(p, rr.Repo, t.Name)
 			jt.Tags = append(jt.Tags, restoreJSONTag{Tag: t.Name, Source: src, SourceTag: from,
 				Digest: t.Desc.Digest.String(), MediaType: t.Desc.MediaType, Size: t.Desc.Size,
-				Referrers: t.Referrers, Artifacts: t.Artifacts, Bytes: t.Bytes})
+				Referrers: t.Referrers, Artifacts: t.Artifacts, Bytes: t.Bytes, NonDistributable: t.NonDistributable})
 			if jt.Status == "ok" || jt.Status == "planned" {
 				js.Tags++
 				js.Referrers += t.Referrers
