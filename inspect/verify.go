@@ -21,6 +21,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regvault/regvault/archive"
+	"github.com/regvault/regvault/source"
 )
 
 // VerifyOptions tune Verify.
@@ -78,6 +79,9 @@ type TagReport struct {
 	Bytes    int64    `json:"bytes"`
 	OK       bool     `json:"ok"`
 	Problems []string `json:"problems,omitempty"` // one line each
+	// NonDistributable counts the non-distributable layers it lists
+	// that the backup does not hold: expected, not missing.
+	NonDistributable int `json:"nonDistributableAbsent,omitempty"`
 }
 
 // ReferrerReport is one referrer of a repository.
@@ -129,11 +133,24 @@ type Report struct {
 	// Orphans are referrers attributed to no repository: restore does
 	// not push them.
 	Orphans []ReferrerReport `json:"orphanReferrers,omitempty"`
+	// NonDistributable are the non-distributable (foreign) layers that
+	// manifests list and the backup does not hold, as expected: a backup
+	// leaves out those its registry did not have, and restore pushes the
+	// manifests without them. Sorted by digest.
+	NonDistributable []AbsentLayer `json:"nonDistributableAbsent"`
 	// Unreferenced blobs are in the backup but needed by nothing.
 	Unreferenced      int   `json:"unreferencedBlobs"`
 	UnreferencedBytes int64 `json:"unreferencedBytes"`
 	// Restorable is true when the whole backup can be restored.
 	Restorable bool `json:"restorable"`
+}
+
+// AbsentLayer is a non-distributable layer the backup does not hold.
+type AbsentLayer struct {
+	Digest    digest.Digest `json:"digest"`
+	MediaType string        `json:"mediaType"`
+	Size      int64         `json:"size"`
+	URLs      []string      `json:"urls,omitempty"`
 }
 
 // MBps is the rate the input was read at, in MiB per second.
@@ -228,6 +245,9 @@ func Verify(ctx context.Context, path string, opts VerifyOptions) (*Report, erro
 	if rep.Notes == nil {
 		rep.Notes = []string{}
 	}
+	if rep.NonDistributable == nil {
+		rep.NonDistributable = []AbsentLayer{}
+	}
 	rep.Restorable = len(rep.Errors) == 0 && len(rep.Problems) == 0
 	return rep, nil
 }
@@ -314,6 +334,7 @@ type checker struct {
 	rep      *Report
 	problems map[string]*Problem
 	needed   map[digest.Digest]bool
+	absent   map[digest.Digest]ocispec.Descriptor // non-distributable layers not in the backup
 }
 
 // walkResult is what a walk from one root found.
@@ -323,10 +344,11 @@ type walkResult struct {
 	problems  []string // keys into checker.problems, in walk order
 	lines     []string // the problems as met here: with the role there
 	manifests map[digest.Digest]bool
+	absent    int // non-distributable layers not in the backup
 }
 
 func check(r *reading, rep *Report) {
-	c := &checker{r: r, rep: rep, problems: map[string]*Problem{}, needed: map[digest.Digest]bool{}}
+	c := &checker{r: r, rep: rep, problems: map[string]*Problem{}, needed: map[digest.Digest]bool{}, absent: map[digest.Digest]ocispec.Descriptor{}}
 	entries, ok := c.readLayout()
 	if !ok {
 		c.finish()
@@ -587,6 +609,13 @@ func (c *checker) walk(desc ocispec.Descriptor, role string, parent digest.Diges
 			return
 		}
 		seen[desc.Digest] = true
+		if (role == roleLayer || role == roleBlob) && source.IsNonDistributable(desc) && c.r.blobs[desc.Digest] == nil {
+			// Expected: registries usually do not hold such layers, and
+			// a backup leaves out those its registry did not have.
+			c.absent[desc.Digest] = desc
+			w.absent++
+			return
+		}
 		key, b := c.node(desc, role, parent)
 		if key != "" {
 			p := c.problems[key]
@@ -732,7 +761,7 @@ func (p *Problem) line(role string) string {
 }
 
 func (c *checker) tagReport(tag string, d digest.Digest, w *walkResult) TagReport {
-	return TagReport{Tag: tag, Digest: d, Blobs: w.blobs, Bytes: w.bytes, OK: len(w.problems) == 0, Problems: c.problemLines(w)}
+	return TagReport{Tag: tag, Digest: d, Blobs: w.blobs, Bytes: w.bytes, OK: len(w.problems) == 0, Problems: c.problemLines(w), NonDistributable: w.absent}
 }
 
 func (c *checker) referrerReport(desc ocispec.Descriptor, w *walkResult) ReferrerReport {
@@ -753,6 +782,10 @@ func (c *checker) referrerReport(desc ocispec.Descriptor, w *walkResult) Referre
 
 // finish sorts the problems and counts what nothing needs.
 func (c *checker) finish() {
+	for _, d := range c.absent {
+		c.rep.NonDistributable = append(c.rep.NonDistributable, AbsentLayer{Digest: d.Digest, MediaType: d.MediaType, Size: d.Size, URLs: d.URLs})
+	}
+	sort.Slice(c.rep.NonDistributable, func(i, j int) bool { return c.rep.NonDistributable[i].Digest < c.rep.NonDistributable[j].Digest })
 	for _, p := range c.problems {
 		p.Affects = make([]string, 0, len(p.affects))
 		p.Tags, p.Referrers = []string{}, []string{}

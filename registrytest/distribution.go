@@ -43,6 +43,11 @@ type DistConfig struct {
 	MaxTags int
 	// StartTimeout bounds the wait for the registry to answer; default 30s.
 	StartTimeout time.Duration
+	// AllowURLs is distribution's validation.manifests.urls.allow: the
+	// URLs (regular expressions) a manifest's non-distributable layers
+	// may name. Unset, distribution refuses every manifest whose layers
+	// have urls.
+	AllowURLs []string
 }
 
 // DistributionBinary is the registry binary named by $REGVAULT_DISTRIBUTION,
@@ -241,6 +246,12 @@ http:
 	}
 	if cfg.MaxTags > 0 {
 		fmt.Fprintf(&b, "tags:\n  maxtags: %d\n", cfg.MaxTags)
+	}
+	if len(cfg.AllowURLs) > 0 {
+		b.WriteString("validation:\n  manifests:\n    urls:\n      allow:\n")
+		for _, u := range cfg.AllowURLs {
+			fmt.Fprintf(&b, "        - %q\n", u)
+		}
 	}
 	if htpasswd != "" {
 		fmt.Fprintf(&b, "auth:\n  htpasswd:\n    realm: regvault-test\n    path: %q\n", htpasswd)

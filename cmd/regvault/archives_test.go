@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -341,5 +342,166 @@ func TestArchiveDockerSave(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// foreignImages pushes to repo of s: v1, an OCI image with a
+// non-distributable layer the registry does not hold (urls only, as
+// Windows base images); v2, one whose non-distributable layer the registry
+// does hold; v3, a Docker image with a foreign layer it does not hold. It
+// returns the tags' descriptors and the absent and present
+// non-distributable layers.
+func foreignImages(t *testing.T, s *registrytest.Server, repoName string) (tags map[string]ocispec.Descriptor, absent []ocispec.Descriptor, present ocispec.Descriptor) {
+	t.Helper()
+	ctx := context.Background()
+	repo := registrytest.Repo(t, s, repoName)
+	push := func(data []byte, mt string) ocispec.Descriptor {
+		d, err := registrytest.PushBlob(ctx, repo, mt, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	image := func(tag, mt, configMT string, layers ...ocispec.Descriptor) ocispec.Descriptor {
+		cfg := push([]byte(`{"architecture":"amd64","os":"windows","rootfs":{"type":"layers"},"tag":"`+tag+`"}`), configMT)
+		m, err := json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": mt, "config": cfg, "layers": layers})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := registrytest.PushManifest(ctx, repo, tag, mt, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	foreign := func(mt string, data []byte) ocispec.Descriptor {
+		d := registrytest.Descriptor(mt, data)
+		d.URLs = []string{"https://example.com/layers/" + d.Digest.Encoded()}
+		return d
+	}
+	own := push(registrytest.Bytes("own layer", 3000), ocispec.MediaTypeImageLayerGzip)
+	nd := foreign("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", registrytest.Bytes("windows base", 5000))
+	dockerForeign := foreign("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", registrytest.Bytes("windows docker base", 6000))
+	present = foreign("application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", registrytest.Bytes("mirrored base", 4000))
+	push(registrytest.Bytes("mirrored base", 4000), present.MediaType)
+	tags = map[string]ocispec.Descriptor{
+		"v1": image("v1", ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageConfig, nd, own),
+		"v2": image("v2", ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageConfig, present, own),
+		"v3": image("v3", "application/vnd.docker.distribution.manifest.v2+json", "application/vnd.docker.container.image.v1+json", dockerForeign, own),
+	}
+	return tags, []ocispec.Descriptor{nd, dockerForeign}, present
+}
+
+// Non-distributable ("foreign") layers: a backup leaves out those the
+// registry does not hold and says so (text, JSON, dry run), keeps those it
+// does; verify takes the absent ones as expected; restore pushes the
+// manifests without them, into both registries of the test setup. (Backup
+// failed with "not found", and --dry-run said all was well.)
+func TestArchiveNonDistributableLayers(t *testing.T) {
+	src := registrytest.NewInProcess(t)
+	tags, absent, present := foreignImages(t, src, "win/app")
+	out := filepath.Join(t.TempDir(), "win.tar")
+
+	r := regvault(t, "", "backup", "--plain-http", "--no-tty", "--dry-run", ref(src, "win/app"))
+	r.wantCode(t, exitOK)
+	wantContains(t, "stdout", r.stdout,
+		"    ✓ v1 ("+shortDigest(tags["v1"].Digest)+") + 0 referrer(s), 3 artifacts, ",
+		", 1 non-distributable layer(s) left out\n",
+		"[DRY RUN] Left out 2 non-distributable layer(s) that the registry does not hold (foreign layers: clients fetch them from their URLs)")
+
+	r = regvault(t, "", "backup", "--plain-http", "--no-tty", "-o", out, ref(src, "win/app"))
+	r.wantCode(t, exitOK)
+	wantContains(t, "stdout", r.stdout,
+		"  ✓ v1 (3/3 artifacts, ",
+		"1 non-distributable layer(s) left out)\n",
+		"Left out 2 non-distributable layer(s) that the registry does not hold")
+	members := map[string]bool{}
+	for _, m := range archivetest.ReadTar(t, out) {
+		members[m.Hdr.Name] = true
+	}
+	for _, a := range absent {
+		if members[archive.BlobPath(a.Digest)] {
+			t.Errorf("the backup holds the absent layer %s", a.Digest)
+		}
+	}
+	if !members[archive.BlobPath(present.Digest)] {
+		t.Errorf("the backup lacks the non-distributable layer %s the registry holds", present.Digest)
+	}
+
+	r = regvault(t, "", "backup", "--plain-http", "--no-tty", "--format", "json", "-o", filepath.Join(t.TempDir(), "win2.tar"), ref(src, "win/app"))
+	r.wantCode(t, exitOK)
+	var js struct {
+		Repositories []struct {
+			NonDistributable int `json:"nonDistributableLeftOut"`
+			Tags             []struct {
+				Tag              string `json:"tag"`
+				NonDistributable int    `json:"nonDistributableLeftOut"`
+			} `json:"tags"`
+		} `json:"repositories"`
+		NonDistributable []struct {
+			Digest string   `json:"digest"`
+			URLs   []string `json:"urls"`
+		} `json:"nonDistributableLeftOut"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &js); err != nil {
+		t.Fatal(err)
+	}
+	if len(js.NonDistributable) != 2 || len(js.Repositories) != 1 || js.Repositories[0].NonDistributable != 2 ||
+		len(js.NonDistributable[0].URLs) != 1 {
+		t.Errorf("JSON report: %+v", js)
+	}
+
+	r = regvault(t, "", "verify", "--input", out)
+	r.wantCode(t, exitOK)
+	wantContains(t, "stdout", r.stdout,
+		"  ✓ v1 ("+shortDigest(tags["v1"].Digest)+", 3 blobs, ",
+		"; 1 non-distributable layer absent, as expected)\n",
+		"2 non-distributable layers are not in the backup, as expected",
+		"every blob is present and intact (2 non-distributable layers absent, as expected).")
+	wantNotContains(t, "stdout", r.stdout, "missing")
+
+	for kind, newTarget := range map[string]func(t *testing.T) *registrytest.Server{
+		"inprocess": func(t *testing.T) *registrytest.Server { return registrytest.NewInProcess(t) },
+		"distribution": func(t *testing.T) *registrytest.Server {
+			return registrytest.NewDistribution(t, registrytest.DistConfig{AllowURLs: []string{"^https?://"}})
+		},
+	} {
+		t.Run(kind, func(t *testing.T) {
+			for _, in := range []string{out, archivetest.WriteTar(t, filepath.Join(t.TempDir(), "win.tar.zst"), archivetest.ReadTar(t, out))} {
+				dst := newTarget(t)
+				r := regvault(t, "", "restore", "--plain-http", "--no-tty", "--dry-run", "-i", in, dst.Host()+"/win/app")
+				r.wantCode(t, exitOK)
+				wantContains(t, "stdout", r.stdout, "[DRY RUN] Left out 2 non-distributable layer(s) that the backup does not hold")
+
+				r = regvault(t, "", "restore", "--plain-http", "--no-tty", "-i", in, dst.Host()+"/win/app")
+				r.wantCode(t, exitOK)
+				wantContains(t, "stdout", r.stdout, "Left out 2 non-distributable layer(s) that the backup does not hold")
+				for tag, d := range tags {
+					wantTag(t, dst, "win/app", tag, d)
+				}
+				ok, err := registrytest.Repo(t, dst, "win/app").Blobs().Exists(context.Background(), present)
+				if err != nil || !ok {
+					t.Errorf("the non-distributable layer the backup holds was not restored: %v", err)
+				}
+			}
+		})
+	}
+}
+
+// distribution as configured by default refuses every manifest whose
+// layers have urls: the restore fails with a reason and what to do, and
+// sets no tag.
+func TestArchiveNonDistributableRefused(t *testing.T) {
+	src := registrytest.NewInProcess(t)
+	tags, _, _ := foreignImages(t, src, "win/app")
+	out := filepath.Join(t.TempDir(), "win.tar")
+	regvault(t, "", "backup", "--plain-http", "--no-tty", "-o", out, ref(src, "win/app")).wantCode(t, exitOK)
+	dst := registrytest.NewDistribution(t, registrytest.DistConfig{})
+	r := regvault(t, "", "restore", "--plain-http", "--no-tty", "-i", out, dst.Host()+"/win/app")
+	r.wantCode(t, exitFailure)
+	wantContains(t, "stderr", r.stderr, "invalid URL on layer",
+		"refuses manifests whose non-distributable (foreign) layers it does not hold: allow their URLs (distribution: validation.manifests.urls.allow")
+	for tag := range tags {
+		wantNoTag(t, dst, "win/app", tag)
 	}
 }

@@ -38,6 +38,7 @@ const (
 	problemBackupIncomplete // content the backup lists is not in it
 	problemStalled          // the registry sent nothing for --read-timeout
 	problemTooLarge         // a manifest (or tag list) above the limit
+	problemForeignRefused   // the registry refuses a manifest's non-distributable layer urls
 )
 
 func classify(err error) problem {
@@ -99,6 +100,10 @@ func classify(err error) problem {
 	)
 	msg := err.Error()
 	switch {
+	case strings.Contains(msg, "invalid URL on layer"):
+		// distribution's answer to a manifest with a foreign layer
+		// whose urls its configuration does not allow.
+		return problemForeignRefused
 	case errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &certErr), errors.As(err, &verifyErr):
 		return problemTLS
 	case strings.Contains(msg, "server gave HTTP response to HTTPS client"):
@@ -142,6 +147,8 @@ func reason(err error) string {
 		return "the registry stopped sending"
 	case problemTooLarge:
 		return "larger than the " + archive.MaxManifestSizeText + " limit"
+	case problemForeignRefused:
+		return "the registry refuses the urls of a non-distributable layer"
 	}
 	msg := err.Error()
 	if i := strings.LastIndex(msg, ": "); i >= 0 && len(msg)-i < 80 {
@@ -211,6 +218,9 @@ func restoreRecommendations(host string, errs []error) []string {
 			add("A blob of the backup does not match its digest: the backup is damaged; check it with regvault verify --input <backup>")
 		case problemBackupIncomplete:
 			add("The backup lacks content it needs: it is incomplete; check it with regvault verify --input <backup>")
+		case problemForeignRefused:
+			add(host + " refuses manifests whose non-distributable (foreign) layers it does not hold: allow their URLs " +
+				"(distribution: validation.manifests.urls.allow in its configuration), or push those layers to it first")
 		default:
 			add(recommendations(host, []error{err})...)
 		}

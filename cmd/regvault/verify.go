@@ -202,8 +202,12 @@ func printVerify(w io.Writer, rep *inspect.Report) {
 			if label == "" {
 				label = "@" + t.Digest.String()
 			}
+			absent := ""
+			if t.NonDistributable > 0 {
+				absent = fmt.Sprintf("; %s absent, as expected", plural(t.NonDistributable, "non-distributable layer", "non-distributable layers"))
+			}
 			if t.OK {
-				fmt.Fprintf(w, "  ✓ %s (%s, %s, %s)\n", label, shortDigest(t.Digest), plural(t.Blobs, "blob", "blobs"), humanBytes(t.Bytes))
+				fmt.Fprintf(w, "  ✓ %s (%s, %s, %s%s)\n", label, shortDigest(t.Digest), plural(t.Blobs, "blob", "blobs"), humanBytes(t.Bytes), absent)
 				continue
 			}
 			fmt.Fprintf(w, "  ✗ %s (%s): %s\n", label, shortDigest(t.Digest), problemList(t.Problems))
@@ -241,6 +245,17 @@ func printVerify(w io.Writer, rep *inspect.Report) {
 			fmt.Fprintf(w, "  ! %s\n", s)
 		}
 	}
+	if n := len(rep.NonDistributable); n > 0 {
+		fmt.Fprintf(w, "\n%s not in the backup, as expected: registries usually do not hold such (foreign) layers, clients fetch them from their URLs; restore pushes the manifests that list them without them.\n",
+			plural(n, "non-distributable layer is", "non-distributable layers are"))
+		for _, a := range rep.NonDistributable {
+			fmt.Fprintf(w, "  - %s (%s)", a.Digest, a.MediaType)
+			if len(a.URLs) > 0 {
+				fmt.Fprintf(w, " from %s", strings.Join(a.URLs, ", "))
+			}
+			fmt.Fprintln(w)
+		}
+	}
 	if rep.Unreferenced > 0 {
 		fmt.Fprintf(w, "\n%s (%s) in the backup are needed by no tag or referrer.\n",
 			plural(rep.Unreferenced, "blob", "blobs"), humanBytes(rep.UnreferencedBytes))
@@ -248,8 +263,12 @@ func printVerify(w io.Writer, rep *inspect.Report) {
 	if rep.Restorable {
 		okT, _ := rep.Tags()
 		okR, _ := rep.Referrers()
-		fmt.Fprintf(w, "\nThe backup can be restored: %s, %s, %s; every blob is present and intact.\n",
-			plural(len(rep.Repos), "repository", "repositories"), plural(okT, "tag", "tags"), plural(okR, "referrer", "referrers"))
+		absent := ""
+		if n := len(rep.NonDistributable); n > 0 {
+			absent = fmt.Sprintf(" (%s absent, as expected)", plural(n, "non-distributable layer", "non-distributable layers"))
+		}
+		fmt.Fprintf(w, "\nThe backup can be restored: %s, %s, %s; every blob is present and intact%s.\n",
+			plural(len(rep.Repos), "repository", "repositories"), plural(okT, "tag", "tags"), plural(okR, "referrer", "referrers"), absent)
 	}
 }
 
