@@ -505,3 +505,14 @@ func TestArchiveNonDistributableRefused(t *testing.T) {
 		wantNoTag(t, dst, "win/app", tag)
 	}
 }
+
+// The --help of backup, restore and verify describe what these archives do.
+func TestArchiveHelp(t *testing.T) {
+	r := regvault(t, "", "backup", "--help")
+	wantContains(t, "backup --help", r.stdout, "non-distributable", "left out")
+	r = regvault(t, "", "restore", "--help")
+	wantContains(t, "restore --help", r.stdout, "docker save", "io.containerd.image.name", "names no tag",
+		"non-distributable", "validation.manifests.urls.allow", "a second index.json")
+	r = regvault(t, "", "verify", "--help")
+	wantContains(t, "verify --help", r.stdout, "two index.json", "names no tag", "expected, not missing", "docker save")
+}

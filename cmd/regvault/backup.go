@@ -94,6 +94,12 @@ of that subject's referrers, as oras backups and regctl's layouts hold them
 (regctl image copy --referrers ocidir://... finds referrers through them).
 Those entries are not tags: regvault's restore and repo tags skip them.
 
+A non-distributable ("foreign") layer — OCI nondistributable media types,
+Docker foreign layers, any layer with urls, as Windows base images have — is
+backed up when the registry holds it; one it does not hold is left out and
+its manifest kept whole, as oras and skopeo do (clients fetch such layers from
+their URLs). The report (text, JSON and --dry-run) counts what was left out.
+
 A repository that fails is reported and left out; the others form a valid
 backup (exit code 3). With --fail-fast the first failure stops the backup and
 nothing is written (exit code 1).

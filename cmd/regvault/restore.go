@@ -118,6 +118,13 @@ oras backup (tag-only names) are both read. Entries named sha256-<hex> that
 point at an index (the referrers tag schema, as oras backup --include-referrers
 writes it) are not tags: the referrers they list are restored as referrers of
 their subjects, and --exclude-referrers leaves them out.
+The archives of
+docker save (Docker 25 and later) and regctl image export are read too: their
+manifest.json and repositories are ignored (with a note on stderr), and an
+image is named by its io.containerd.image.name where
+org.opencontainers.image.ref.name holds the tag alone. A layout whose
+index.json names no tag (crane pull --format=oci) has nothing to restore:
+it is refused, as verify says.
 
 Each target is <registry>[/<repository>][:<tag>[,<tag>...]]; with several,
 they may name different registries. The first rule that applies wins:
@@ -141,7 +148,12 @@ before the manifests that use them and tags last; what a target already has
 is not pushed again, and a blob shared by several repositories of one
 registry is uploaded once and mounted into the others. Referrers (signatures,
 SBOMs) are restored into the repositories they were backed up from, unless
---exclude-referrers.
+--exclude-referrers. A non-distributable (foreign) layer that the backup
+does not hold is left out and its manifest pushed without it (the target
+must accept that: distribution needs validation.manifests.urls.allow); the
+report counts it. From a compressed tar or standard input, the archive is
+read to its end before tags are set: an archive that goes wrong after the
+content (a second index.json, a cut, a bad checksum) sets no tag.
 
 The first repository that fails stops the restore (rules: settings.fail-fast);
 --fail-fast=false goes on with the others. Exit codes: 0 done, 1 failure,

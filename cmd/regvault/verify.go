@@ -47,6 +47,13 @@ repository, each tag and referrer that can be restored, and what is missing
 or corrupt, naming each blob's digest and the tags it keeps from being
 restored.
 
+verify and restore give one verdict: what restore refuses, verify reports
+as an error (a member twice, such as two index.json; an unexpected member;
+an index.json that names no tag, as crane pull --format=oci writes it, with
+what to do about it). A non-distributable (foreign) layer the backup does not
+hold is expected, not missing: the report lists it. The manifest.json and
+repositories of a docker save archive are ignored, with a note on stderr.
+
 The input is a directory, a tar, a gzip- or zstd-compressed tar (read as a
 stream, never extracted to disk), or - for such a tar on standard input.
 verify reads it at disk speed and prints the rate it reached.
