@@ -573,8 +573,8 @@ func (c *checker) readLayout() ([]entry, bool) {
 	}
 	tags := 0
 	for _, e := range entries {
-		if !e.referrer && e.tag != "" {
-			tags++
+		if le := source.ParseEntry(e.desc); !le.Referrer && le.Tag != "" {
+			tags++ // as restore counts them
 		}
 	}
 	if tags == 0 && !bad {

@@ -380,6 +380,10 @@ func (l *Layout) readAll(ctx context.Context, name string, limit int64) ([]byte,
 	return data, nil
 }
 
+// ParseEntry reads one index.json entry as restore does: verify counts a
+// backup's tags with it, so that both agree on what can be restored.
+func ParseEntry(d ocispec.Descriptor) LayoutEntry { return layoutEntry(d) }
+
 // layoutEntry reads one index.json entry, detecting its reference format
 // as the proposal's "Restore Behavior with Full References" says: a
 // ref.name with a repository is a full reference, one without is a tag.
