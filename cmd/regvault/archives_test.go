@@ -473,6 +473,31 @@ func TestArchiveNonDistributableLayers(t *testing.T) {
 				r.wantCode(t, exitOK)
 				wantContains(t, "stdout", r.stdout, "[DRY RUN] Left out 2 non-distributable layer(s) that the backup does not hold")
 
+				r = regvault(t, "", "restore", "--plain-http", "--no-tty", "--dry-run", "--format", "json", "-i", in, dst.Host()+"/win/app")
+				r.wantCode(t, exitOK)
+				var js struct {
+					Targets []struct {
+						Tags []struct {
+							Tag              string `json:"tag"`
+							NonDistributable int    `json:"nonDistributableLeftOut"`
+						} `json:"tags"`
+					} `json:"targets"`
+					NonDistributable []struct {
+						Digest string `json:"digest"`
+					} `json:"nonDistributableLeftOut"`
+				}
+				if err := json.Unmarshal([]byte(r.stdout), &js); err != nil {
+					t.Fatal(err)
+				}
+				if len(js.NonDistributable) != 2 || len(js.Targets) != 1 || len(js.Targets[0].Tags) != 3 {
+					t.Fatalf("restore --format json: %+v", js)
+				}
+				for _, tg := range js.Targets[0].Tags {
+					if want := map[string]int{"v1": 1, "v2": 0, "v3": 1}[tg.Tag]; tg.NonDistributable != want {
+						t.Errorf("restore --format json: tag %s: %d left out, want %d", tg.Tag, tg.NonDistributable, want)
+					}
+				}
+
 				r = regvault(t, "", "restore", "--plain-http", "--no-tty", "-i", in, dst.Host()+"/win/app")
 				r.wantCode(t, exitOK)
 				wantContains(t, "stdout", r.stdout, "Left out 2 non-distributable layer(s) that the backup does not hold")
