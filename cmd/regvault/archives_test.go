@@ -121,7 +121,8 @@ func TestArchiveNoTagNames(t *testing.T) {
 	empty := archivetest.WriteTar(t, filepath.Join(dir, "empty.tar"), withIndex(t, ms, func(idx *ocispec.Index) { idx.Manifests = nil }))
 
 	for _, tc := range []struct{ in, want string }{
-		{in, "index.json names no tag: none of its 4 manifest(s) has an org.opencontainers.image.ref.name annotation"},
+		// 6: every index.json entry of the backup (tags, referrers, their tag-schema indexes), stripped of its name.
+		{in, "index.json names no tag: none of its 6 manifest(s) has an org.opencontainers.image.ref.name annotation"},
 		{empty, "index.json lists nothing: the backup is empty, there is nothing to restore"},
 	} {
 		r := regvault(t, "", "verify", "--input", tc.in)
