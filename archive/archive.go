@@ -23,6 +23,13 @@ import (
 // backed up from.
 const AnnotationRepositories = "dev.regvault.repositories"
 
+// AnnotationRepository is set on index.json itself (the index's own
+// annotations, which oras and other readers ignore) when the layout names
+// its tags by the tag alone: the one repository (registry/path) they are
+// tags of. A later backup into the same directory reads it to refuse
+// mixing the tags of two repositories (see CheckAdd).
+const AnnotationRepository = "dev.regvault.repository"
+
 // Kind is the form a backup takes on disk.
 type Kind int
 
@@ -71,7 +78,8 @@ var LayoutFile = []byte(`{"imageLayoutVersion":"1.0.0"}`)
 // that tools which find a layout's manifests by its index.json entries
 // (oras) find them; and one entry per referrers tag-schema index that g
 // holds (see TagSchema), named sha256-<hex> or registry/repo:sha256-<hex>.
-// Entries are sorted.
+// Entries are sorted. Named by the tag alone, the index records its
+// repository (AnnotationRepository).
 func Index(g *graph.Graph, fullRef bool) ocispec.Index {
 	idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{}}
 	idx.SchemaVersion = 2
@@ -81,6 +89,8 @@ func Index(g *graph.Graph, fullRef bool) ocispec.Index {
 		name := t.Name
 		if fullRef {
 			name = graph.FullRepo(g.Registry, t.Repo) + ":" + t.Name
+		} else {
+			idx.Annotations = map[string]string{AnnotationRepository: graph.FullRepo(g.Registry, t.Repo)}
 		}
 		d.Annotations = map[string]string{ocispec.AnnotationRefName: name}
 		idx.Manifests = append(idx.Manifests, d)
@@ -280,12 +290,114 @@ func Merge(old, add ocispec.Index) ocispec.Index {
 		}
 	}
 	out := add
+	if len(old.Annotations) > 0 {
+		out.Annotations = cloneAnnotations(old.Annotations)
+		for k, v := range add.Annotations {
+			out.Annotations[k] = v
+		}
+	}
 	out.Manifests = make([]ocispec.Descriptor, 0, len(byKey))
 	for _, d := range byKey {
 		out.Manifests = append(out.Manifests, d)
 	}
 	Sort(out.Manifests)
 	return out
+}
+
+// Moved is a tag that a backup into an existing directory moved: the
+// directory named From under Name, the new backup names To.
+type Moved struct {
+	Name     string
+	From, To digest.Digest
+}
+
+// MovedTags lists the tags of old that add names with another digest,
+// sorted by name.
+func MovedTags(old, add ocispec.Index) []Moved {
+	was := map[string]digest.Digest{}
+	for _, d := range old.Manifests {
+		if name, ok := d.Annotations[ocispec.AnnotationRefName]; ok {
+			was[name] = d.Digest
+		}
+	}
+	var out []Moved
+	for _, d := range add.Manifests {
+		name, ok := d.Annotations[ocispec.AnnotationRefName]
+		if !ok {
+			continue
+		}
+		if from, ok := was[name]; ok && from != d.Digest {
+			out = append(out, Moved{Name: name, From: from, To: d.Digest})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// MixError refuses a backup into a directory whose layout names its tags
+// in a way the new backup cannot add to without losing or mixing tags.
+type MixError struct{ Msg string }
+
+func (e *MixError) Error() string { return e.Msg }
+
+// CheckAdd says whether a backup may add its tags to a layout whose index
+// is old (see Merge): named registry/repository:tag with fullRef, else by
+// the tag alone as tags of repo (registry/path). Tags named by the tag
+// alone belong to one repository: the one old records in
+// AnnotationRepository. Adding the same repository is fine (its tags are
+// updated); adding another one, adding full references to tag-only names
+// or tag-only names to full references, or adding to tag-only names whose
+// repository is not recorded (a layout written by another tool, or by
+// regvault before it recorded it) would mix or replace the tags of
+// different repositories, and is refused with a *MixError that says how
+// to proceed. The message starts with what the layout holds; the caller
+// prefixes its name.
+func CheckAdd(old ocispec.Index, fullRef bool, repo string) error {
+	oldRepo := old.Annotations[AnnotationRepository]
+	var oldShort, oldFull []string
+	for _, d := range old.Manifests {
+		name, ok := d.Annotations[ocispec.AnnotationRefName]
+		if !ok {
+			continue
+		}
+		if r, _ := SplitRef(name); r == "" {
+			oldShort = append(oldShort, name)
+		} else {
+			oldFull = append(oldFull, name)
+		}
+	}
+	const fresh = "back up into a new directory (with --full-reference to keep several repositories in one)"
+	switch {
+	case fullRef && (oldRepo != "" || len(oldShort) > 0):
+		what := "tags named by the tag alone (" + sample(oldShort) + ")"
+		if oldRepo != "" {
+			what = "the tags of " + oldRepo + " named by the tag alone"
+		}
+		return &MixError{Msg: "holds " + what + "; adding tags named registry/repository:tag would mix the two kinds of names: " +
+			"add to it without --full-reference (the same repository only), or " + fresh}
+	case fullRef:
+		return nil
+	case len(oldFull) > 0:
+		return &MixError{Msg: "names its tags registry/repository:tag (" + sample(oldFull) + "); adding those of " + repo +
+			" named by the tag alone would mix the two kinds of names: add to it with --full-reference, or " + fresh}
+	case oldRepo != "" && oldRepo != repo:
+		return &MixError{Msg: "holds the tags of " + oldRepo + ", named by the tag alone; adding those of " + repo +
+			" would mix the tags of two repositories (a tag of the same name would replace the other's): " + fresh}
+	case oldRepo == "" && len(oldShort) > 0:
+		return &MixError{Msg: "holds tags named by the tag alone (" + sample(oldShort) + ") and does not record their repository " +
+			"(written by another tool, or by an older regvault); adding those of " + repo + " could replace or mix the tags of another repository: " + fresh}
+	}
+	return nil
+}
+
+// sample names a few of names, for a message.
+func sample(names []string) string {
+	sort.Strings(names)
+	const show = 3
+	if len(names) <= show {
+		return strings.Join(names, ", ")
+	}
+	return strings.Join(names[:show], ", ") + ", …"
 }
 
 // Sort orders index entries: named entries by (repository, tag), then

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -109,7 +110,7 @@ func NewLayout(output string, opts LayoutOptions) (*Layout, error) {
 	case archive.TarGzip, archive.TarZstd:
 		l.form = &streamLayout{output: output, path: abs, kind: kind}
 	default:
-		l.form = &dirLayout{output: output, path: abs}
+		l.form = &dirLayout{output: output, path: abs, fullRef: opts.FullReference}
 	}
 	return l, nil
 }
@@ -146,7 +147,7 @@ func (l *Layout) Prepare(ctx context.Context, g *graph.Graph) ([]*graph.Node, Or
 	// (from the node's Content, as the pipeline opens manifests): peers
 	// (regctl) find referrers in a layout only through them.
 	archive.AddTagSchema(g, l.opts.FullReference)
-	if err := checkGraph(g); err != nil {
+	if err := checkGraph(g, l.opts.FullReference); err != nil {
 		return nil, 0, fmt.Errorf("layout %s: %w", l.output, err)
 	}
 	idx := archive.Index(g, l.opts.FullReference)
@@ -179,6 +180,18 @@ func (l *Layout) Write(ctx context.Context, n *graph.Node, open Opener) error {
 		return fmt.Errorf("layout %s: write %s: %w", l.output, n.Desc.Digest, err)
 	}
 	return l.form.write(ctx, n, open)
+}
+
+// MovedTags are the tags of an existing directory layout that this backup
+// moved to another digest (the tag moved in the registry since the last
+// backup into the directory), sorted by name; known after Prepare.
+func (l *Layout) MovedTags() []archive.Moved {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if d, ok := l.form.(*dirLayout); ok {
+		return slices.Clone(d.moved)
+	}
+	return nil
 }
 
 // AcceptsParts reports whether blobs may be written in parts: a plain tar
@@ -242,8 +255,9 @@ func (l *Layout) Abort() error {
 
 // checkGraph refuses what would make a broken or unsafe layout: a digest
 // that is not a valid digest (its parts become file names), a negative
-// size, an index entry whose content is not in the graph.
-func checkGraph(g *graph.Graph) error {
+// size, an index entry whose content is not in the graph, tags of several
+// repositories named by the tag alone (they would replace each other).
+func checkGraph(g *graph.Graph, fullRef bool) error {
 	for _, n := range g.Nodes() {
 		if err := n.Desc.Digest.Validate(); err != nil {
 			return fmt.Errorf("node %q: invalid digest: %w", n.Desc.Digest, err)
@@ -252,9 +266,13 @@ func checkGraph(g *graph.Graph) error {
 			return fmt.Errorf("node %s: negative size %d", n.Desc.Digest, n.Desc.Size)
 		}
 	}
-	for _, t := range g.Tags() {
+	tags := g.Tags()
+	for _, t := range tags {
 		if n := g.Node(t.Desc.Digest); n == nil {
 			return fmt.Errorf("tag %s:%s: its manifest %s is not in the graph", t.Repo, t.Name, t.Desc.Digest)
+		}
+		if !fullRef && t.Repo != tags[0].Repo {
+			return fmt.Errorf("tags of %s and %s cannot both be named by the tag alone: name them registry/repository:tag", tags[0].Repo, t.Repo)
 		}
 	}
 	for _, r := range g.Referrers() {

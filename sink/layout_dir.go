@@ -25,8 +25,13 @@ import (
 // asked for, new blobs appear under their final name only once complete,
 // and index.json is merged and replaced at Commit.
 type dirLayout struct {
-	output string // as given
-	path   string // absolute final path (symbolic links resolved if it exists)
+	output  string // as given
+	path    string // absolute final path (symbolic links resolved if it exists)
+	fullRef bool   // the new tags are named registry/repository:tag
+
+	// moved are the tags of an existing layout this backup moves to
+	// another digest; set by prepare.
+	moved []archive.Moved
 
 	// Set by prepare.
 	existing      bool   // adding to an existing layout in place
@@ -144,33 +149,17 @@ func (d *dirLayout) prepareExisting(ctx context.Context, nodes []*graph.Node) ([
 	d.mu.Lock()
 	d.lock = lock
 	d.mu.Unlock()
-	layoutPath := filepath.Join(d.path, ocispec.ImageLayoutFile)
-	b, err := os.ReadFile(layoutPath)
+	old, err := readExisting(d.path)
 	if err != nil {
 		return nil, 0, fmt.Errorf("layout %s: %w", d.output, err)
 	}
-	var il ocispec.ImageLayout
-	if err := json.Unmarshal(b, &il); err != nil {
-		return nil, 0, fmt.Errorf("layout %s: reading %s: %w", d.output, layoutPath, err)
-	}
-	if il.Version != ocispec.ImageLayoutVersion {
-		return nil, 0, fmt.Errorf("layout %s: %s says version %q; only %q can be added to", d.output, layoutPath, il.Version, ocispec.ImageLayoutVersion)
-	}
-	d.hasLayoutFile = true
-
-	indexPath := filepath.Join(d.path, "index.json")
-	b, err = os.ReadFile(indexPath)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		d.oldIndex = ocispec.Index{MediaType: ocispec.MediaTypeImageIndex}
-		d.oldIndex.SchemaVersion = 2
-	case err != nil:
-		return nil, 0, fmt.Errorf("layout %s: %w", d.output, err)
-	default:
-		if err := json.Unmarshal(b, &d.oldIndex); err != nil {
-			return nil, 0, fmt.Errorf("layout %s: reading %s: %w", d.output, indexPath, err)
+	d.oldIndex, d.hasLayoutFile = old, true
+	if repo := d.newIndex.Annotations[archive.AnnotationRepository]; d.fullRef || repo != "" {
+		if err := archive.CheckAdd(d.oldIndex, d.fullRef, repo); err != nil {
+			return nil, 0, fmt.Errorf("layout %s: %w", d.output, err)
 		}
 	}
+	d.moved = archive.MovedTags(d.oldIndex, d.newIndex)
 
 	need, err := d.missingBlobs(ctx, nodes)
 	if err != nil {
@@ -183,6 +172,64 @@ func (d *dirLayout) prepareExisting(ctx context.Context, nodes []*graph.Node) ([
 	}
 	d.mu.Unlock()
 	return need, AnyOrder, nil
+}
+
+// readExisting reads the oci-layout and index.json of the layout in dir
+// (an index.json not there yet is an empty index). Each must be a regular
+// file.
+func readExisting(dir string) (ocispec.Index, error) {
+	var idx ocispec.Index
+	b, err := archive.ReadFile(nil, filepath.Join(dir, ocispec.ImageLayoutFile), archive.MaxLayoutFile)
+	if err != nil {
+		return idx, err
+	}
+	var il ocispec.ImageLayout
+	if err := json.Unmarshal(b, &il); err != nil {
+		return idx, fmt.Errorf("reading %s: %w", ocispec.ImageLayoutFile, err)
+	}
+	if il.Version != ocispec.ImageLayoutVersion {
+		return idx, fmt.Errorf("%s says version %q; only %q can be added to", ocispec.ImageLayoutFile, il.Version, ocispec.ImageLayoutVersion)
+	}
+	b, err = archive.ReadFile(nil, filepath.Join(dir, "index.json"), archive.MaxIndexFile)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		idx = ocispec.Index{MediaType: ocispec.MediaTypeImageIndex}
+		idx.SchemaVersion = 2
+		return idx, nil
+	case err != nil:
+		return idx, err
+	}
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return idx, fmt.Errorf("reading index.json: %w", err)
+	}
+	return idx, nil
+}
+
+// CheckAddTo says, before a backup begins, whether it may add its tags to
+// output: a directory that holds a layout takes only tags named the way
+// its own are (see archive.CheckAdd). fullRef and repo (registry/path of
+// the single repository of a backup named by the tag alone) are the new
+// backup's. Nothing is written; a *archive.MixError is a refusal, other
+// errors are left for the backup itself to report.
+func CheckAddTo(output string, fullRef bool, repo string) error {
+	if archive.KindOf(output) != archive.Directory {
+		return nil
+	}
+	st, err := os.Stat(output)
+	if err != nil || !st.IsDir() {
+		return nil
+	}
+	if _, err := os.Lstat(filepath.Join(output, ocispec.ImageLayoutFile)); err != nil {
+		return nil
+	}
+	old, err := readExisting(output)
+	if err != nil {
+		return nil
+	}
+	if err := archive.CheckAdd(old, fullRef, repo); err != nil {
+		return fmt.Errorf("layout %s: %w", output, err)
+	}
+	return nil
 }
 
 // missingBlobs returns the nodes, in their order, whose blob the existing
@@ -243,7 +290,7 @@ feed:
 func (d *dirLayout) haveBlob(ctx context.Context, n *graph.Node) (bool, error) {
 	dg := n.Desc.Digest
 	p := filepath.Join(d.root, filepath.FromSlash(archive.BlobPath(dg)))
-	f, err := os.Open(p)
+	f, st, err := archive.OpenFile(nil, p)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
@@ -251,11 +298,7 @@ func (d *dirLayout) haveBlob(ctx context.Context, n *graph.Node) (bool, error) {
 		return false, fmt.Errorf("layout %s: checking blob %s: %w", d.output, dg, err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return false, fmt.Errorf("layout %s: checking blob %s: %w", d.output, dg, err)
-	}
-	if !st.Mode().IsRegular() || st.Size() != n.Desc.Size {
+	if st.Size() != n.Desc.Size {
 		return false, nil
 	}
 	v := dg.Verifier()

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/regvault/regvault/archive"
+	"github.com/regvault/regvault/graph"
 	"github.com/regvault/regvault/pipeline"
 	"github.com/regvault/regvault/plan"
 	"github.com/regvault/regvault/registry"
@@ -93,6 +94,19 @@ with --include-referrers, names sha256-<hex of a subject's digest> an index
 of that subject's referrers, as oras backups and regctl's layouts hold them
 (regctl image copy --referrers ocidir://... finds referrers through them).
 Those entries are not tags: regvault's restore and repo tags skip them.
+A layout named by the tag alone records its repository (the
+dev.regvault.repository annotation of index.json).
+
+A directory that already holds a layout is added to, one run at a time: blobs
+it holds are not fetched again, a tag that moved to another digest is updated
+and listed as such. A backup that would mix or replace the tags of another
+repository is refused (exit code 2, nothing written): a directory whose tags
+are named by the tag alone takes only the same repository, again without
+--full-reference; one named registry/repository:tag takes only
+--full-reference backups. A tag-only layout that does not record its
+repository (written by oras or an older regvault) is not added to. Back up
+into a new directory instead, with --full-reference to keep several
+repositories in one.
 
 A non-distributable ("foreign") layer — OCI nondistributable media types,
 Docker foreign layers, any layer with urls, as Windows base images have — is
@@ -160,7 +174,16 @@ func (b *backupCmd) run(ctx context.Context, args []string) error {
 		return err
 	}
 	// The output is opened before anything is printed: a bad --output is
-	// the whole message.
+	// the whole message. So is a directory this backup may not add to.
+	if p.Output != "" {
+		repo := ""
+		if !p.FullReference {
+			repo = graph.FullRepo(p.Registry, p.Repos[0].Name)
+		}
+		if err := sink.CheckAddTo(p.Output, p.FullReference, repo); err != nil {
+			return &plan.UsageError{Msg: err.Error()}
+		}
+	}
 	var layout *sink.Layout
 	if !p.DryRun {
 		if layout, err = sink.NewLayout(p.Output, sink.LayoutOptions{FullReference: p.FullReference, Stdout: c.stdout}); err != nil {
@@ -194,9 +217,17 @@ func (b *backupCmd) run(ctx context.Context, args []string) error {
 	res, g, runErr := pipeline.Run(ctx, job)
 	rep.stop()
 
+	var mix *archive.MixError
+	if errors.As(runErr, &mix) {
+		// Another run changed the directory since the check above.
+		return &exitError{code: exitUsage, err: runErr}
+	}
 	sum := summarize(p, res, g, runErr)
 	if ctx.Err() != nil {
 		sum.interrupted = true
+	}
+	if layout != nil && runErr == nil {
+		sum.moved = layout.MovedTags()
 	}
 	code := sum.exitCode()
 	if rep.json {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/regvault/regvault/archive"
 	"github.com/regvault/regvault/graph"
 	"github.com/regvault/regvault/pipeline"
 	"github.com/regvault/regvault/plan"
@@ -114,6 +115,7 @@ type summary struct {
 	interrupted bool
 	ok          []pipeline.RepoResult
 	failed      []pipeline.RepoResult
+	moved       []archive.Moved // tags of the directory moved to another digest
 }
 
 func summarize(p *plan.Backup, res *pipeline.Result, g *graph.Graph, runErr error) *summary {
@@ -178,6 +180,13 @@ func (r *reporter) printSummary(s *summary) {
 			line += fmt.Sprintf("; %d blob(s) were already there", s.res.Skipped)
 		}
 		fmt.Fprintln(r.out, line)
+		if len(s.moved) > 0 {
+			fmt.Fprintf(r.out, "Updated %s that moved to another digest since the last backup into %s:\n",
+				plural(len(s.moved), "tag", "tags"), outputName(p))
+			for _, m := range s.moved {
+				fmt.Fprintf(r.out, "  %s: %s (was %s)\n", m.Name, m.To, m.From)
+			}
+		}
 		if len(s.failed) == 0 {
 			fmt.Fprintf(r.out, "Successfully backed up %d tag(s) from %d repository(ies) in %s.\n",
 				s.res.TagCount(), len(s.ok), humanDuration(s.res.Duration))
@@ -314,6 +323,13 @@ type jsonRepo struct {
 	NonDistributable int `json:"nonDistributableLeftOut"`
 }
 
+// jsonMove is a tag of the output directory that moved to another digest.
+type jsonMove struct {
+	Tag  string `json:"tag"`
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
 type jsonSummary struct {
 	Registry     string     `json:"registry"`
 	Output       string     `json:"output"`
@@ -323,6 +339,7 @@ type jsonSummary struct {
 	UniqueBytes  int64      `json:"uniqueBytes"`
 	BytesMoved   int64      `json:"bytesMoved"`
 	BlobsSkipped int        `json:"blobsSkipped"`
+	MovedTags    []jsonMove `json:"movedTags,omitempty"`
 	// NonDistributable lists the non-distributable layers left out: the
 	// source does not hold them, clients fetch them from their urls.
 	NonDistributable []jsonLeftOut `json:"nonDistributableLeftOut"`
@@ -345,6 +362,9 @@ func (r *reporter) printJSON(s *summary, code int) error {
 		NonDistributable: leftOut(s.graph),
 		DurationSeconds:  s.res.Duration.Seconds(),
 		ExitCode:         code,
+	}
+	for _, m := range s.moved {
+		js.MovedTags = append(js.MovedTags, jsonMove{Tag: m.Name, From: m.From.String(), To: m.To.String()})
 	}
 	switch {
 	case s.interrupted:
