@@ -593,18 +593,9 @@ func (r *reading) hashAll(ctx context.Context, list []*blobInfo, workers int, op
 
 // openBlobFile opens a blob file of a directory, setting its size.
 func openBlobFile(root *os.Root, b *blobInfo) (io.ReadCloser, error) {
-	f, err := root.Open(b.name)
+	f, fi, err := archive.OpenFile(root, b.name)
 	if err != nil {
 		return nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, errors.New("not a regular file")
 	}
 	b.size = fi.Size()
 	return f, nil
@@ -712,7 +703,7 @@ func (r *reading) readTarFile(ctx context.Context, f *os.File, workers int) erro
 }
 
 func readRootFile(root *os.Root, name string, limit int64) ([]byte, error) {
-	f, err := root.Open(name)
+	f, _, err := archive.OpenFile(root, name)
 	if err != nil {
 		return nil, err
 	}
@@ -728,6 +719,13 @@ func readRootFile(root *os.Root, name string, limit int64) ([]byte, error) {
 }
 
 func readRootDir(root *os.Root, name string) ([]fs.DirEntry, error) {
+	// Anything but a directory (a named pipe would block the open) is
+	// refused before it is opened.
+	if fi, err := root.Stat(name); err != nil {
+		return nil, err
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory", name)
+	}
 	f, err := root.Open(name)
 	if err != nil {
 		return nil, err

@@ -209,8 +209,9 @@ func readExisting(dir string) (ocispec.Index, error) {
 // output: a directory that holds a layout takes only tags named the way
 // its own are (see archive.CheckAdd). fullRef and repo (registry/path of
 // the single repository of a backup named by the tag alone) are the new
-// backup's. Nothing is written; a *archive.MixError is a refusal, other
-// errors are left for the backup itself to report.
+// backup's. Nothing is written. A *archive.MixError is a refusal; other
+// errors say the layout there cannot be read (its oci-layout or index.json
+// is not a regular file, or not JSON).
 func CheckAddTo(output string, fullRef bool, repo string) error {
 	if archive.KindOf(output) != archive.Directory {
 		return nil
@@ -223,10 +224,10 @@ func CheckAddTo(output string, fullRef bool, repo string) error {
 		return nil
 	}
 	old, err := readExisting(output)
-	if err != nil {
-		return nil
+	if err == nil {
+		err = archive.CheckAdd(old, fullRef, repo)
 	}
-	if err := archive.CheckAdd(old, fullRef, repo); err != nil {
+	if err != nil {
 		return fmt.Errorf("layout %s: %w", output, err)
 	}
 	return nil

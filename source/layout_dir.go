@@ -7,6 +7,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+
+	"github.com/regvault/regvault/archive"
 )
 
 // layoutDir serves the members of an OCI layout directory. Every open goes
@@ -28,21 +30,14 @@ func (d *layoutDir) open(ctx context.Context, name string, size int64) (io.ReadC
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	f, err := d.root.Open(name)
+	// A named pipe in the layout would block the open for ever: the type
+	// is checked first, and the open does not wait.
+	f, fi, err := archive.OpenFile(d.root, name)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, layoutNotFound(name)
 		}
 		return nil, fmt.Errorf("backup %s: %w", d.path, err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("backup %s: %w", d.path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("backup %s: %s is not a regular file", d.path, name)
 	}
 	if size >= 0 && fi.Size() != size {
 		f.Close()
@@ -60,7 +55,7 @@ func (d *layoutDir) stat(name string, size int64) error {
 		return fmt.Errorf("backup %s: %w", d.path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("backup %s: %s is not a regular file", d.path, name)
+		return fmt.Errorf("backup %s: %w", d.path, &archive.NotRegularError{Name: name, Mode: fi.Mode()})
 	}
 	if size >= 0 && fi.Size() != size {
 		return layoutSizeError(name, fi.Size(), size)
