@@ -52,8 +52,10 @@ func TestLayoutFileIsNamedPipe(t *testing.T) {
 		"backup into": func(dir string) []string {
 			return []string{"backup", "--plain-http", "--no-tty", "--full-reference", "-o", dir, front}
 		},
-		"restore": func(dir string) []string { return []string{"restore", "--plain-http", "--no-tty", "-i", dir, dst.Host()} },
-		"verify":  func(dir string) []string { return []string{"verify", "--input", dir} },
+		"restore": func(dir string) []string {
+			return []string{"restore", "--plain-http", "--no-tty", "-i", dir, dst.Host()}
+		},
+		"verify": func(dir string) []string { return []string{"verify", "--input", dir} },
 		"repo tags": func(dir string) []string {
 			return []string{"repo", "tags", "--oci-layout-path", dir, front}
 		},
