@@ -375,11 +375,6 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// tempPattern is the name pattern of the temporary sibling of path.
-func tempPattern(path string) string {
-	return "." + filepath.Base(path) + ".regvault-tmp-*"
-}
-
 // syncDir makes a rename in dir durable.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -46,6 +47,9 @@ type dirLayout struct {
 	// lock is held while adding to an existing layout, so that two runs
 	// adding to one directory cannot lose each other's index entries.
 	lock *os.File
+	// tmpLock is held on tmpDir while it is built, so that another run
+	// does not take it for a killed run's leftover.
+	tmpLock *os.File
 
 	mu      sync.Mutex
 	slots   map[digest.Digest]slotState
@@ -97,12 +101,27 @@ func (d *dirLayout) prepare(ctx context.Context, g *graph.Graph, idx ocispec.Ind
 		return d.prepareExisting(ctx, nodes)
 	}
 
-	tmp, err := os.MkdirTemp(filepath.Dir(d.path), tempPattern(d.path))
+	// A killed run building this directory left its temporary: the first
+	// one that holds a layout is resumed, the others are removed.
+	cleanLeftovers(d.path, func(dir string, lock *os.File) bool {
+		if b, err := archive.ReadFile(nil, filepath.Join(dir, ocispec.ImageLayoutFile), archive.MaxLayoutFile); err != nil || !bytes.Equal(b, archive.LayoutFile) {
+			return false
+		}
+		d.mu.Lock()
+		d.tmpDir, d.tmpLock, d.root = dir, lock, dir
+		d.mu.Unlock()
+		return true
+	})
+	if d.tmpDir != "" {
+		return d.resume(ctx, nodes, mode)
+	}
+
+	tmp, lock, err := createTempDir(d.path)
 	if err != nil {
 		return nil, 0, fmt.Errorf("layout %s: creating temporary directory: %w", d.output, err)
 	}
 	d.mu.Lock()
-	d.tmpDir, d.root = tmp, tmp
+	d.tmpDir, d.tmpLock, d.root = tmp, lock, tmp
 	d.slots = make(map[digest.Digest]slotState, len(nodes))
 	for _, n := range nodes {
 		d.slots[n.Desc.Digest] = slotPending
@@ -115,6 +134,51 @@ func (d *dirLayout) prepare(ctx context.Context, g *graph.Graph, idx ocispec.Ind
 		return nil, 0, fmt.Errorf("layout %s: %w", d.output, err)
 	}
 	return nodes, AnyOrder, nil
+}
+
+// resume goes on building the new directory in the temporary directory a
+// killed run left (d.tmpDir, locked): the blobs it holds, verified as in
+// an existing layout, are not asked for again.
+func (d *dirLayout) resume(ctx context.Context, nodes []*graph.Node, mode os.FileMode) ([]*graph.Node, Ordering, error) {
+	cleanInside(d.tmpDir)
+	// Blobs of content this backup no longer holds (the killed run was
+	// asked for other tags) would stay in the layout unnamed: removed.
+	want := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		want[filepath.FromSlash(archive.BlobPath(n.Desc.Digest))] = true
+	}
+	if algs, err := os.ReadDir(filepath.Join(d.tmpDir, "blobs")); err == nil {
+		for _, a := range algs {
+			files, _ := os.ReadDir(filepath.Join(d.tmpDir, "blobs", a.Name()))
+			for _, f := range files {
+				if rel := filepath.Join("blobs", a.Name(), f.Name()); !want[rel] {
+					_ = os.RemoveAll(filepath.Join(d.tmpDir, rel))
+				}
+			}
+		}
+	}
+	if err := os.Chmod(d.tmpDir, mode); err != nil {
+		return nil, 0, fmt.Errorf("layout %s: %w", d.output, err)
+	}
+	need, err := d.missingBlobs(ctx, nodes)
+	if err != nil {
+		return nil, 0, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.slots = make(map[digest.Digest]slotState, len(need))
+	for _, n := range need {
+		d.slots[n.Desc.Digest] = slotPending
+	}
+	// The killed run's renames of blobs are made durable with this run's.
+	if algs, err := os.ReadDir(filepath.Join(d.tmpDir, "blobs")); err == nil {
+		for _, a := range algs {
+			if a.IsDir() {
+				d.dirs[filepath.Join(d.tmpDir, "blobs", a.Name())] = true
+			}
+		}
+	}
+	return need, AnyOrder, nil
 }
 
 // inspectDir says whether dir holds an OCI layout, or nothing at all.
@@ -149,6 +213,11 @@ func (d *dirLayout) prepareExisting(ctx context.Context, nodes []*graph.Node) ([
 	d.mu.Lock()
 	d.lock = lock
 	d.mu.Unlock()
+	if lock != nil {
+		// No other run is writing here: temporary files are a killed
+		// run's.
+		cleanInside(d.path)
+	}
 	old, err := readExisting(d.path)
 	if err != nil {
 		return nil, 0, fmt.Errorf("layout %s: %w", d.output, err)
@@ -422,6 +491,7 @@ func (d *dirLayout) commit(context.Context) error {
 		return fmt.Errorf("layout %s: renaming %s into place: %w", d.output, d.tmpDir, err)
 	}
 	d.done = true
+	d.unlockTemp()
 	if err := syncDir(filepath.Dir(d.path)); err != nil {
 		return fmt.Errorf("layout %s: syncing its parent directory: %w", d.output, err)
 	}
@@ -460,6 +530,7 @@ func (d *dirLayout) abort() error {
 		if d.tmpDir == "" {
 			return nil
 		}
+		defer d.unlockTemp()
 		if err := os.RemoveAll(d.tmpDir); err != nil {
 			return fmt.Errorf("layout %s: removing %s: %w", d.output, d.tmpDir, err)
 		}
@@ -486,6 +557,14 @@ func (d *dirLayout) unlock() {
 	if d.lock != nil {
 		d.lock.Close()
 		d.lock = nil
+	}
+}
+
+// unlockTemp releases the lock on the temporary directory; d.mu is held.
+func (d *dirLayout) unlockTemp() {
+	if d.tmpLock != nil {
+		d.tmpLock.Close()
+		d.tmpLock = nil
 	}
 }
 

@@ -95,7 +95,8 @@ func (s *streamLayout) prepare(ctx context.Context, g *graph.Graph, _ ocispec.In
 		if err := checkNotDir(s.output, s.path); err != nil {
 			return nil, 0, err
 		}
-		f, err := os.CreateTemp(filepath.Dir(s.path), tempPattern(s.path))
+		cleanLeftovers(s.path, nil)
+		f, err := createTempFile(s.path)
 		if err != nil {
 			return nil, 0, fmt.Errorf("layout %s: creating temporary file: %w", s.output, err)
 		}

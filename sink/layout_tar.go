@@ -101,7 +101,8 @@ func (t *tarLayout) prepare(ctx context.Context, g *graph.Graph, _ ocispec.Index
 	if err := checkNotDir(t.output, t.path); err != nil {
 		return nil, 0, err
 	}
-	f, err := os.CreateTemp(filepath.Dir(t.path), tempPattern(t.path))
+	cleanLeftovers(t.path, nil)
+	f, err := createTempFile(t.path)
 	if err != nil {
 		return nil, 0, fmt.Errorf("layout %s: creating temporary file: %w", t.output, err)
 	}

@@ -1,0 +1,83 @@
+//go:build linux || darwin || freebsd || netbsd || openbsd || dragonfly
+
+package sink
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// A backup removes the temporaries killed runs left for its output, and
+// only those: not one another running process holds (locked), not a name
+// regvault does not make, not another output's.
+func TestLeftoversOnlyUnheldOwnAreRemoved(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.tar")
+	mk := func(name string, isDir bool) string {
+		p := filepath.Join(dir, name)
+		if isDir {
+			require.NoError(t, os.MkdirAll(filepath.Join(p, "blobs"), 0o755))
+		} else {
+			require.NoError(t, os.WriteFile(p, []byte("x"), 0o644))
+		}
+		return p
+	}
+	killedFile := mk(".out.tar.regvault-tmp-111", false)
+	killedDir := mk(".out.tar.regvault-tmp-555", true)
+	held := mk(".out.tar.regvault-tmp-222", false)
+	keep := []string{
+		held,
+		mk(".out.tar.regvault-tmp-abc", false),   // not a name regvault makes
+		mk(".other.tar.regvault-tmp-333", false), // another output's
+		mk("out.tar.regvault-tmp-444", false),    // not hidden: not ours
+		mk(".out.tar.regvault-tmp-", false),
+	}
+	// Another run is writing held: it holds the lock.
+	f, err := os.Open(held)
+	require.NoError(t, err)
+	defer f.Close()
+	require.NoError(t, flockNB(f))
+
+	run(t, newLayout(t, out, true), multiRepo(t))
+	for _, p := range []string{killedFile, killedDir} {
+		_, err := os.Lstat(p)
+		require.ErrorIs(t, err, os.ErrNotExist, "%s was left", p)
+	}
+	for _, p := range keep {
+		_, err := os.Lstat(p)
+		require.NoError(t, err, "%s was removed", p)
+	}
+	_, err = os.Stat(out)
+	require.NoError(t, err)
+}
+
+// A run adding to an existing layout, which holds its lock, removes the
+// temporary blob and index files a killed run left inside.
+func TestLeftoversInsideExistingLayoutAreRemoved(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "layout")
+	f := multiRepo(t)
+	run(t, newLayout(t, out, true), f)
+	stale := []string{
+		filepath.Join(out, "blobs", "sha256", ".0123abcd.regvault-tmp-98765"),
+		filepath.Join(out, ".index.json.regvault-tmp-4242"),
+	}
+	for _, p := range stale {
+		require.NoError(t, os.WriteFile(p, []byte("half"), 0o644))
+	}
+	other := filepath.Join(out, "blobs", "sha256", ".not-ours")
+	require.NoError(t, os.WriteFile(other, nil, 0o644))
+	l := newLayout(t, out, true)
+	_, _, err := l.Prepare(context.Background(), f.g)
+	require.NoError(t, err)
+	require.NoError(t, l.Commit(context.Background()))
+	for _, p := range stale {
+		_, err := os.Lstat(p)
+		require.ErrorIs(t, err, os.ErrNotExist, "%s was left", p)
+	}
+	_, err = os.Lstat(other)
+	require.NoError(t, err)
+}
