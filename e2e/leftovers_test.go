@@ -139,7 +139,7 @@ func TestKilledBackupLeftoversAreCleanedAndResumed(t *testing.T) {
 			assert.Empty(t, temporaries(t, dir), "the re-run removed the killed run's temporary")
 			if name == "layout" {
 				require.EqualValues(t, 1, h.gets.Load(), "the re-run fetched blobs the killed run had: %s", res)
-				require.Contains(t, string(res), "blob(s) were already there")
+				require.Contains(t, string(res), "blob(s) were already there (resumed from a killed run's temporary directory)")
 				for _, f := range []string{"oci-layout", "index.json"} {
 					got, err := os.ReadFile(filepath.Join(out, f))
 					require.NoError(t, err)

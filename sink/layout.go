@@ -194,6 +194,15 @@ func (l *Layout) MovedTags() []archive.Moved {
 	return nil
 }
 
+// Resumed says whether a new directory was built on in the temporary
+// directory a killed run left; known after Prepare.
+func (l *Layout) Resumed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d, ok := l.form.(*dirLayout)
+	return ok && d.resumed
+}
+
 // AcceptsParts reports whether blobs may be written in parts: a plain tar
 // file, whose slots are fixed, takes them.
 func (l *Layout) AcceptsParts() bool {

@@ -50,6 +50,7 @@ type dirLayout struct {
 	// tmpLock is held on tmpDir while it is built, so that another run
 	// does not take it for a killed run's leftover.
 	tmpLock *os.File
+	resumed bool // tmpDir is a killed run's
 
 	mu      sync.Mutex
 	slots   map[digest.Digest]slotState
@@ -166,6 +167,7 @@ func (d *dirLayout) resume(ctx context.Context, nodes []*graph.Node, mode os.Fil
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.resumed = true
 	d.slots = make(map[digest.Digest]slotState, len(need))
 	for _, n := range need {
 		d.slots[n.Desc.Digest] = slotPending

@@ -106,7 +106,15 @@ are named by the tag alone takes only the same repository, again without
 --full-reference backups. A tag-only layout that does not record its
 repository (written by oras or an older regvault) is not added to. Back up
 into a new directory instead, with --full-reference to keep several
-repositories in one.
+repositories in one. The directory's oci-layout, index.json and blobs must be
+regular files (a named pipe or a device is refused, never opened).
+
+The output is written under a temporary name next to it
+(.<name>.regvault-tmp-<digits>) and renamed when complete; an interrupted or
+failed run removes it. A run killed outright (SIGKILL, a crash) cannot: the
+next backup to the same output removes such leftovers (only those no running
+regvault holds locked), and a new directory resumes the killed run's
+temporary one, fetching only the blobs it lacks.
 
 A non-distributable ("foreign") layer — OCI nondistributable media types,
 Docker foreign layers, any layer with urls, as Windows base images have — is
@@ -227,7 +235,7 @@ func (b *backupCmd) run(ctx context.Context, args []string) error {
 		sum.interrupted = true
 	}
 	if layout != nil && runErr == nil {
-		sum.moved = layout.MovedTags()
+		sum.moved, sum.resumed = layout.MovedTags(), layout.Resumed()
 	}
 	code := sum.exitCode()
 	if rep.json {

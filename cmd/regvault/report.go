@@ -116,6 +116,7 @@ type summary struct {
 	ok          []pipeline.RepoResult
 	failed      []pipeline.RepoResult
 	moved       []archive.Moved // tags of the directory moved to another digest
+	resumed     bool            // a killed run's new directory was resumed
 }
 
 func summarize(p *plan.Backup, res *pipeline.Result, g *graph.Graph, runErr error) *summary {
@@ -178,6 +179,9 @@ func (r *reporter) printSummary(s *summary) {
 		line := fmt.Sprintf("Exported to %s (%s)", outputName(p), humanBytes(outputSize(p, s.res)))
 		if s.res.Skipped > 0 {
 			line += fmt.Sprintf("; %d blob(s) were already there", s.res.Skipped)
+		}
+		if s.resumed {
+			line += " (resumed from a killed run's temporary directory)"
 		}
 		fmt.Fprintln(r.out, line)
 		if len(s.moved) > 0 {

@@ -124,7 +124,9 @@ manifest.json and repositories are ignored (with a note on stderr), and an
 image is named by its io.containerd.image.name where
 org.opencontainers.image.ref.name holds the tag alone. A layout whose
 index.json names no tag (crane pull --format=oci) has nothing to restore:
-it is refused, as verify says.
+it is refused, as verify says. In a directory, oci-layout, index.json and
+every blob must be regular files: anything else (a named pipe, a device) is
+refused before it is opened.
 
 Each target is <registry>[/<repository>][:<tag>[,<tag>...]]; with several,
 they may name different registries. The first rule that applies wins:

@@ -55,7 +55,9 @@ hold is expected, not missing: the report lists it. The manifest.json and
 repositories of a docker save archive are ignored, with a note on stderr.
 
 The input is a directory, a tar, a gzip- or zstd-compressed tar (read as a
-stream, never extracted to disk), or - for such a tar on standard input.
+stream, never extracted to disk), or - for such a tar on standard input. In a
+directory, oci-layout, index.json and every blob must be regular files: any
+other (a named pipe, a device) is reported and never opened.
 verify reads it at disk speed and prints the rate it reached.
 
 A manifest larger than 4 MiB, the limit backup and restore share, is
