@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -608,4 +609,40 @@ func TestLayoutTarStreamsLargeBlob(t *testing.T) {
 		}
 		require.Equal(t, want, b)
 	}
+}
+
+// The directory's repository is checked again when the backup is about to
+// write, under the directory's lock (another run may have written it since
+// the command checked): a tag-only backup of another repository is refused
+// with an *archive.MixError, and nothing is written.
+func TestLayoutDirRefusesAnotherRepository(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "layout")
+	f := singleRepo(t)
+	run(t, newLayout(t, out, false), f)
+	idxPath := filepath.Join(out, "index.json")
+	raw, err := os.ReadFile(idxPath)
+	require.NoError(t, err)
+	var idx ocispec.Index
+	require.NoError(t, json.Unmarshal(raw, &idx))
+	require.Equal(t, graph.FullRepo(f.g.Registry, "library/alpine"), idx.Annotations[archive.AnnotationRepository])
+
+	idx.Annotations[archive.AnnotationRepository] = "registry.example.com/someone/else"
+	raw, err = archive.Marshal(idx)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(idxPath, raw, 0o644))
+	before := dirNames(t, out)
+	l := newLayout(t, out, false)
+	_, _, err = l.Prepare(context.Background(), f.g)
+	var mix *archive.MixError
+	require.ErrorAs(t, err, &mix)
+	require.Contains(t, err.Error(), "holds the tags of registry.example.com/someone/else")
+	require.Equal(t, before, dirNames(t, out))
+	after, err := os.ReadFile(idxPath)
+	require.NoError(t, err)
+	require.Equal(t, string(raw), string(after))
+
+	// Full references are refused too.
+	l = newLayout(t, out, true)
+	_, _, err = l.Prepare(context.Background(), f.g)
+	require.ErrorAs(t, err, &mix)
 }

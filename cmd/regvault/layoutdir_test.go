@@ -136,6 +136,23 @@ func TestBackupIntoDirectoryKeepsRepositoriesApart(t *testing.T) {
 	r = backup("-o", dir, front)
 	r.wantCode(t, exitOK)
 	wantNotContains(t, "stdout", r.stdout, "Updated")
+
+	// The JSON summary lists a moved tag too.
+	again, err := registrytest.PushImage(ctx, registrytest.Repo(t, s, registrytest.SampleFrontend), "v1", []byte("v1 once more"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = backup("--format", "json", "-o", dir, front)
+	r.wantCode(t, exitOK)
+	var sum struct {
+		MovedTags []struct{ Tag, From, To string } `json:"movedTags"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &sum); err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.MovedTags) != 1 || sum.MovedTags[0].Tag != "v1" || sum.MovedTags[0].From != moved.Digest.String() || sum.MovedTags[0].To != again.Digest.String() {
+		t.Errorf("movedTags: %+v", sum.MovedTags)
+	}
 }
 
 // A directory of full references takes only full references.
