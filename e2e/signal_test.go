@@ -117,7 +117,9 @@ func TestInterruptedDirectoryBackupContinues(t *testing.T) {
 	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{})
 	out := filepath.Join(t.TempDir(), "layout")
 	run := func(repos ...string) *exec.Cmd {
-		args := []string{"backup", "--plain-http", "--no-tty", "--output", out}
+		// --full-reference: a directory named by the tag alone takes no
+		// other repository.
+		args := []string{"backup", "--plain-http", "--no-tty", "--full-reference", "--output", out}
 		for _, r := range repos {
 			args = append(args, srv.Host()+"/"+r)
 		}
