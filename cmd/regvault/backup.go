@@ -37,8 +37,9 @@ const backupExamples = `  # Back up several repositories of one registry into on
   regvault backup --output apps.tar.zst \
     registry.mycompany.com/app/frontend registry.mycompany.com/app/backend
 
-  # Write a directory (an OCI image layout); a later backup into it adds to it
-  # (fetching only what it lacks; one run at a time adds to a directory)
+  # Write a directory (an OCI image layout); a later backup of the same
+  # repository into it adds to it (fetching only what it lacks; one run at a
+  # time adds to a directory)
   regvault backup --output ./backup-dir registry.mycompany.com/app/frontend:v2.0
 
   # Stream the tar to standard output, e.g. to compress or copy it elsewhere
@@ -102,8 +103,8 @@ it holds are not fetched again, a tag that moved to another digest is updated
 and listed as such. A backup that would mix or replace the tags of another
 repository is refused (exit code 2, nothing written): a directory whose tags
 are named by the tag alone takes only the same repository, again without
---full-reference; one named registry/repository:tag takes only
---full-reference backups. A tag-only layout that does not record its
+--full-reference; one named registry/repository:tag takes only backups named
+so (--full-reference, or several repositories). A tag-only layout that does not record its
 repository (written by oras or an older regvault) is not added to. Back up
 into a new directory instead, with --full-reference to keep several
 repositories in one. The directory's oci-layout, index.json and blobs must be
