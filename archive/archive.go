@@ -326,6 +326,9 @@ func MovedTags(old, add ocispec.Index) []Moved {
 		if !ok {
 			continue
 		}
+		if _, tag := SplitRef(name); IsTagSchema(tag, d.MediaType) {
+			continue // a referrers list, not a tag: it grows with new referrers
+		}
 		if from, ok := was[name]; ok && from != d.Digest {
 			out = append(out, Moved{Name: name, From: from, To: d.Digest})
 		}
@@ -360,7 +363,12 @@ func CheckAdd(old ocispec.Index, fullRef bool, repo string) error {
 		if !ok {
 			continue
 		}
-		if r, _ := SplitRef(name); r == "" {
+		r, tag := SplitRef(name)
+		if IsTagSchema(tag, d.MediaType) {
+			// Named as the tags are, but no tag: kept out of messages.
+			name = ""
+		}
+		if r == "" {
 			oldShort = append(oldShort, name)
 		} else {
 			oldFull = append(oldFull, name)
@@ -390,8 +398,12 @@ func CheckAdd(old ocispec.Index, fullRef bool, repo string) error {
 	return nil
 }
 
-// sample names a few of names, for a message.
+// sample names a few of names (leaving out ""), for a message.
 func sample(names []string) string {
+	names = slices.DeleteFunc(slices.Clone(names), func(s string) bool { return s == "" })
+	if len(names) == 0 {
+		return "referrers lists only"
+	}
 	sort.Strings(names)
 	const show = 3
 	if len(names) <= show {

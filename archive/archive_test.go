@@ -57,3 +57,53 @@ func TestMerge(t *testing.T) {
 	require.Equal(t, "reg/y:v1", got[1].Annotations[ocispec.AnnotationRefName])
 	require.Equal(t, "reg/x,reg/z", got[2].Annotations[AnnotationRepositories])
 }
+
+// A tag-schema entry (sha256-<hex>, a referrers list) whose digest changed
+// is not a moved tag; a tag is.
+func TestMovedTags(t *testing.T) {
+	a, b := digest.FromString("a"), digest.FromString("b")
+	ts := "sha256-" + digest.FromString("subject").Encoded()
+	old := ocispec.Index{Manifests: []ocispec.Descriptor{entry("v1", a, ""), entry("v2", a, ""), entry(ts, a, "")}}
+	add := ocispec.Index{Manifests: []ocispec.Descriptor{entry("v1", b, ""), entry("v2", a, ""), entry(ts, b, "")}}
+	for i := range old.Manifests {
+		if i == 2 {
+			old.Manifests[i].MediaType = ocispec.MediaTypeImageIndex
+			add.Manifests[i].MediaType = ocispec.MediaTypeImageIndex
+		}
+	}
+	require.Equal(t, []Moved{{Name: "v1", From: a, To: b}}, MovedTags(old, add))
+}
+
+// CheckAdd: the same repository only, and one kind of names.
+func TestCheckAdd(t *testing.T) {
+	a := digest.FromString("a")
+	tagOnly := ocispec.Index{Annotations: map[string]string{AnnotationRepository: "reg/x"}, Manifests: []ocispec.Descriptor{entry("v1", a, "")}}
+	unrecorded := ocispec.Index{Manifests: []ocispec.Descriptor{entry("v1", a, "")}}
+	full := ocispec.Index{Manifests: []ocispec.Descriptor{entry("reg/x:v1", a, "")}}
+	empty := ocispec.Index{}
+	var mix *MixError
+	for _, c := range []struct {
+		name    string
+		old     ocispec.Index
+		fullRef bool
+		repo    string
+		ok      bool
+	}{
+		{"same repository", tagOnly, false, "reg/x", true},
+		{"another repository", tagOnly, false, "reg/y", false},
+		{"full into tag-only", tagOnly, true, "", false},
+		{"unrecorded", unrecorded, false, "reg/x", false},
+		{"full into unrecorded", unrecorded, true, "", false},
+		{"tag-only into full", full, false, "reg/x", false},
+		{"full into full", full, true, "", true},
+		{"into empty", empty, false, "reg/x", true},
+		{"full into empty", empty, true, "", true},
+	} {
+		err := CheckAdd(c.old, c.fullRef, c.repo)
+		if c.ok {
+			require.NoError(t, err, c.name)
+		} else {
+			require.ErrorAs(t, err, &mix, c.name)
+		}
+	}
+}
