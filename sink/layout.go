@@ -123,8 +123,7 @@ func (l *Layout) Output() string { return l.output }
 
 // Prepare adds the referrers' tag-schema indexes to the graph
 // (archive.AddTagSchema), checks it, builds index.json and sets up the
-// output. It
-// returns every node in archive order (for an existing directory, only
+// output. It returns every node in archive order (for an existing directory, only
 // those it does not already hold, verified by digest). If it fails,
 // everything it created is removed.
 func (l *Layout) Prepare(ctx context.Context, g *graph.Graph) ([]*graph.Node, Ordering, error) {
@@ -140,9 +139,6 @@ func (l *Layout) Prepare(ctx context.Context, g *graph.Graph) ([]*graph.Node, Or
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
-	// The referrers' tag-schema indexes are written like any manifest:
-	// peers (regctl) find referrers in a layout only through them.
-	archive.AddTagSchema(g, l.opts.FullReference)
 	// The referrers' tag-schema indexes are written like any manifest
 	// (from the node's Content, as the pipeline opens manifests): peers
 	// (regctl) find referrers in a layout only through them.
