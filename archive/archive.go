@@ -45,7 +45,9 @@ func (k Kind) String() string {
 	return [...]string{"directory", "tar", "tar.gz", "tar.zst", "stdout"}[k]
 }
 
-// KindOf picks the output form from the --output name, as DESIGN.md says.
+// KindOf picks the output form from the --output name (docs/format.md,
+// Forms): "-" is standard output, .tar, .tar.gz/.tgz and .tar.zst/.tzst
+// (any case) are files, anything else a directory.
 func KindOf(name string) Kind {
 	lower := strings.ToLower(name)
 	switch {

@@ -101,7 +101,8 @@ const (
 	targetForm = "expected <registry>[/<repository>][:<tag>[,<tag>...]], e.g. registry.example.com/library/alpine:3.19"
 	tagRule    = "a tag is up to 128 characters of [A-Za-z0-9_.-], not starting with . or -"
 
-	// rulesWithTargets is the proposal's message, with regvault's name.
+	// rulesWithTargets refuses --rules with positional targets, showing
+	// the three forms of the command.
 	rulesWithTargets = `--rules cannot be used with positional repository arguments.
 
 Use either:
@@ -173,7 +174,7 @@ func ParseTarget(s string) (TargetRef, error) {
 // rulesFile is the --rules path or "". Every error is a *UsageError, found
 // before anything is pushed.
 //
-// Where DESIGN.md's target table is silent: a target's :tags over several
+// Where README's target table (Restore) is silent: a target's :tags over several
 // repositories (a prefix, a registry's whole backup) restore those tags of
 // each repository that has them, and it is an error only when none has
 // one; the same repository to the same place from several targets gets
@@ -320,7 +321,7 @@ type selection struct {
 }
 
 // restoreTargets plans Modes 1 and 2: each target is matched against the
-// backup by DESIGN.md's table, first matching row wins.
+// backup by README's target table (Restore), first matching row wins.
 func (b *backup) restoreTargets(args []string, o RestoreOptions) (*Restore, error) {
 	var refs []TargetRef
 	for _, a := range args {
@@ -388,7 +389,8 @@ func (b *backup) restoreTargets(args []string, o RestoreOptions) (*Restore, erro
 	return r, nil
 }
 
-// match finds the repositories target t stands for, by DESIGN.md's table.
+// match finds the repositories target t stands for, by README's target
+// table (Restore).
 // single: t is the only positional target.
 func (b *backup) match(t TargetRef, single bool) ([]selection, error) {
 	var out []selection

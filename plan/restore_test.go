@@ -29,7 +29,7 @@ func entries(refs ...string) []BackupEntry {
 	return out
 }
 
-// baseImages is the proposal's base-images.tar, with a second alpine tag.
+// baseImages is README's base-images.tar, with a second alpine tag.
 var baseImages = entries(
 	"docker.io/library/busybox:1.36.1",
 	"docker.io/library/alpine:3.19.0",
@@ -92,7 +92,7 @@ func TestParseTarget(t *testing.T) {
 	}
 }
 
-// TestRestoreTargets covers every row of DESIGN.md's target table.
+// TestRestoreTargets covers every row of README's target table (Restore).
 func TestRestoreTargets(t *testing.T) {
 	multiRegistry := entries(
 		"docker.io/library/alpine:latest=a",
@@ -125,7 +125,7 @@ func TestRestoreTargets(t *testing.T) {
 			skipped: []string{"docker.io/library/busybox", "docker.io/library/nginx"},
 		},
 		{
-			name: "row 2: the proposal's selective restore", targets: []string{"registry.mycompany.com/library/alpine", "registry.mycompany.com/library/busybox"},
+			name: "row 2: selective restore", targets: []string{"registry.mycompany.com/library/alpine", "registry.mycompany.com/library/busybox"},
 			lines: []string{
 				"docker.io/library/alpine → registry.mycompany.com/library/alpine (2 tags)",
 				"docker.io/library/busybox → registry.mycompany.com/library/busybox (1 tag)",
@@ -163,7 +163,7 @@ func TestRestoreTargets(t *testing.T) {
 			skipped: []string{"docker.io/library/busybox", "docker.io/library/nginx"},
 		},
 		{
-			name:    "row 4: the proposal's selective tag restoration",
+			name:    "row 4: selective tag restoration",
 			targets: []string{"registry.mycompany.com/base/alpine:3.19.0", "registry.mycompany.com/base/busybox:1.36.1"},
 			lines: []string{
 				"docker.io/library/alpine → registry.mycompany.com/base/alpine (1 tag)",

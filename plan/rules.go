@@ -16,7 +16,8 @@ import (
 // that does not depend on the backup: syntax, unknown keys, types, names,
 // duplicate mappings. NewRestore checks it against the backup.
 //
-// The format is JSON with comments (// and /* */), as in the proposal:
+// The format is JSON with comments (// and /* */), as README's "Rules
+// files" shows it:
 //
 //	{
 //	  "settings": {"exclude-referrers": false, "fail-fast": true},

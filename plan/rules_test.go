@@ -178,8 +178,8 @@ func TestRulesMappingErrors(t *testing.T) {
 	}
 }
 
-func TestRulesProposal(t *testing.T) {
-	r, err := NewRestore(baseImages, nil, "testdata/rules/proposal.json", opts())
+func TestRulesCommented(t *testing.T) {
+	r, err := NewRestore(baseImages, nil, "testdata/rules/commented.json", opts())
 	require.NoError(t, err)
 	assert.Equal(t, []string{
 		"docker.io/library/alpine → registry.mycompany.com/images/alpine (2 tags)",

@@ -37,7 +37,7 @@ type LayoutOptions struct {
 }
 
 // Layout is the backup end of the pipeline: it writes the graph as an OCI
-// image layout (see DESIGN.md, "Archive format") in the form the output
+// image layout (docs/format.md) in the form the output
 // name asks for:
 //
 //   - a plain .tar file: written in one pass, concurrently, straight into

@@ -385,8 +385,8 @@ func (l *Layout) readAll(ctx context.Context, name string, limit int64) ([]byte,
 func ParseEntry(d ocispec.Descriptor) LayoutEntry { return layoutEntry(d) }
 
 // layoutEntry reads one index.json entry, detecting its reference format
-// as the proposal's "Restore Behavior with Full References" says: a
-// ref.name with a repository is a full reference, one without is a tag.
+// as docs/format.md says: a ref.name with a repository is a full
+// reference, one without is a tag.
 func layoutEntry(d ocispec.Descriptor) LayoutEntry {
 	e := LayoutEntry{Desc: d}
 	name, named := archive.RefName(d.Annotations)

@@ -181,8 +181,8 @@ type testMember struct {
 	linkname string
 }
 
-// members lists the archive in the DESIGN order: oci-layout, index.json,
-// manifests, configs, layers.
+// members lists the archive in the order docs/format.md gives:
+// oci-layout, index.json, manifests, configs, layers.
 func (a *testArchive) members(t testing.TB) []testMember {
 	ms := []testMember{
 		{name: "oci-layout", data: archive.LayoutFile},

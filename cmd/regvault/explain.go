@@ -121,8 +121,8 @@ func classify(err error) problem {
 	return problemOther
 }
 
-// reason is a short phrase for a failure, as in the proposal's
-// "✗ docker.io/library/postgres (authentication required)".
+// reason is a short phrase for a failure, as the failure summary shows
+// it: "✗ docker.io/library/postgres (authentication required)".
 func reason(err error) string {
 	switch classify(err) {
 	case problemAuth:

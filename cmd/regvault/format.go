@@ -9,7 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// humanBytes formats a size as the proposal does: 610 B, 1.6 KB, 2.11 MB,
+// humanBytes formats a size for reports: 610 B, 1.6 KB, 2.11 MB,
 // 42.8 MB (units of 1024, two decimals below 10, one above, trailing zeros
 // dropped).
 func humanBytes(n int64) string {
@@ -52,7 +52,7 @@ func humanDuration(d time.Duration) string {
 	}
 }
 
-// shortDigest abbreviates a digest as the proposal does: sha256:355b3a1...
+// shortDigest abbreviates a digest for reports: sha256:355b3a1...
 func shortDigest(d digest.Digest) string {
 	s := d.String()
 	alg, hex, ok := strings.Cut(s, ":")

@@ -19,7 +19,7 @@ import (
 	"github.com/regvault/regvault/plan"
 )
 
-// Exit codes, as DESIGN.md says.
+// Exit codes, as README's "Exit codes" lists them.
 const (
 	exitOK      = 0
 	exitFailure = 1

@@ -207,7 +207,8 @@ func (r *reporter) printSummary(s *summary) {
 	}
 }
 
-// printFailures prints the proposal's "Error Handling" block to stderr.
+// printFailures prints to stderr each failed repository with its reason,
+// then the outcome and a line per repository.
 func (r *reporter) printFailures(s *summary) {
 	w := r.c.stderr
 	p := s.plan

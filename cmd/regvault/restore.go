@@ -204,7 +204,7 @@ func (r *restoreCmd) run(ctx context.Context, args []string, failFast *bool) err
 	// What can be checked without the backup is checked first: a mistake
 	// costs no reading.
 	if (r.rules != "") == (len(args) > 0) {
-		// both or neither: the plan says which, in the proposal's words
+		// both or neither: the plan's error says which
 		_, err := plan.NewRestore(nil, args, r.rules, opts)
 		return err
 	}
@@ -462,8 +462,7 @@ func (r *restoreReporter) header() {
 	fmt.Fprintln(w)
 }
 
-// actionLine says what is being done, in the proposal's words for each
-// mode.
+// actionLine says what is being done, in words for each mode.
 func (r *restoreReporter) actionLine() {
 	if r.json {
 		return
@@ -747,7 +746,8 @@ func statsLine(st *sink.RegistryStats) string {
 	return line + "."
 }
 
-// printFailures prints the proposal's "Error Handling" block to stderr.
+// printFailures prints to stderr each failed repository with its reason,
+// then the outcome and a line per repository.
 func (r *restoreReporter) printFailures(s *restoreSummary) {
 	w := r.c.stderr
 	p := s.plan
@@ -799,7 +799,7 @@ func (r *restoreReporter) printFailures(s *restoreSummary) {
 	}
 }
 
-// printDryRun prints the proposal's dry-run report.
+// printDryRun prints the dry-run report: what would be pushed where.
 func (r *restoreReporter) printDryRun(s *restoreSummary) {
 	w := r.out
 	p := s.plan

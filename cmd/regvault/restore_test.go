@@ -184,8 +184,7 @@ func TestRestoreMode2(t *testing.T) {
 	wantNoTag(t, dst, "library/base", "1.1")
 	wantNoTag(t, dst, "demo/backend", "v1")
 
-	// Without tags: "Restoring selected repositories" in the proposal's
-	// words is "Restoring to <registry>".
+	// Without tags, the action line is "Restoring to <registry>".
 	dst2 := registrytest.NewInProcess(t)
 	r = regvault(t, "", "restore", "--plain-http", "-i", in, ref(dst2, "demo/backend"))
 	r.wantCode(t, exitOK)
@@ -384,7 +383,7 @@ func TestRestoreRulesErrors(t *testing.T) {
 		})
 	}
 
-	// --rules with positional targets: the proposal's message.
+	// --rules with positional targets: refused, showing the three forms.
 	writeFile(t, rules, `{"mappings": [{"source": "`+sh+`/demo/frontend", "target": "`+dh+`/x"}]}`)
 	r := regvault(t, "", "restore", "-i", in, "--rules", rules, ref(dst, "repo"))
 	r.wantCode(t, exitUsage)
@@ -960,8 +959,8 @@ func TestRestoreSharedLayerOnce(t *testing.T) {
 }
 
 // A tag-only backup in a rules file: "source" left out. A single-repository
-// backup with --full-reference restores under another name, as the
-// proposal's example.
+// backup with --full-reference restores under another name (README's
+// target table, the only target).
 func TestRestoreSingleRepositoryForms(t *testing.T) {
 	src, sample := sampleRegistry(t)
 	dir := t.TempDir()
