@@ -1,7 +1,8 @@
 // Package archive is regvault's backup format: a standard OCI image layout
 // whose index.json names each backed-up tag and records each referrer's
 // source repositories. Sinks write it and restore reads it through this
-// package, so both agree on every name and annotation.
+// package, so both agree on every name and annotation. docs/format.md
+// specifies it.
 package archive
 
 import (
