@@ -33,8 +33,15 @@ REGCTL_BIN     := $(CACHE)/bin/regctl
 
 all: build
 
+# What `regvault version` prints; a build outside a git checkout says
+# "devel" and leaves the commit to the Go build information.
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT     ?= $(shell git rev-parse HEAD 2>/dev/null)
+TREE_STATE ?= $(shell [ -z "$$(git status --porcelain 2>/dev/null)" ] && echo clean || echo dirty)
+LDFLAGS    := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.treeState=$(TREE_STATE)
+
 build:
-	$(GO) build -o bin/regvault ./cmd/regvault
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/regvault ./cmd/regvault
 
 # The CNCF distribution registry that integration tests run as a process.
 # Built once per version (a few minutes on a fresh module cache); an

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -26,20 +25,6 @@ const (
 	exitUsage   = 2 // usage or validation error: nothing was done
 	exitPartial = 3 // some repositories done, some failed
 )
-
-// version is set with -ldflags "-X main.version=..."; otherwise it comes
-// from the module's build information.
-var version = ""
-
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "devel"
-}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
@@ -187,17 +172,17 @@ Credentials come from the Docker config and its credential helpers
 
 Exit codes: 0 done, 1 failure, 2 usage or validation error (nothing done),
 3 partial (some repositories backed up or restored, some failed).`,
-		Version:           versionString(),
-		SilenceUsage:      true,
-		SilenceErrors:     true,
-		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+		Version:       versionString(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
 	}
-	root.SetVersionTemplate("regvault version {{.Version}}\n")
+	root.SetVersionTemplate(readBuildInfo().oneLine() + "\n")
 	root.PersistentFlags().BoolVarP(&c.debug, "debug", "d", false, "print each HTTP request to standard error (never its headers)")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError("%s", err.Error())
 	})
-	root.AddCommand(c.backupCommand(), c.restoreCommand(), c.loginCommand(), c.logoutCommand(), c.repoCommand(), c.manifestCommand(), c.discoverCommand(), c.verifyCommand())
+	root.AddCommand(c.backupCommand(), c.restoreCommand(), c.loginCommand(), c.logoutCommand(), c.repoCommand(), c.manifestCommand(), c.discoverCommand(), c.verifyCommand(), c.versionCommand())
+	c.completionCommand(root)
 	return root
 }
 
