@@ -288,22 +288,13 @@ type debugTransport struct {
 func (t *debugTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
 	resp, err := t.base.RoundTrip(req)
-	u := *req.URL
-	u.User = nil
-	q := u.Query()
-	for k := range q {
-		// upload URLs may carry state tokens; keep the keys, drop values
-		if k != "n" && k != "last" && k != "digest" && k != "mount" && k != "from" {
-			q.Set(k, "…")
-		}
-	}
-	u.RawQuery = q.Encode()
+	u := MaskURL(req.URL) // upload URLs carry state tokens
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err != nil {
-		fmt.Fprintf(t.w, "debug: %s %s: %v (%s)\n", req.Method, u.String(), err, time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(t.w, "debug: %s %s: %s (%s)\n", req.Method, u, MaskURLs(err.Error()), time.Since(start).Round(time.Millisecond))
 	} else {
-		fmt.Fprintf(t.w, "debug: %s %s -> %d (%s)\n", req.Method, u.String(), resp.StatusCode, time.Since(start).Round(time.Millisecond))
+		fmt.Fprintf(t.w, "debug: %s %s -> %d (%s)\n", req.Method, u, resp.StatusCode, time.Since(start).Round(time.Millisecond))
 	}
 	return resp, err
 }

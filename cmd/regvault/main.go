@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/regvault/regvault/plan"
+	"github.com/regvault/regvault/registry"
 )
 
 // Exit codes, as README's "Exit codes" lists them.
@@ -149,8 +150,10 @@ func usageError(format string, a ...any) error {
 }
 
 // redact replaces every secret given on the command line (or stdin) with
-// "***": a password never appears in output.
+// "***", and masks the query values of every URL (registry.MaskURLs):
+// neither a password nor an upload's `_state` token appears in output.
 func (c *cli) redact(s string) string {
+	s = registry.MaskURLs(s)
 	for _, secret := range c.secrets {
 		if len(secret) >= 4 {
 			s = strings.ReplaceAll(s, secret, "***")
@@ -177,7 +180,7 @@ Exit codes: 0 done, 1 failure, 2 usage or validation error (nothing done),
 		SilenceErrors: true,
 	}
 	root.SetVersionTemplate(readBuildInfo().oneLine() + "\n")
-	root.PersistentFlags().BoolVarP(&c.debug, "debug", "d", false, "print each HTTP request to standard error (never its headers)")
+	root.PersistentFlags().BoolVarP(&c.debug, "debug", "d", false, "print each HTTP request to standard error (never its headers; URL tokens such as an upload's _state masked, as in errors)")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError("%s", err.Error())
 	})

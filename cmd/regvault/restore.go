@@ -1029,7 +1029,7 @@ func (r *restoreReporter) printJSON(s *restoreSummary, code int) error {
 			ExcludeReferrers: excluded[rr.Repo], Status: "ok", Tags: []restoreJSONTag{}, Artifacts: rr.Artifacts, Bytes: rr.Bytes}
 		switch {
 		case rr.Err != nil && isCulprit[rr.Repo]:
-			jt.Status, jt.Reason, jt.Error = "failed", reason(rr.Err), r.c.redact(rr.Err.Error())
+			jt.Status, jt.Reason, jt.Error = "failed", r.c.redact(reason(rr.Err)), r.c.redact(rr.Err.Error())
 		case rr.Err != nil || !s.done():
 			jt.Status = "stopped"
 		case p.DryRun:
