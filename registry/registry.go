@@ -131,6 +131,9 @@ func (c *Client) Repository(path string) (*remote.Repository, error) {
 		Reference:       ref,
 		PlainHTTP:       c.opts.PlainHTTP,
 		SkipReferrersGC: true,
+		// A registry whose pagination never ends stops here (limits.go).
+		TagListMaxPages:      MaxTagPages,
+		ReferrerListMaxPages: MaxReferrerPages,
 	}
 	switch c.opts.DistributionSpec {
 	case SpecReferrersAPI:

@@ -26,6 +26,12 @@ const (
 	mediaTypeArtifactManifest    = "application/vnd.oci.artifact.manifest.v1+json"
 )
 
+// MaxReferrerDepth bounds how deep referrers of referrers are followed (a
+// signature of an SBOM of an image is 2 deep). A chain that goes deeper
+// is a registry that makes up referrers without end; the cycle guard
+// (visited) stops only chains that come back to a manifest already seen.
+const MaxReferrerDepth = 16
+
 func isManifest(mt string) bool {
 	switch mt {
 	case ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex,
@@ -76,10 +82,11 @@ func (w *Walker) has(ctx context.Context, repo string, desc ocispec.Descriptor) 
 // Walk records the graph of root (a tag's manifest, content already
 // fetched) in repo.
 func (w *Walker) Walk(ctx context.Context, repo string, root ocispec.Descriptor, rootContent []byte) error {
-	return w.walk(ctx, repo, root, rootContent)
+	return w.walk(ctx, repo, root, rootContent, 0)
 }
 
-func (w *Walker) walk(ctx context.Context, repo string, desc ocispec.Descriptor, body []byte) error {
+// walk records desc, depth referrers away from the tag it was reached from.
+func (w *Walker) walk(ctx context.Context, repo string, desc ocispec.Descriptor, body []byte, depth int) error {
 	// The cycle guard: a manifest is walked once per repository, so a
 	// referrer that refers (transitively) to itself ends here.
 	if !w.visited.Add(repo + "@" + desc.Digest.String()) {
@@ -125,7 +132,7 @@ func (w *Walker) walk(ctx context.Context, repo string, desc ocispec.Descriptor,
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, c := range m.manifests {
-		g.Go(func() error { return w.walk(gctx, repo, c, nil) })
+		g.Go(func() error { return w.walk(gctx, repo, c, nil, depth) })
 	}
 	if w.IncludeReferrers {
 		g.Go(func() error {
@@ -133,9 +140,13 @@ func (w *Walker) walk(ctx context.Context, repo string, desc ocispec.Descriptor,
 			if err != nil {
 				return err
 			}
+			if len(refs) > 0 && depth >= MaxReferrerDepth {
+				return fmt.Errorf("%s@%s: referrers nested more than %d deep (a referrer of a referrer of …), regvault's limit: the registry's chain of referrers does not end",
+					repo, desc.Digest, MaxReferrerDepth)
+			}
 			for _, r := range refs {
 				w.Graph.AddReferrer(repo, r, desc.Digest)
-				g.Go(func() error { return w.walk(gctx, repo, r, nil) })
+				g.Go(func() error { return w.walk(gctx, repo, r, nil, depth+1) })
 			}
 			return nil
 		})

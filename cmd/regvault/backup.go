@@ -60,6 +60,14 @@ const backupExamples = `  # Back up several repositories of one registry into on
   # Machine-readable summary
   regvault backup --output apps.tar --format json registry.mycompany.com/app/frontend`
 
+// listingLimitsHelp states the limits of registry.MaxTagPages & co. and
+// source.MaxReferrerDepth.
+var listingLimitsHelp = fmt.Sprintf(`Limits against a registry whose listings never end: a repository fails
+when its tag list has more than %d pages or %d tags, when one manifest
+has more than %d pages or %d referrers, when a page lists only what
+earlier pages did (a Link header that points back), or when referrers of
+referrers go more than %d deep.`, registry.MaxTagPages, registry.MaxTags, registry.MaxReferrerPages, registry.MaxReferrers, source.MaxReferrerDepth)
+
 type backupCmd struct {
 	c   *cli
 	reg registryFlags
@@ -132,7 +140,9 @@ reset or cut in the middle of a body, a registry that sends nothing for
 --read-timeout): manifests, indexes, tag lists and referrers lists are asked
 for again, a blob resumes where it stopped. A manifest or index larger than
 4 MiB (the limit registries put on one, and what verify and restore read)
-fails its repository.`,
+fails its repository.
+
+` + listingLimitsHelp,
 		Example: backupExamples,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return b.run(cmd.Context(), args)
@@ -141,7 +151,7 @@ fails its repository.`,
 	fs := cmd.Flags()
 	fs.SortFlags = false
 	fs.StringVarP(&b.output, "output", "o", "", "where to write the backup: a directory, a .tar, .tar.gz/.tgz or .tar.zst/.tzst file, or - for a tar on standard output")
-	fs.BoolVar(&b.includeReferrers, "include-referrers", false, "also back up referrers (signatures, SBOMs, ...), recursively")
+	fs.BoolVar(&b.includeReferrers, "include-referrers", false, fmt.Sprintf("also back up referrers (signatures, SBOMs, ...), recursively (up to %d deep)", source.MaxReferrerDepth))
 	fs.BoolVar(&b.fullReference, "full-reference", false, "name tags registry/repository:tag in index.json also for a single repository (always so for several)")
 	fs.BoolVar(&b.dryRun, "dry-run", false, "resolve and print what would be backed up (tags, digests, referrers, size) and write nothing")
 	fs.BoolVar(&b.failFast, "fail-fast", false, "stop at the first repository that fails and write nothing")
