@@ -58,6 +58,11 @@ type Options struct {
 	// a request without a body, no byte of a body) before the request
 	// counts as failed and is retried; 0 is DefaultReadTimeout.
 	ReadTimeout time.Duration
+	// MaxRetryWait is the longest wait a registry's Retry-After is
+	// honoured for (longer ones are cut to it); 0 is DefaultMaxRetryWait.
+	MaxRetryWait time.Duration
+	// Notice, when set, is told of each wait a registry asked for.
+	Notice io.Writer
 }
 
 func (o Options) readTimeout() time.Duration {
@@ -91,7 +96,8 @@ func New(host string, o Options) (*Client, error) {
 	if o.Debug != nil {
 		rt = &debugTransport{base: rt, w: o.Debug}
 	}
-	rt = retry.NewTransport(rt)
+	policy := newRetryPolicy(host, o.MaxRetryWait, o.Notice)
+	rt = &retry.Transport{Base: rt, Policy: func() retry.Policy { return policy }}
 	cred, err := credential(host, o)
 	if err != nil {
 		return nil, err

@@ -36,6 +36,7 @@ type registryFlags struct {
 	distributionSpec   string
 	concurrency        int
 	readTimeout        time.Duration
+	maxRetryWait       time.Duration
 	noTTY              bool
 }
 
@@ -60,6 +61,7 @@ func (f *registryFlags) addFlags(fs *pflag.FlagSet, withConcurrency bool) {
 		fs.IntVar(&f.concurrency, "concurrency", 8, "blob transfers under way at once, across repositories, tags and blobs (small requests: up to 4× as many; a large blob may use several for byte ranges)")
 	}
 	fs.DurationVar(&f.readTimeout, "read-timeout", registry.DefaultReadTimeout, "how long a registry may send nothing (no answer, no byte of a body) before the request counts as failed and is retried (a blob resumes where it stopped)")
+	fs.DurationVar(&f.maxRetryWait, "max-retry-wait", registry.DefaultMaxRetryWait, "the longest wait a registry's Retry-After is honoured for before a retry (a longer one is cut to it); each wait is announced on standard error")
 	fs.BoolVar(&f.noTTY, "no-tty", false, "print plain lines, no progress bar, even on a terminal")
 }
 
@@ -81,6 +83,8 @@ func (f *registryFlags) options(stdin io.Reader) (registry.Options, error) {
 		Concurrency:      f.concurrency,
 		ReadTimeout:      f.readTimeout,
 		UserAgent:        "regvault/" + versionString(),
+		MaxRetryWait:     f.maxRetryWait,
+		Notice:           f.c.stderr,
 	}
 	f.c.addSecret(f.password)
 	f.c.addSecret(f.identityToken)
@@ -98,6 +102,9 @@ func (f *registryFlags) options(stdin io.Reader) (registry.Options, error) {
 	}
 	if f.readTimeout <= 0 {
 		return o, usageError("--read-timeout %s: give a duration above zero, e.g. 60s or 2m", f.readTimeout)
+	}
+	if f.maxRetryWait <= 0 {
+		return o, usageError("--max-retry-wait %s: give a positive duration, e.g. 60s or 5m", f.maxRetryWait)
 	}
 	if (f.certFile == "") != (f.keyFile == "") {
 		return o, usageError("--cert-file and --key-file go together")
