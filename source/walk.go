@@ -32,6 +32,11 @@ const (
 // (visited) stops only chains that come back to a manifest already seen.
 const MaxReferrerDepth = 16
 
+// MaxIndexDepth bounds how deep indexes of indexes are followed (real
+// ones are 1 or 2 deep): as MaxReferrerDepth, for an index whose children
+// are made-up indexes without end.
+const MaxIndexDepth = 1000
+
 func isManifest(mt string) bool {
 	switch mt {
 	case ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex,
@@ -82,11 +87,12 @@ func (w *Walker) has(ctx context.Context, repo string, desc ocispec.Descriptor) 
 // Walk records the graph of root (a tag's manifest, content already
 // fetched) in repo.
 func (w *Walker) Walk(ctx context.Context, repo string, root ocispec.Descriptor, rootContent []byte) error {
-	return w.walk(ctx, repo, root, rootContent, 0)
+	return w.walk(ctx, repo, root, rootContent, 0, 0)
 }
 
-// walk records desc, depth referrers away from the tag it was reached from.
-func (w *Walker) walk(ctx context.Context, repo string, desc ocispec.Descriptor, body []byte, depth int) error {
+// walk records desc, depth referrers and nest index children away from
+// the tag it was reached from.
+func (w *Walker) walk(ctx context.Context, repo string, desc ocispec.Descriptor, body []byte, depth, nest int) error {
 	// The cycle guard: a manifest is walked once per repository, so a
 	// referrer that refers (transitively) to itself ends here.
 	if !w.visited.Add(repo + "@" + desc.Digest.String()) {
@@ -130,9 +136,13 @@ func (w *Walker) walk(ctx context.Context, repo string, desc ocispec.Descriptor,
 	}
 	w.Graph.SetManifest(desc.Digest, body, children)
 
+	if len(m.manifests) > 0 && nest >= MaxIndexDepth {
+		return fmt.Errorf("%s@%s: indexes nested more than %d deep (an index of an index of …), regvault's limit",
+			repo, desc.Digest, MaxIndexDepth)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, c := range m.manifests {
-		g.Go(func() error { return w.walk(gctx, repo, c, nil, depth) })
+		g.Go(func() error { return w.walk(gctx, repo, c, nil, depth, nest+1) })
 	}
 	if w.IncludeReferrers {
 		g.Go(func() error {
@@ -146,7 +156,7 @@ func (w *Walker) walk(ctx context.Context, repo string, desc ocispec.Descriptor,
 			}
 			for _, r := range refs {
 				w.Graph.AddReferrer(repo, r, desc.Digest)
-				g.Go(func() error { return w.walk(gctx, repo, r, nil, depth+1) })
+				g.Go(func() error { return w.walk(gctx, repo, r, nil, depth+1, nest) })
 			}
 			return nil
 		})

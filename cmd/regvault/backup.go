@@ -60,13 +60,14 @@ const backupExamples = `  # Back up several repositories of one registry into on
   # Machine-readable summary
   regvault backup --output apps.tar --format json registry.mycompany.com/app/frontend`
 
-// listingLimitsHelp states the limits of registry.MaxTagPages & co. and
-// source.MaxReferrerDepth.
+// listingLimitsHelp states the limits of registry.MaxTagPages & co.,
+// source.MaxReferrerDepth and source.MaxIndexDepth.
 var listingLimitsHelp = fmt.Sprintf(`Limits against a registry whose listings never end: a repository fails
 when its tag list has more than %d pages or %d tags, when one manifest
 has more than %d pages or %d referrers, when a page lists only what
-earlier pages did (a Link header that points back), or when referrers of
-referrers go more than %d deep.`, registry.MaxTagPages, registry.MaxTags, registry.MaxReferrerPages, registry.MaxReferrers, source.MaxReferrerDepth)
+earlier pages did (a Link header that points back), when referrers of
+referrers go more than %d deep, or indexes of indexes more than %d.`,
+	registry.MaxTagPages, registry.MaxTags, registry.MaxReferrerPages, registry.MaxReferrers, source.MaxReferrerDepth, source.MaxIndexDepth)
 
 type backupCmd struct {
 	c   *cli

@@ -34,7 +34,9 @@ import (
 //     has a referrer, and so on: each asked-for referrers list makes up a
 //     new manifest whose subject is the one asked about;
 //   - evil/refloop: one tag, v1, whose referrers list (one referrer) has
-//     a Link header pointing at itself.
+//     a Link header pointing at itself;
+//   - evil/indexes: one tag, v1, an index whose child is an index whose
+//     child is an index, and so on, deeper than source.MaxIndexDepth.
 //
 // Everything else goes to the registry behind it. requests counts the
 // requests it answered.
@@ -66,9 +68,12 @@ func (h *hostile) wrap(next http.Handler) http.Handler {
 		case strings.HasPrefix(what, "manifests/"), strings.HasPrefix(what, "blobs/"):
 			ref := what[strings.Index(what, "/")+1:]
 			var b []byte
-			if ref == "v1" {
+			switch {
+			case ref == "v1" && repo == "indexes":
+				b = h.deepIndex(source.MaxIndexDepth + 10)
+			case ref == "v1":
 				b = h.chain(0, nil)
-			} else {
+			default:
 				h.mu.Lock()
 				b = h.content[digest.Digest(ref)]
 				h.mu.Unlock()
@@ -78,7 +83,11 @@ func (h *hostile) wrap(next http.Handler) http.Handler {
 				return
 			}
 			if strings.HasPrefix(what, "manifests/") {
-				w.Header().Set("Content-Type", ocispec.MediaTypeImageManifest)
+				var m struct {
+					MediaType string `json:"mediaType"`
+				}
+				_ = json.Unmarshal(b, &m)
+				w.Header().Set("Content-Type", m.MediaType)
 			}
 			w.Header().Set("Docker-Content-Digest", digest.FromBytes(b).String())
 			w.Header().Set("Content-Length", strconv.Itoa(len(b)))
@@ -133,7 +142,7 @@ func (h *hostile) tags(w http.ResponseWriter, r *http.Request, repo string) {
 	case "empty":
 		n, _ := strconv.Atoi(r.URL.Query().Get("page"))
 		w.Header().Set("Link", fmt.Sprintf("</v2/evil/empty/tags/list?page=%d>; rel=\"next\"", n+1))
-	case "referrers", "refloop":
+	case "referrers", "refloop", "indexes":
 		page.Tags = []string{"v1"}
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -162,6 +171,27 @@ func (h *hostile) chain(n int, subject *ocispec.Descriptor) []byte {
 	return b
 }
 
+// deepIndex returns the top of a chain of n indexes, each the only child
+// of the one above, above an image manifest, recording them all. (Index
+// children are named by digest, so such a chain cannot be endless, only
+// deep: each index names the digest of the whole chain below it.)
+func (h *hostile) deepIndex(n int) []byte {
+	b := h.chain(0, nil)
+	for i := 1; i <= n; i++ {
+		child := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(b), Size: int64(len(b))}
+		if i > 1 {
+			child.MediaType = ocispec.MediaTypeImageIndex
+		}
+		idx := ocispec.Index{MediaType: ocispec.MediaTypeImageIndex, Manifests: []ocispec.Descriptor{child}}
+		idx.SchemaVersion = 2
+		b, _ = json.Marshal(idx)
+		h.mu.Lock()
+		h.content[digest.FromBytes(b)] = b
+		h.mu.Unlock()
+	}
+	return b
+}
+
 // A registry whose listings never end (a tags/list Link pointing at its
 // own page, new tag pages for ever, empty pages for ever, a chain of new
 // referrers of referrers) fails that repository with an error naming it
@@ -171,7 +201,7 @@ func TestHostileListingsReliability(t *testing.T) {
 	r := regvault(t, "", "backup", "--help")
 	r.wantCode(t, exitOK)
 	wantContains(t, "backup --help", r.stdout, "Limits against a registry whose listings never end",
-		"more than 10000 pages or 1000000 tags", "more than 1000 pages or 10000 referrers", "a Link header that points back", "more than 16 deep")
+		"more than 10000 pages or 1000000 tags", "more than 1000 pages or 10000 referrers", "a Link header that points back", "more than 16 deep", "indexes of indexes more than 1000")
 
 	h := newHostile()
 	s, _ := sampleRegistry(t, registrytest.WithHandler(h.wrap))
@@ -189,6 +219,8 @@ func TestHostileListingsReliability(t *testing.T) {
 			"listing tags of " + host + "/evil/empty: more than " + strconv.Itoa(registry.MaxTagPages) + " pages of tags, regvault's limit: the registry's pagination (its Link header) does not end"}},
 		{"evil/referrers", []string{"--include-referrers"}, []string{
 			"evil/referrers@sha256:", "referrers nested more than " + strconv.Itoa(source.MaxReferrerDepth) + " deep", "regvault's limit"}},
+		{"evil/indexes", nil, []string{
+			"evil/indexes@sha256:", "indexes nested more than " + strconv.Itoa(source.MaxIndexDepth) + " deep", "regvault's limit"}},
 		{"evil/refloop", []string{"--include-referrers"}, []string{
 			"listing referrers of " + host + "/evil/refloop@sha256:", "page 2 of the referrers lists only referrers already listed", "goes round in a loop"}},
 	} {

@@ -870,7 +870,7 @@ func presentLine(s *restoreSummary, upload, needed int64, pairs int) string {
 	if s.check == nil || s.checkErr != nil {
 		why := "not asked"
 		if s.checkErr != nil {
-			why = reason(s.checkErr)
+			why = registry.MaskURLs(reason(s.checkErr))
 		}
 		return fmt.Sprintf("Could not ask %s what it already has (%s): the upload size is an upper bound", targets, why)
 	}
