@@ -84,7 +84,7 @@ func (f *registryFlags) options(stdin io.Reader) (registry.Options, error) {
 		ReadTimeout:      f.readTimeout,
 		UserAgent:        "regvault/" + versionString(),
 		MaxRetryWait:     f.maxRetryWait,
-		Notice:           f.c.stderr,
+		Notice:           stderrLines{f.c},
 	}
 	f.c.addSecret(f.password)
 	f.c.addSecret(f.identityToken)
@@ -155,7 +155,7 @@ func (f *registryFlags) options(stdin io.Reader) (registry.Options, error) {
 		fmt.Fprintln(f.c.stderr, "WARNING! Using --password via the command line is insecure: it is visible to other users and kept in shell history. Use --password-stdin.")
 	}
 	if f.c.debug {
-		o.Debug = f.c.stderr
+		o.Debug = stderrLines{f.c}
 	}
 	return o, nil
 }

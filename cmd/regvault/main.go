@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -74,6 +75,8 @@ type cli struct {
 	debug          bool
 	// secrets are redacted from anything printed as an error.
 	secrets []string
+	// bar is the progress bar on the screen, if any (stderrLines).
+	bar atomic.Pointer[progressBar]
 }
 
 // run is the whole program: it parses args, runs the command, prints an

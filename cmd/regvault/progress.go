@@ -90,3 +90,17 @@ func newProgressBar(w io.Writer, desc string, total int64) *progressbar.Progress
 		progressbar.OptionSetRenderBlankState(true),
 	)
 }
+
+// stderrLines writes lines to standard error (--debug lines, notices of
+// the registry client) clearing the progress bar first, if one is drawn:
+// the next poll draws it again below them.
+type stderrLines struct{ c *cli }
+
+func (w stderrLines) Write(p []byte) (int, error) {
+	if bar := w.c.bar.Load(); bar != nil {
+		bar.mu.Lock()
+		defer bar.mu.Unlock()
+		bar.clear()
+	}
+	return w.c.stderr.Write(p)
+}

@@ -101,10 +101,14 @@ func (r *reporter) start(pr *pipeline.Progress) {
 	}
 	r.bar = progressBar{w: r.c.stderr, desc: "Backing up", mu: &r.mu}
 	r.bar.start(pr)
+	r.c.bar.Store(&r.bar)
 }
 
 // stop removes the progress bar.
-func (r *reporter) stop() { r.bar.stop() }
+func (r *reporter) stop() {
+	r.c.bar.Store(nil)
+	r.bar.stop()
+}
 
 // summary is what a run did, for both output formats.
 type summary struct {

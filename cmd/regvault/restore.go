@@ -516,10 +516,14 @@ func (r *restoreReporter) start(pr *pipeline.Progress) {
 	}
 	r.bar = progressBar{w: r.c.stderr, desc: "Restoring", mu: &r.mu}
 	r.bar.start(pr)
+	r.c.bar.Store(&r.bar)
 }
 
 // stop removes the progress bar.
-func (r *restoreReporter) stop() { r.bar.stop() }
+func (r *restoreReporter) stop() {
+	r.c.bar.Store(nil)
+	r.bar.stop()
+}
 
 // restoreSummary is what a restore did, for both output formats.
 type restoreSummary struct {
