@@ -23,7 +23,6 @@ import (
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
 	"oras.land/oras-go/v2/registry/remote/errcode"
-	"oras.land/oras-go/v2/registry/remote/retry"
 )
 
 // Distribution-spec modes for referrers, as `oras --distribution-spec`.
@@ -96,8 +95,7 @@ func New(host string, o Options) (*Client, error) {
 	if o.Debug != nil {
 		rt = &debugTransport{base: rt, w: o.Debug}
 	}
-	policy := newRetryPolicy(host, o.MaxRetryWait, o.Notice)
-	rt = &retry.Transport{Base: rt, Policy: func() retry.Policy { return policy }}
+	rt = &retryTransport{base: rt, policy: newRetryPolicy(host, o.MaxRetryWait, o.Notice)}
 	cred, err := credential(host, o)
 	if err != nil {
 		return nil, err

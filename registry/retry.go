@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -52,7 +53,28 @@ func newRetryPolicy(host string, maxWait time.Duration, notice io.Writer) *retry
 	return &retryPolicy{base: &base, maxWait: maxWait, host: host, notice: notice, mu: &sync.Mutex{}}
 }
 
-func (p *retryPolicy) Retry(attempt int, resp *http.Response, err error) (time.Duration, error) {
+// retryTransport is oras-go's retry transport with a retryPolicy bound to
+// each request's context: the wait for a request that cannot be sent
+// again (see Retry) ends with the caller's context, not with that of the
+// attempt, which the transports below end once its answer is read.
+type retryTransport struct {
+	base   http.RoundTripper
+	policy *retryPolicy
+}
+
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	rt := &retry.Transport{Base: t.base, Policy: func() retry.Policy { return requestPolicy{t.policy, ctx} }}
+	return rt.RoundTrip(req)
+}
+
+// requestPolicy is a retryPolicy for the request of context ctx.
+type requestPolicy struct {
+	*retryPolicy
+	ctx context.Context
+}
+
+func (p requestPolicy) Retry(attempt int, resp *http.Response, err error) (time.Duration, error) {
 	d, rerr := p.base.Retry(attempt, resp, err)
 	if d < 0 || rerr != nil || resp == nil {
 		return d, rerr
@@ -72,7 +94,7 @@ func (p *retryPolicy) Retry(attempt int, resp *http.Response, err error) (time.D
 		defer t.Stop()
 		select {
 		case <-t.C:
-		case <-req.Context().Done():
+		case <-p.ctx.Done():
 		}
 	}
 	return wait, nil

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -36,7 +37,7 @@ func TestRetryAfter(t *testing.T) {
 // what Retry-After asks, up to its maximum, saying so.
 func TestRetryPolicy(t *testing.T) {
 	var notice strings.Builder
-	p := newRetryPolicy("reg.example", 10*time.Second, &notice)
+	p := requestPolicy{newRetryPolicy("reg.example", 10*time.Second, &notice), context.Background()}
 	eof := &url.Error{Op: "Put", URL: "http://reg.example/v2/r/manifests/v1", Err: io.EOF}
 	if d, err := p.Retry(0, nil, eof); d < 0 || err != nil {
 		t.Errorf("EOF: not retried (%s, %v)", d, err)
