@@ -139,9 +139,10 @@ nothing is written (exit code 1).
 Transient faults are retried with backoff (5xx and 429 answers, connections
 reset or cut in the middle of a body, a registry that sends nothing for
 --read-timeout): manifests, indexes, tag lists and referrers lists are asked
-for again, a blob resumes where it stopped. A manifest or index larger than
-4 MiB (the limit registries put on one, and what verify and restore read)
-fails its repository.
+for again, a blob resumes where it stopped; a registry's Retry-After is
+honoured up to --max-retry-wait (default 60s), each wait said on standard
+error. A manifest or index larger than 4 MiB (the limit registries put on
+one, and what verify and restore read) fails its repository.
 
 ` + listingLimitsHelp,
 		Example: backupExamples,

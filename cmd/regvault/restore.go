@@ -160,8 +160,9 @@ content (a second index.json, a cut, a bad checksum) sets no tag.
 Every request is retried (up to 5 times) on a 5xx, 429 or 408 answer, a
 reset, or a connection closed without an answer (a mount POST and a manifest
 PUT too: a registry takes them twice without harm); a blob upload is
-started over instead (up to 4 tries). A registry's Retry-After is honoured up to
---max-retry-wait (default 60s), and each wait is said on standard error.
+started over instead (up to 4 tries). A registry's Retry-After is honoured
+up to --max-retry-wait (default 60s), and each wait is said on standard
+error.
 
 The first repository that fails stops the restore (rules: settings.fail-fast);
 --fail-fast=false goes on with the others. Exit codes: 0 done, 1 failure,

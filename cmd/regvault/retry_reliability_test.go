@@ -130,7 +130,7 @@ func TestRestoreHonoursRetryAfterReliability(t *testing.T) {
 	r := regvault(t, "", "restore", "--help")
 	r.wantCode(t, exitOK)
 	wantContains(t, "restore --help", r.stdout, "a connection closed without an answer (a mount POST and a manifest\nPUT too",
-		"Retry-After is honoured up to\n--max-retry-wait (default 60s)", "--max-retry-wait duration", "(default 1m0s)")
+		"Retry-After is honoured\nup to --max-retry-wait (default 60s)", "--max-retry-wait duration", "(default 1m0s)")
 
 	_, sample, in := sampleBackup(t)
 	t.Run("honoured", func(t *testing.T) {
