@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -77,6 +78,8 @@ type cli struct {
 	secrets []string
 	// bar is the progress bar on the screen, if any (stderrLines).
 	bar atomic.Pointer[progressBar]
+	// linesMu serializes the lines of stderrLines.
+	linesMu sync.Mutex
 }
 
 // run is the whole program: it parses args, runs the command, prints an

@@ -92,8 +92,8 @@ func newProgressBar(w io.Writer, desc string, total int64) *progressbar.Progress
 }
 
 // stderrLines writes lines to standard error (--debug lines, notices of
-// the registry client) clearing the progress bar first, if one is drawn:
-// the next poll draws it again below them.
+// the registry client), one at a time, clearing the progress bar first,
+// if one is drawn: the next poll draws it again below them.
 type stderrLines struct{ c *cli }
 
 func (w stderrLines) Write(p []byte) (int, error) {
@@ -102,5 +102,7 @@ func (w stderrLines) Write(p []byte) (int, error) {
 		defer bar.mu.Unlock()
 		bar.clear()
 	}
+	w.c.linesMu.Lock()
+	defer w.c.linesMu.Unlock()
 	return w.c.stderr.Write(p)
 }
