@@ -88,7 +88,11 @@ func Run(ctx context.Context, job Job) (*Result, *graph.Graph, error) {
 	if job.Sink == nil {
 		return res, r.graph, nil
 	}
-	if err := r.transfer(ctx, res, conc); err != nil {
+	err = r.transfer(ctx, res, conc)
+	if r.lost != nil && r.lost.record(res) > 0 && err == nil {
+		err = r.dropLost(ctx, res)
+	}
+	if err != nil {
 		_ = job.Sink.Abort()
 		res.Duration = time.Since(start)
 		return res, r.graph, err
@@ -101,6 +105,38 @@ func Run(ctx context.Context, job Job) (*Result, *graph.Graph, error) {
 	}
 	res.Duration = time.Since(start)
 	return res, r.graph, nil
+}
+
+// dropLost leaves the repositories that failed during the transfer out of
+// the graph and the sink, so that the others are committed as a backup of
+// them alone would be.
+func (r *run) dropLost(ctx context.Context, res *Result) error {
+	ok := 0
+	var first error
+	for _, rr := range res.Repos {
+		switch {
+		case rr.Err == nil:
+			ok++
+		case first == nil:
+			first = rr.Err
+			fallthrough
+		default:
+			r.graph.RemoveRepo(rr.Repo)
+		}
+	}
+	if ok == 0 {
+		return fmt.Errorf("%w: %w", ErrNothingDone, first)
+	}
+	d, can := r.job.Sink.(sink.Dropper)
+	if !can {
+		return ErrCannotDrop
+	}
+	if err := d.Drop(ctx, r.graph); err != nil {
+		return err
+	}
+	res.UniqueNodes = r.graph.Len()
+	res.UniqueBytes = r.graph.Size()
+	return nil
 }
 
 type run struct {
@@ -116,6 +152,8 @@ type run struct {
 	// noRanges: a range request was answered with the whole blob; fetch
 	// whole blobs from now on.
 	noRanges atomic.Bool
+	// lost: repositories that failed during the transfer.
+	lost *lostRepos
 }
 
 // resolveAll resolves and walks every repository at once; the shared
@@ -318,6 +356,7 @@ func (r *run) transfer(ctx context.Context, res *Result, conc int) error {
 	for _, n := range need {
 		total += n.Desc.Size
 	}
+	r.lost = newLostRepos(r.job.Sink, r.job.FailFast, r.observe)
 	res.Skipped = r.graph.Len() - len(need)
 	r.progress.Total.Store(total)
 	r.observe(Event{Kind: TransferStarted, Count: len(need), Bytes: total})
@@ -357,8 +396,11 @@ func (r *run) transferAny(ctx context.Context, need []*graph.Node, conc int, don
 			continue
 		}
 		g.Go(func() error {
+			if r.lost.skip(n) {
+				return nil
+			}
 			if err := r.copyNode(gctx, n); err != nil {
-				return err
+				return r.lost.fail(err)
 			}
 			done(n)
 			return nil
@@ -550,9 +592,4 @@ func (t *repoTracker) done(n *graph.Node) {
 func (t *repoTracker) report(repo string) {
 	rr := t.repos[repo]
 	t.observe(Event{Kind: RepoDone, Repo: repo, Tags: rr.Tags, Count: rr.Artifacts, Bytes: rr.Bytes})
-}
-
-// nodeError wraps a node's error with its digest and repositories.
-func nodeError(n *graph.Node, err error) error {
-	return fmt.Errorf("%s %s (in %v): %w", n.Kind, n.Desc.Digest, n.Repos, err)
 }

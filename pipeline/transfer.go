@@ -13,6 +13,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 
+	"oras.land/oras-go/v2/content"
+
 	"github.com/regvault/regvault/graph"
 	"github.com/regvault/regvault/sink"
 	"github.com/regvault/regvault/source"
@@ -20,7 +22,8 @@ import (
 
 // copyNode streams one node from the source into the sink, verified.
 func (r *run) copyNode(ctx context.Context, n *graph.Node) error {
-	open := func() (io.ReadCloser, error) { return r.open(ctx, n) }
+	var src sourceFaults
+	open := func() (io.ReadCloser, error) { return src.track(r.open(ctx, n)) }
 	if r.streaming && n.Content == nil {
 		// A stream hands out each large blob once; a sink that needs the
 		// bytes twice (two registries, a declined mount, a retry) reads
@@ -30,7 +33,7 @@ func (r *run) copyNode(ctx context.Context, n *graph.Node) error {
 		open = t.Open
 	}
 	if err := r.job.Sink.Write(ctx, n, open); err != nil {
-		return nodeError(n, err)
+		return src.wrap(ctx, n, err)
 	}
 	return nil
 }
@@ -198,15 +201,17 @@ func (r *run) transferInOrder(ctx context.Context, need []*graph.Node, conc int,
 	}
 	defer os.RemoveAll(spoolDir)
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	items := make([]*spoolItem, len(need))
 	for i, n := range need {
 		items[i] = &spoolItem{node: n, ready: make(chan struct{})}
 	}
 	ahead := make(chan struct{}, max(conc-1, 1)) // spooled blobs not yet consumed
+	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	// Cancel first, then wait: the prefetcher may be blocked sending
+	// ahead to a writer that has stopped, and only the cancel frees it.
 	defer wg.Wait()
+	defer cancel()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -216,7 +221,7 @@ func (r *run) transferInOrder(ctx context.Context, need []*graph.Node, conc int,
 	for _, it := range items {
 		if it.node.Content != nil || it.state.CompareAndSwap(0, claimedByWriter) {
 			if err := r.copyNode(ctx, it.node); err != nil {
-				return err
+				return r.lost.fail(err)
 			}
 		} else {
 			select {
@@ -234,7 +239,7 @@ func (r *run) transferInOrder(ctx context.Context, need []*graph.Node, conc int,
 			it.release()
 			<-ahead
 			if err != nil {
-				return err
+				return r.lost.fail(err)
 			}
 		}
 		done(it.node)
@@ -297,15 +302,16 @@ func (r *run) prefetch(ctx context.Context, items []*spoolItem, ahead chan struc
 }
 
 func (r *run) spool(ctx context.Context, it *spoolItem, dir string) error {
-	rc, err := r.open(ctx, it.node)
+	var src sourceFaults
+	rc, err := src.track(r.open(ctx, it.node))
 	if err != nil {
-		return nodeError(it.node, err)
+		return src.wrap(ctx, it.node, err)
 	}
 	defer rc.Close()
 	if it.node.Desc.Size <= memorySpool {
 		b, err := io.ReadAll(rc)
 		if err != nil {
-			return nodeError(it.node, err)
+			return src.wrap(ctx, it.node, err)
 		}
 		it.mem = b
 		return nil
@@ -317,7 +323,7 @@ func (r *run) spool(ctx context.Context, it *spoolItem, dir string) error {
 	it.file = f.Name()
 	if _, err := io.Copy(f, rc); err != nil {
 		f.Close()
-		return nodeError(it.node, err)
+		return src.wrap(ctx, it.node, err)
 	}
 	if err := f.Close(); err != nil {
 		return nodeError(it.node, err)
@@ -374,14 +380,18 @@ func (r *run) transferParts(ctx context.Context, g *errgroup.Group, n *graph.Nod
 	for i := range k {
 		off, end := size*int64(i)/int64(k), size*int64(i+1)/int64(k)
 		g.Go(func() error {
-			err := r.copyPart(ctx, pw, n, off, end-off)
+			if r.lost.skip(n) {
+				return nil
+			}
+			var src sourceFaults
+			err := r.copyPart(ctx, pw, n, off, end-off, &src)
 			if errors.Is(err, source.ErrRangeUnsupported) {
 				whole.Store(true)
 				r.noRanges.Store(true)
 				err = nil
 			}
 			if err != nil {
-				return nodeError(n, err)
+				return r.lost.fail(src.wrap(ctx, n, err))
 			}
 			if left.Add(-1) > 0 {
 				return nil
@@ -389,28 +399,37 @@ func (r *run) transferParts(ctx context.Context, g *errgroup.Group, n *graph.Nod
 			if whole.Load() {
 				err = r.copyNode(ctx, n)
 			} else if err = pw.FinishParts(ctx, n); err != nil {
-				err = nodeError(n, err)
+				if errors.Is(err, content.ErrMismatchedDigest) {
+					// Each part came from the source, and together they
+					// are not the blob: the source's fault.
+					src.note()
+				}
+				err = src.wrap(ctx, n, err)
 			}
-			if err == nil {
-				done(n)
+			if err != nil {
+				return r.lost.fail(err)
 			}
-			return err
+			done(n)
+			return nil
 		})
 	}
 }
 
 // copyPart writes bytes [off, off+length) of n, resuming a range that
 // broke off where it stopped.
-func (r *run) copyPart(ctx context.Context, pw sink.PartWriter, n *graph.Node, off, length int64) error {
+func (r *run) copyPart(ctx context.Context, pw sink.PartWriter, n *graph.Node, off, length int64, src *sourceFaults) error {
 	rf := r.job.Source.(source.RangeFetcher)
 	rr := &rangeReader{ctx: ctx, rf: rf, repos: n.Repos, desc: n.Desc, off: off, end: off + length, r: r}
 	defer rr.Close()
 	// Ask for the first range before handing the reader on, so a source
 	// without ranges is found out before the sink writes anything.
 	if err := rr.open(); err != nil {
+		if !errors.Is(err, source.ErrRangeUnsupported) {
+			src.note()
+		}
 		return err
 	}
-	return pw.WritePart(ctx, n, off, length, &countingReader{r: rr, n: &r.progress.Done})
+	return pw.WritePart(ctx, n, off, length, &countingReader{r: src.trackReader(rr), n: &r.progress.Done})
 }
 
 // rangeAttempts bounds how often one range resumes after a dropped

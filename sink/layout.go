@@ -146,10 +146,9 @@ func (l *Layout) Prepare(ctx context.Context, g *graph.Graph) ([]*graph.Node, Or
 	if err := checkGraph(g, l.opts.FullReference); err != nil {
 		return nil, 0, fmt.Errorf("layout %s: %w", l.output, err)
 	}
-	idx := archive.Index(g, l.opts.FullReference)
-	idxJSON, err := archive.Marshal(idx)
+	idx, idxJSON, err := l.index(g)
 	if err != nil {
-		return nil, 0, fmt.Errorf("layout %s: encoding index.json: %w", l.output, err)
+		return nil, 0, err
 	}
 	need, ord, err := l.form.prepare(ctx, g, idx, idxJSON)
 	if err != nil {
@@ -159,6 +158,53 @@ func (l *Layout) Prepare(ctx context.Context, g *graph.Graph) ([]*graph.Node, Or
 	}
 	l.state = statePrepared
 	return need, ord, nil
+}
+
+// index is the index.json of g, and its bytes.
+func (l *Layout) index(g *graph.Graph) (ocispec.Index, []byte, error) {
+	idx := archive.Index(g, l.opts.FullReference)
+	idxJSON, err := archive.Marshal(idx)
+	if err != nil {
+		return ocispec.Index{}, nil, fmt.Errorf("layout %s: encoding index.json: %w", l.output, err)
+	}
+	return idx, idxJSON, nil
+}
+
+// dropper is a form that can leave repositories out after prepare.
+type dropper interface {
+	drop(ctx context.Context, nodes []*graph.Node, idx ocispec.Index, idxJSON []byte) error
+}
+
+// CanDrop reports whether repositories can still be left out: a directory
+// or a plain tar file can, a stream cannot (its index.json is out).
+func (l *Layout) CanDrop() bool {
+	_, ok := l.form.(dropper)
+	return ok
+}
+
+// Drop leaves out of the backup everything g, the graph without the
+// repositories that failed, no longer holds: index.json is that of g, and
+// blobs only they needed are removed (from a directory), or the tar file
+// is compacted to hold g's members alone. Either way the result is what a
+// backup of g alone writes.
+func (l *Layout) Drop(ctx context.Context, g *graph.Graph) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.state != statePrepared {
+		return fmt.Errorf("layout %s: Drop without a successful Prepare (or after Commit or Abort)", l.output)
+	}
+	d, ok := l.form.(dropper)
+	if !ok {
+		return fmt.Errorf("layout %s: a stream cannot leave repositories out once index.json is written", l.output)
+	}
+	if err := checkGraph(g, l.opts.FullReference); err != nil {
+		return fmt.Errorf("layout %s: %w", l.output, err)
+	}
+	idx, idxJSON, err := l.index(g)
+	if err != nil {
+		return err
+	}
+	return d.drop(ctx, g.Nodes(), idx, idxJSON)
 }
 
 // Write stores one node; see the Ordering that Prepare returned. It opens

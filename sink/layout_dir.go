@@ -448,6 +448,38 @@ func (d *dirLayout) write(ctx context.Context, n *graph.Node, open Opener) error
 	return nil
 }
 
+// drop removes the blobs this run wrote that nodes no longer hold, and
+// makes idx the index.json Commit writes (or merges into the existing
+// one): the layout ends as a backup of nodes alone leaves it.
+func (d *dirLayout) drop(_ context.Context, nodes []*graph.Node, idx ocispec.Index, idxJSON []byte) error {
+	keep := make(map[digest.Digest]bool, len(nodes))
+	for _, n := range nodes {
+		keep[n.Desc.Digest] = true
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.aborted || d.done {
+		return fmt.Errorf("layout %s: sink is closed", d.output)
+	}
+	for dg, st := range d.slots {
+		if keep[dg] {
+			continue
+		}
+		switch st {
+		case slotWriting:
+			return fmt.Errorf("layout %s: leaving out %s: it is still being written", d.output, dg)
+		case slotDone:
+			p := filepath.Join(d.root, filepath.FromSlash(archive.BlobPath(dg)))
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("layout %s: leaving out %s: %w", d.output, dg, err)
+			}
+		}
+		delete(d.slots, dg)
+	}
+	d.newIndex, d.idxJSON = idx, idxJSON
+	return nil
+}
+
 func (d *dirLayout) commit(context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
 
 	"github.com/regvault/regvault/archive"
 	"github.com/regvault/regvault/graph"
@@ -56,6 +57,7 @@ type tarMember struct {
 	header []byte
 	off    int64
 	data   []byte
+	node   *graph.Node // nil for oci-layout and index.json
 }
 
 // planTar lays out the tar: oci-layout, index.json, then the nodes in
@@ -69,26 +71,26 @@ type tarMember struct {
 func planTar(nodes []*graph.Node, idxJSON []byte, emit func(tarMember) error) (map[digest.Digest]*tarSlot, int64, error) {
 	slots := make(map[digest.Digest]*tarSlot, len(nodes))
 	var off int64
-	add := func(name string, size int64, data []byte) (int64, error) {
+	add := func(name string, size int64, data []byte, n *graph.Node) (int64, error) {
 		h, err := encodeHeader(tarHeader(name, size))
 		if err != nil {
 			return 0, fmt.Errorf("tar header for %s: %w", name, err)
 		}
-		if err := emit(tarMember{header: h, off: off, data: data}); err != nil {
+		if err := emit(tarMember{header: h, off: off, data: data, node: n}); err != nil {
 			return 0, err
 		}
 		content := off + int64(len(h))
 		off = content + padded(size)
 		return content, nil
 	}
-	if _, err := add("oci-layout", int64(len(archive.LayoutFile)), archive.LayoutFile); err != nil {
+	if _, err := add("oci-layout", int64(len(archive.LayoutFile)), archive.LayoutFile, nil); err != nil {
 		return nil, 0, err
 	}
-	if _, err := add("index.json", int64(len(idxJSON)), idxJSON); err != nil {
+	if _, err := add("index.json", int64(len(idxJSON)), idxJSON, nil); err != nil {
 		return nil, 0, err
 	}
 	for _, n := range nodes {
-		content, err := add(archive.BlobPath(n.Desc.Digest), n.Desc.Size, nil)
+		content, err := add(archive.BlobPath(n.Desc.Digest), n.Desc.Size, nil, n)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -235,11 +237,100 @@ func (t *tarLayout) finishParts(ctx context.Context, n *graph.Node) error {
 		return fmt.Errorf("layout %s: verifying %s: %w", t.output, d, err)
 	}
 	if !v.Verified() {
-		return fmt.Errorf("layout %s: %s: the bytes received do not match the digest", t.output, d)
+		return fmt.Errorf("layout %s: %s: the bytes received do not match the digest: %w", t.output, d, content.ErrMismatchedDigest)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s.state = slotDone
+	return nil
+}
+
+// drop compacts the file, in place, into the tar of nodes alone with
+// idxJSON as its index.json: the tar a backup of nodes alone writes, byte
+// for byte. Members keep their order and only move towards the start
+// (members are only taken away, and the index.json of fewer repositories
+// is shorter), so each is copied forward over what is already done;
+// padding is zeroed, and the file ends after the new trailer.
+func (t *tarLayout) drop(ctx context.Context, nodes []*graph.Node, _ ocispec.Index, idxJSON []byte) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return fmt.Errorf("layout %s: sink is closed", t.output)
+	}
+	var missing []digest.Digest
+	for _, n := range nodes {
+		s := t.slots[n.Desc.Digest]
+		if s == nil {
+			return fmt.Errorf("layout %s: %s is not a node of the prepared graph", t.output, n.Desc.Digest)
+		}
+		if s.state != slotDone {
+			missing = append(missing, n.Desc.Digest)
+		}
+	}
+	if len(missing) > 0 {
+		return missingError(t.output, missing)
+	}
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	var zeros [tarBlock]byte
+	f := t.f
+	slots, total, err := planTar(nodes, idxJSON, func(m tarMember) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		content := m.off + int64(len(m.header))
+		size := int64(len(m.data))
+		if m.node != nil {
+			old := t.slots[m.node.Desc.Digest]
+			size = old.size
+			if content > old.off {
+				return fmt.Errorf("%s would move from %d to %d, away from the start", m.node.Desc.Digest, old.off, content)
+			}
+			if _, err := f.WriteAt(m.header, m.off); err != nil {
+				return err
+			}
+			if err := moveForward(f, content, old.off, size, *bp); err != nil {
+				return err
+			}
+		} else if _, err := f.WriteAt(append(m.header, m.data...), m.off); err != nil {
+			return err
+		}
+		_, err := f.WriteAt(zeros[:padded(size)-size], content+size)
+		return err
+	})
+	if err == nil {
+		_, err = f.WriteAt(make([]byte, 2*tarBlock), total-2*tarBlock)
+	}
+	if err == nil {
+		err = f.Truncate(total)
+	}
+	if err != nil {
+		return fmt.Errorf("layout %s: leaving failed repositories out of %s: %w", t.output, t.tmp, err)
+	}
+	for _, s := range slots {
+		s.state = slotDone
+	}
+	t.slots = slots
+	return nil
+}
+
+// moveForward copies the size bytes at src to dst <= src in the same
+// file. Front to back, each piece is read before anything is written over
+// it.
+func moveForward(f *os.File, dst, src, size int64, buf []byte) error {
+	if dst == src {
+		return nil
+	}
+	for size > 0 {
+		k := int(min(int64(len(buf)), size))
+		if _, err := f.ReadAt(buf[:k], src); err != nil {
+			return err
+		}
+		if _, err := f.WriteAt(buf[:k], dst); err != nil {
+			return err
+		}
+		src, dst, size = src+int64(k), dst+int64(k), size-int64(k)
+	}
 	return nil
 }
 

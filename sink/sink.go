@@ -61,3 +61,19 @@ type PartWriter interface {
 	// against its digest, and then counts n as written.
 	FinishParts(ctx context.Context, n *graph.Node) error
 }
+
+// Dropper is a Sink that can still leave repositories out after Prepare:
+// when the source cannot deliver a node (not found, wrong bytes, retries
+// exhausted), the repositories that need it fail and the others are
+// committed without them.
+type Dropper interface {
+	// CanDrop reports whether this sink can leave repositories out; a
+	// stream cannot, once index.json, which names every repository, is
+	// written.
+	CanDrop() bool
+	// Drop is called after the last Write and before Commit with g, the
+	// graph without the repositories that failed. The nodes Prepare asked
+	// for that g no longer holds need not have been written; what Commit
+	// makes visible holds g and nothing of the repositories left out.
+	Drop(ctx context.Context, g *graph.Graph) error
+}

@@ -17,6 +17,8 @@ import (
 	"oras.land/oras-go/v2/registry/remote/errcode"
 
 	"github.com/regvault/regvault/archive"
+	"github.com/regvault/regvault/graph"
+	"github.com/regvault/regvault/pipeline"
 	"github.com/regvault/regvault/registry"
 	"github.com/regvault/regvault/source"
 )
@@ -39,13 +41,23 @@ const (
 	problemStalled          // the registry sent nothing for --read-timeout
 	problemTooLarge         // a manifest (or tag list) above the limit
 	problemForeignRefused   // the registry refuses a manifest's non-distributable layer urls
+	problemBlobNotFound     // the registry lacks a blob a manifest names
 )
 
 func classify(err error) problem {
 	if err == nil {
 		return problemOther
 	}
+	var missing *source.MissingError
+	if errors.As(err, &missing) {
+		return problemBackupIncomplete
+	}
 	var resp *errcode.ErrorResponse
+	var te *pipeline.TransferError
+	if errors.As(err, &te) && te.Source && te.Kind != graph.KindManifest &&
+		(errors.Is(err, errdef.ErrNotFound) || errors.As(err, &resp) && resp.StatusCode == http.StatusNotFound) {
+		return problemBlobNotFound
+	}
 	if errors.As(err, &resp) {
 		switch resp.StatusCode {
 		case http.StatusUnauthorized:
@@ -74,10 +86,6 @@ func classify(err error) problem {
 	}
 	if errors.Is(err, auth.ErrBasicCredentialNotFound) {
 		return problemAuth
-	}
-	var missing *source.MissingError
-	if errors.As(err, &missing) {
-		return problemBackupIncomplete
 	}
 	if errors.Is(err, errdef.ErrNotFound) {
 		return problemTagNotFound
@@ -149,6 +157,8 @@ func reason(err error) string {
 		return "larger than the " + archive.MaxManifestSizeText + " limit"
 	case problemForeignRefused:
 		return "the registry refuses the urls of a non-distributable layer"
+	case problemBlobNotFound:
+		return "blob not found in the registry"
 	}
 	msg := err.Error()
 	if i := strings.LastIndex(msg, ": "); i >= 0 && len(msg)-i < 80 {
@@ -186,6 +196,8 @@ func recommendations(host string, errs []error) []string {
 			add(host + " sent nothing for the read timeout, on every retry: retry later, or give a slow registry more time with --read-timeout")
 		case problemTooLarge:
 			add("regvault reads manifests, tag lists and referrers lists of at most " + archive.MaxManifestSizeText + ", as registries store them: a larger manifest could not be restored, so it is refused at backup time")
+		case problemBlobNotFound:
+			add("A blob that the repository's manifests name is missing from " + host + " (deleted, or lost by the registry): push the image again, then back the repository up again")
 		}
 	}
 	return out

@@ -43,7 +43,7 @@ func TestPermanentFaultsReliability(t *testing.T) {
 		r := regvault(t, "", "backup", "--plain-http", "--no-tty", "-o", filepath.Join(dir, "b.tar"), ref(src, "demo/frontend"))
 		elapsed := time.Since(start)
 		r.wantCode(t, exitFailure)
-		wantContains(t, "stderr", r.stderr, "Error: layer "+sample.BaseLayer.Digest.String()+" (in [demo/frontend])",
+		wantContains(t, "stderr", r.stderr, "Error: Failed to backup "+src.Host()+"/demo/frontend\n  Reason: layer "+sample.BaseLayer.Digest.String()+" (in [demo/frontend])",
 			"fetching "+src.Host()+"/demo/frontend@"+sample.BaseLayer.Digest.String(), "response status code 503")
 		wantEmptyDir(t, dir)
 		t.Logf("%d attempts in %s", hits.Load(), elapsed.Round(time.Millisecond))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -156,6 +157,15 @@ func (s *summary) exitCode() int {
 	return exitOK
 }
 
+// failedNames lists the repositories that failed, for a sentence.
+func (s *summary) failedNames() string {
+	names := make([]string, len(s.failed))
+	for i, rr := range s.failed {
+		names[i] = rr.Repo
+	}
+	return strings.Join(names, ", ")
+}
+
 // culprits are the repositories to name in "Failed to backup": all that
 // failed, except under --fail-fast, where the others were stopped with the
 // first one's error and only that one is named.
@@ -230,6 +240,8 @@ func (r *reporter) printFailures(s *summary) {
 		fmt.Fprintf(w, "Dry run: %d of %d repositories could be backed up\n", len(s.ok), total)
 	case p.FailFast && s.runErr != nil:
 		fmt.Fprintf(w, "No backup was written: --fail-fast stops at the first failure\n")
+	case errors.Is(s.runErr, pipeline.ErrCannotDrop):
+		fmt.Fprintf(w, "No backup was written: a stream (.tar.gz, .tar.zst or -) writes index.json, which names every repository, before the first blob, so it cannot leave out a repository that fails during the transfer; back up to a directory or a .tar to keep the others\n")
 	case len(s.ok) == 0 || s.runErr != nil:
 		fmt.Fprintf(w, "No backup was written: %d of %d repositories backed up successfully\n", 0, total)
 	default:
@@ -388,6 +400,9 @@ func (r *reporter) printJSON(s *summary, code int) error {
 		case rr.Err != nil:
 			jr.Status = "failed"
 			jr.Error = r.c.redact(rr.Err.Error())
+		case !s.written() && errors.Is(s.runErr, pipeline.ErrCannotDrop):
+			jr.Status = "failed"
+			jr.Error = "not written: the stream cannot leave out " + s.failedNames() + ", which failed"
 		case !s.written():
 			jr.Status = "failed"
 			jr.Error = "not written: the backup was stopped"
