@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -332,4 +333,46 @@ func TestBackupLargeBlobWithoutRanges(t *testing.T) {
 	_, err = content.ReadAll(rc, sample.BaseLayer)
 	rc.Close()
 	require.NoError(t, err)
+}
+
+// A large blob fetched in byte ranges whose parts do not add up to its
+// digest fails the repositories that need it, and only them: the tar
+// holds the others, byte for byte as a backup of them alone.
+func TestBackupCorruptRangedBlobFailsItsRepositories(t *testing.T) {
+	var corrupt string
+	var mu sync.Mutex
+	ranges := 0
+	count := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Range") != "" && strings.HasSuffix(r.URL.Path, "/blobs/"+corrupt) {
+				mu.Lock()
+				ranges++
+				mu.Unlock()
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	srv := registrytest.NewInProcess(t, registrytest.WithHandler(count), registrytest.WithHandler(corruptBlob(&corrupt)))
+	small := registrytest.Seed(t, srv, registrytest.SampleOptions{})
+	big := registrytest.Seed(t, srv, registrytest.SampleOptions{Prefix: "big/", Seed: "big", BaseLayerSize: 20 << 20})
+	dir := t.TempDir()
+	want := filepath.Join(dir, "small.tar")
+	_, err := backup(t, srv, want, small.Repositories, false)
+	require.NoError(t, err)
+
+	corrupt = big.BaseLayer.Digest.String()
+	got := filepath.Join(dir, "all.tar")
+	res, err := backup(t, srv, got, append(slices.Clone(small.Repositories), big.Repositories...), false)
+	require.NoError(t, err)
+	require.Equal(t, 2, ranges, "the 20 MiB layer came in two ranges")
+	var failed []string
+	for _, rr := range res.Failed() {
+		failed = append(failed, rr.Repo)
+		require.ErrorIs(t, rr.Err, content.ErrMismatchedDigest)
+		require.Contains(t, rr.Err.Error(), big.BaseLayer.Digest.String())
+	}
+	require.Equal(t, big.Repositories, failed)
+	a, _ := os.ReadFile(got)
+	b, _ := os.ReadFile(want)
+	require.Equal(t, digest.FromBytes(b), digest.FromBytes(a), "the backup of the healthy repositories alone")
 }

@@ -20,9 +20,9 @@ import (
 	"github.com/regvault/regvault/registrytest"
 )
 
-// ownLayer is a layer of repo that no other repository of the sample
-// holds.
-func ownLayer(t *testing.T, sample registrytest.Sample, repo string) ocispec.Descriptor {
+// ownBlob is a blob of repo of the media type that no other repository
+// of the sample holds.
+func ownBlob(t *testing.T, sample registrytest.Sample, repo, mediaType string) ocispec.Descriptor {
 	t.Helper()
 	elsewhere := map[string]bool{}
 	for _, other := range sample.Repositories {
@@ -34,11 +34,11 @@ func ownLayer(t *testing.T, sample registrytest.Sample, repo string) ocispec.Des
 		}
 	}
 	for _, d := range sample.Content[repo] {
-		if d.MediaType == ocispec.MediaTypeImageLayerGzip && !elsewhere[d.Digest.String()] {
+		if d.MediaType == mediaType && !elsewhere[d.Digest.String()] {
 			return d
 		}
 	}
-	t.Fatalf("%s has no layer of its own", repo)
+	t.Fatalf("%s has no %s of its own", repo, mediaType)
 	return ocispec.Descriptor{}
 }
 
@@ -115,7 +115,7 @@ func wantSameBackup(t *testing.T, got, want string) {
 // and leaves nothing.
 func TestBackupUnavailableBlobFailsItsRepository(t *testing.T) {
 	s, sample := sampleRegistry(t)
-	lost := ownLayer(t, sample, registrytest.SampleFrontend)
+	lost := ownBlob(t, sample, registrytest.SampleFrontend, ocispec.MediaTypeImageLayerGzip)
 	deleteBlob(t, s, registrytest.SampleFrontend, lost)
 	host := s.Host()
 	healthy := []string{ref(s, registrytest.SampleBackend), ref(s, registrytest.SampleBase)}
@@ -327,7 +327,9 @@ func TestBackupEndsAfterTransferError(t *testing.T) {
 	host := s.Host()
 
 	t.Run("a blob answers 503 for ever", func(t *testing.T) {
-		lost := ownLayer(t, sample, registrytest.SampleFrontend)
+		// A config: configs come first in an archive, so that many blobs
+		// are still to come when it fails.
+		lost := ownBlob(t, sample, registrytest.SampleFrontend, ocispec.MediaTypeImageConfig)
 		broken.Store(lost.Digest.String())
 		t.Cleanup(func() { broken.Store("none") })
 		// All at once: each mostly waits out its retries.
@@ -351,7 +353,7 @@ func TestBackupEndsAfterTransferError(t *testing.T) {
 		for _, rn := range runs {
 			t.Run(rn.name, func(t *testing.T) {
 				r := waitRun(t, hangBound, rn.done, rn.args...)
-				want := "Error: Failed to backup " + host + "/demo/frontend\n  Reason: layer " + lost.Digest.String()
+				want := "Error: Failed to backup " + host + "/demo/frontend\n  Reason: config " + lost.Digest.String()
 				wantContains(t, "stderr", r.stderr, want, "503")
 				if strings.HasPrefix(rn.name, "b.tar ") || strings.HasPrefix(rn.name, "dir ") {
 					r.wantCode(t, exitPartial)
