@@ -61,8 +61,11 @@ var referrerTag = regexp.MustCompile(`^(sha256|sha512)-[a-f0-9]{64,128}$`)
 // Run resolves and walks every repository of the job, then (unless Sink is
 // nil) transfers each unique node once and commits. The graph is returned
 // for reporting (a dry run prints it). A repository that fails is recorded
-// in the result and left out, unless FailFast; the error is for failures
-// of the whole run (the sink, fail-fast, cancellation, nothing to do).
+// in the result and left out, unless FailFast: while it is resolved and
+// walked, or, if the sink can still leave it out (sink.Dropper), when the
+// source cannot deliver a node it needs. The error is for failures of the
+// whole run (the sink, fail-fast, a stream that cannot leave a repository
+// out: ErrCannotDrop, cancellation, nothing to do).
 func Run(ctx context.Context, job Job) (*Result, *graph.Graph, error) {
 	start := time.Now()
 	r := &run{job: job, observe: job.Observe, progress: job.Progress}

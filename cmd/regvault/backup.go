@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -133,8 +135,18 @@ its manifest kept whole, as oras and skopeo do (clients fetch such layers from
 their URLs). The report (text, JSON and --dry-run) counts what was left out.
 
 A repository that fails is reported and left out; the others form a valid
-backup (exit code 3). With --fail-fast the first failure stops the backup and
-nothing is written (exit code 1).
+backup (exit code 3). That holds for failures found while blobs are
+transferred, too (a blob the registry no longer has, bytes that do not match
+their digest, retries exhausted): a directory or a .tar leaves out the
+repositories that need that blob, whole, and is exactly the backup of the
+others alone. A stream (.tar.gz, .tgz, .tar.zst, .tzst, -) cannot: its
+index.json, which names every repository, is written before the first blob,
+so such a failure stops the whole backup (exit code 1), names the repository
+and why, and leaves no file (on standard output the tar ends without its
+trailer and reads as truncated); back up to a directory or a .tar to keep the
+others. Any other error (the disk full, standard output closed) ends the
+backup at once with exit code 1. With --fail-fast the first failure stops
+the backup and nothing is written (exit code 1).
 
 Transient faults are retried with backoff (5xx and 429 answers, connections
 reset or cut in the middle of a body, a registry that sends nothing for
@@ -189,6 +201,10 @@ func (b *backupCmd) run(ctx context.Context, args []string) error {
 	out := c.stdout
 	if p.Kind == archive.Stdout && !p.DryRun {
 		out = c.stderr
+		// A reader of the archive that goes away is a failed backup to
+		// report (exit 1), not a signal to die of silently: writes get
+		// EPIPE instead of the process SIGPIPE.
+		signal.Ignore(syscall.SIGPIPE)
 	}
 	client, err := registry.New(p.Registry, opts)
 	if err != nil {

@@ -182,6 +182,17 @@ func TestBackupUnavailableBlobFailsItsRepository(t *testing.T) {
 		})
 	}
 
+	t.Run("help", func(t *testing.T) {
+		r := regvault(t, "", "backup", "--help")
+		r.wantCode(t, exitOK)
+		wantContains(t, "backup --help", strings.Join(strings.Fields(r.stdout), " "),
+			"That holds for failures found while blobs are transferred, too",
+			"a directory or a .tar leaves out the repositories that need that blob, whole, and is exactly the backup of the others alone",
+			"A stream (.tar.gz, .tgz, .tar.zst, .tzst, -) cannot",
+			"such a failure stops the whole backup (exit code 1)",
+			"Any other error (the disk full, standard output closed) ends the backup at once with exit code 1")
+	})
+
 	t.Run("existing directory", func(t *testing.T) {
 		dir := t.TempDir()
 		// The same two runs without the failure give the reference.

@@ -1,0 +1,134 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/regvault/regvault/registrytest"
+)
+
+// hangBound is far beyond what these runs take: reaching it means the
+// run hangs.
+const hangBound = 3 * time.Minute
+
+// waitBounded waits for cmd, killing it (and failing the test) if it has
+// not ended within hangBound.
+func waitBounded(t *testing.T, cmd *exec.Cmd) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(hangBound):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s did not end within %s: it hangs", strings.Join(cmd.Args, " "), hangBound)
+		return nil
+	}
+}
+
+// exitCode is the exit code of a run that ended, or -1 with the signal
+// that ended it.
+func exitCode(t *testing.T, err error) (int, string) {
+	t.Helper()
+	if err == nil {
+		return 0, ""
+	}
+	var ee *exec.ExitError
+	require.True(t, errors.As(err, &ee), "%v", err)
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return -1, ws.Signal().String()
+	}
+	return ee.ExitCode(), ""
+}
+
+// A backup to standard output whose reader goes away ends at once, with
+// exit code 1 and a message, rather than dying silently of SIGPIPE.
+func TestBackupToBrokenPipe(t *testing.T) {
+	bin := build(t)
+	srv := registrytest.NewInProcess(t)
+	// More than the pipe and the stream's buffer hold.
+	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{LayerSize: 512 << 10})
+	args := []string{"backup", "--plain-http", "--no-tty", "--output", "-"}
+	for _, r := range sample.Repositories {
+		args = append(args, srv.Host()+"/"+r)
+	}
+	cmd := exec.Command(bin, args...)
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	_, err = io.ReadFull(stdout, make([]byte, 4096)) // the archive began
+	require.NoError(t, err)
+	require.NoError(t, stdout.Close()) // and its reader goes away
+	err = waitBounded(t, cmd)
+	code, sig := exitCode(t, err)
+	t.Logf("exit %d %s\n%s", code, sig, stderr.String())
+	require.Equal(t, 1, code, "exit code (signal %q)", sig)
+	require.Contains(t, stderr.String(), "Error: ")
+	require.Contains(t, stderr.String(), "broken pipe")
+	require.NotContains(t, stderr.String(), "Exported to")
+}
+
+// A backup onto a full disk ends at once in every output form, with exit
+// code 1, the error, and nothing left behind. The disk is a small tmpfs
+// mounted in a mount namespace of its own, so the test needs to be
+// allowed to make one (root, or user namespaces).
+func TestBackupOntoFullDisk(t *testing.T) {
+	if out, err := exec.Command("unshare", "-m", "--map-root-user", "true").CombinedOutput(); err != nil {
+		if out2, err2 := exec.Command("unshare", "-m", "true").CombinedOutput(); err2 != nil {
+			t.Skipf("cannot make a mount namespace for a small tmpfs: %v %s; %v %s", err, out, err2, out2)
+		}
+	}
+	bin := build(t)
+	srv := registrytest.NewInProcess(t)
+	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{LayerSize: 512 << 10})
+	var refs []string
+	for _, r := range sample.Repositories {
+		refs = append(refs, srv.Host()+"/"+r)
+	}
+	for _, name := range []string{"b.tar.zst", "b.tar.gz", "b.tar", "layout"} {
+		t.Run(name, func(t *testing.T) {
+			disk := t.TempDir()
+			// Mount a 1 MiB tmpfs on disk, back up onto it, list what is
+			// left there, and exit with the backup's exit code.
+			script := `mount -t tmpfs -o size=1m tmpfs "$1" || exit 99
+bin=$2; out=$3; shift 3
+"$bin" "$@" --output "$out"; rc=$?
+echo "left:"; ls -A "$(dirname "$out")"
+exit $rc`
+			shArgs := append([]string{"-m", "sh", "-c", script, "sh", disk, bin, filepath.Join(disk, name),
+				"backup", "--plain-http", "--no-tty"}, refs...)
+			cmd := exec.Command("unshare", shArgs...)
+			if os.Geteuid() != 0 {
+				cmd.Args = append([]string{"unshare", "--map-root-user"}, shArgs...)
+			}
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			require.NoError(t, cmd.Start())
+			err := waitBounded(t, cmd)
+			code, sig := exitCode(t, err)
+			t.Logf("exit %d %s\n[stdout]\n%s[stderr]\n%s", code, sig, stdout.String(), stderr.String())
+			if code == 99 {
+				t.Skipf("cannot mount a tmpfs: %s", stderr.String())
+			}
+			require.Equal(t, 1, code, "exit code (signal %q)", sig)
+			require.Contains(t, stderr.String(), "no space left on device")
+			left := stdout.String()[strings.LastIndex(stdout.String(), "left:\n")+len("left:\n"):]
+			require.Empty(t, strings.TrimSpace(left), "files left on the full disk")
+			require.NotContains(t, stdout.String(), "Exported to")
+		})
+	}
+}
