@@ -21,8 +21,17 @@ import (
 // run hangs.
 const hangBound = 3 * time.Minute
 
-// waitBounded waits for cmd, killing it (and failing the test) if it has
-// not ended within hangBound.
+// startGroup starts cmd in a process group of its own, so that
+// waitBounded can end it with every process it started.
+func startGroup(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 10 * time.Second
+	require.NoError(t, cmd.Start())
+}
+
+// waitBounded waits for cmd (started by startGroup), killing its process
+// group (and failing the test) if it has not ended within hangBound.
 func waitBounded(t *testing.T, cmd *exec.Cmd) error {
 	t.Helper()
 	done := make(chan error, 1)
@@ -31,7 +40,7 @@ func waitBounded(t *testing.T, cmd *exec.Cmd) error {
 	case err := <-done:
 		return err
 	case <-time.After(hangBound):
-		_ = cmd.Process.Kill()
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		<-done
 		t.Fatalf("%s did not end within %s: it hangs", strings.Join(cmd.Args, " "), hangBound)
 		return nil
@@ -69,7 +78,7 @@ func TestBackupToBrokenPipe(t *testing.T) {
 	require.NoError(t, err)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Start())
+	startGroup(t, cmd)
 	_, err = io.ReadFull(stdout, make([]byte, 4096)) // the archive began
 	require.NoError(t, err)
 	require.NoError(t, stdout.Close()) // and its reader goes away
@@ -110,14 +119,16 @@ bin=$2; out=$3; shift 3
 echo "left:"; ls -A "$(dirname "$out")"
 exit $rc`
 			shArgs := append([]string{"-m", "sh", "-c", script, "sh", disk, bin, filepath.Join(disk, name),
-				"backup", "--plain-http", "--no-tty"}, refs...)
+				// Few blobs fetched ahead: many still to come when the
+				// disk fills.
+				"backup", "--plain-http", "--no-tty", "--concurrency", "2"}, refs...)
 			cmd := exec.Command("unshare", shArgs...)
 			if os.Geteuid() != 0 {
 				cmd.Args = append([]string{"unshare", "--map-root-user"}, shArgs...)
 			}
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			require.NoError(t, cmd.Start())
+			startGroup(t, cmd)
 			err := waitBounded(t, cmd)
 			code, sig := exitCode(t, err)
 			t.Logf("exit %d %s\n[stdout]\n%s[stderr]\n%s", code, sig, stdout.String(), stderr.String())
