@@ -400,3 +400,29 @@ func TestBackupEndsAfterTransferError(t *testing.T) {
 		}
 	})
 }
+
+// The same against the distribution registry, where DELETE unlinks the
+// layer from the repository: the .tar holds the other repositories and
+// passes verify, exit 3.
+func TestDistributionDeletedBlobFailsItsRepository(t *testing.T) {
+	s := registrytest.NewDistribution(t, registrytest.DistConfig{})
+	sample := registrytest.Seed(t, s, registrytest.SampleOptions{})
+	lost := ownBlob(t, sample, registrytest.SampleFrontend, ocispec.MediaTypeImageLayerGzip)
+	deleteBlob(t, s, registrytest.SampleFrontend, lost)
+	host := s.Host()
+	out := filepath.Join(t.TempDir(), "b.tar")
+	r := regvault(t, "", "backup", "--plain-http", "--no-tty", "--include-referrers", "-o", out,
+		ref(s, registrytest.SampleBackend), ref(s, registrytest.SampleFrontend), ref(s, registrytest.SampleBase))
+	r.wantCode(t, exitPartial)
+	wantContains(t, "stderr", r.stderr,
+		"Error: Failed to backup "+host+"/demo/frontend\n  Reason: layer "+lost.Digest.String()+" (in [demo/frontend])",
+		"  ✗ "+host+"/demo/frontend (blob not found in the registry)\n",
+		"Partial backup created: 2 of 3 repositories backed up successfully\n")
+	want := []string{host + "/demo/backend:v1", host + "/demo/backend:v2", host + "/library/base:1.0", host + "/library/base:1.1"}
+	if got := layoutTags(t, out); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("tags %v, want %v", got, want)
+	}
+	v := regvault(t, "", "verify", "--input", out)
+	v.wantCode(t, exitOK)
+	wantNotContains(t, "verify", v.stdout, "demo/frontend", "needed by no tag")
+}
