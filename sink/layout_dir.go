@@ -137,6 +137,25 @@ func (d *dirLayout) prepare(ctx context.Context, g *graph.Graph, idx ocispec.Ind
 	return nodes, AnyOrder, nil
 }
 
+// removeBlobsExcept removes from the layout at root every blob that is
+// not one of nodes.
+func removeBlobsExcept(root string, nodes []*graph.Node) {
+	want := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
+		want[filepath.FromSlash(archive.BlobPath(n.Desc.Digest))] = true
+	}
+	if algs, err := os.ReadDir(filepath.Join(root, "blobs")); err == nil {
+		for _, a := range algs {
+			files, _ := os.ReadDir(filepath.Join(root, "blobs", a.Name()))
+			for _, f := range files {
+				if rel := filepath.Join("blobs", a.Name(), f.Name()); !want[rel] {
+					_ = os.RemoveAll(filepath.Join(root, rel))
+				}
+			}
+		}
+	}
+}
+
 // resume goes on building the new directory in the temporary directory a
 // killed run left (d.tmpDir, locked): the blobs it holds, verified as in
 // an existing layout, are not asked for again.
@@ -144,20 +163,7 @@ func (d *dirLayout) resume(ctx context.Context, nodes []*graph.Node, mode os.Fil
 	cleanInside(d.tmpDir)
 	// Blobs of content this backup no longer holds (the killed run was
 	// asked for other tags) would stay in the layout unnamed: removed.
-	want := make(map[string]bool, len(nodes))
-	for _, n := range nodes {
-		want[filepath.FromSlash(archive.BlobPath(n.Desc.Digest))] = true
-	}
-	if algs, err := os.ReadDir(filepath.Join(d.tmpDir, "blobs")); err == nil {
-		for _, a := range algs {
-			files, _ := os.ReadDir(filepath.Join(d.tmpDir, "blobs", a.Name()))
-			for _, f := range files {
-				if rel := filepath.Join("blobs", a.Name(), f.Name()); !want[rel] {
-					_ = os.RemoveAll(filepath.Join(d.tmpDir, rel))
-				}
-			}
-		}
-	}
+	removeBlobsExcept(d.tmpDir, nodes)
 	if err := os.Chmod(d.tmpDir, mode); err != nil {
 		return nil, 0, fmt.Errorf("layout %s: %w", d.output, err)
 	}
@@ -448,9 +454,10 @@ func (d *dirLayout) write(ctx context.Context, n *graph.Node, open Opener) error
 	return nil
 }
 
-// drop removes the blobs this run wrote that nodes no longer hold, and
-// makes idx the index.json Commit writes (or merges into the existing
-// one): the layout ends as a backup of nodes alone leaves it.
+// drop removes the blobs that nodes no longer hold (in an existing
+// layout, only those this run wrote), and makes idx the index.json Commit
+// writes (or merges into the existing one): the layout ends as a backup
+// of nodes alone leaves it.
 func (d *dirLayout) drop(_ context.Context, nodes []*graph.Node, idx ocispec.Index, idxJSON []byte) error {
 	keep := make(map[digest.Digest]bool, len(nodes))
 	for _, n := range nodes {
@@ -476,7 +483,15 @@ func (d *dirLayout) drop(_ context.Context, nodes []*graph.Node, idx ocispec.Ind
 		}
 		delete(d.slots, dg)
 	}
+	if !d.existing {
+		// A resumed directory may hold blobs of theirs this run did not
+		// write.
+		removeBlobsExcept(d.root, nodes)
+	}
 	d.newIndex, d.idxJSON = idx, idxJSON
+	if d.existing {
+		d.moved = archive.MovedTags(d.oldIndex, d.newIndex)
+	}
 	return nil
 }
 
