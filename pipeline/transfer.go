@@ -12,7 +12,6 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
-
 	"oras.land/oras-go/v2/content"
 
 	"github.com/regvault/regvault/graph"
