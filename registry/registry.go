@@ -54,8 +54,9 @@ type Options struct {
 	Debug     io.Writer
 	UserAgent string
 	// ReadTimeout is how long a registry may send nothing (no answer to
-	// a request without a body, no byte of a body) before the request
-	// counts as failed and is retried; 0 is DefaultReadTimeout.
+	// a request without a body, no byte of a body) or take no byte of an
+	// upload before the request counts as failed and is retried; 0 is
+	// DefaultReadTimeout.
 	ReadTimeout time.Duration
 	// MaxRetryWait is the longest wait a registry's Retry-After is
 	// honoured for (longer ones are cut to it); 0 is DefaultMaxRetryWait.
@@ -192,7 +193,9 @@ func transport(o Options) (*http.Transport, error) {
 	tr.MaxIdleConnsPerHost = conc*4 + 4 // metadata requests run 4× --concurrency
 	tr.MaxConnsPerHost = 0
 	// Requests without a body have the read timeout for their answer
-	// (timeoutTransport); an upload's may take longer.
+	// (timeoutTransport); an upload's, once all of its body is sent (the
+	// read timeout applies to each byte of it until then), may take
+	// longer.
 	tr.ResponseHeaderTimeout = max(uploadHeaderTimeout, o.readTimeout())
 	tlsConf := &tls.Config{InsecureSkipVerify: o.Insecure} //nolint:gosec // only with --insecure
 	if o.CAFile != "" {

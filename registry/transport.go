@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"oras.land/oras-go/v2/errdef"
@@ -16,46 +17,76 @@ import (
 )
 
 // DefaultReadTimeout is how long a registry may send nothing, neither the
-// header of an answer nor a byte of its body, before the request counts
-// as failed (and is retried, or a blob download resumes).
+// header of an answer nor a byte of its body, or take no byte of an
+// upload, before the request counts as failed (and is retried, or a blob
+// download resumes).
 const DefaultReadTimeout = 60 * time.Second
 
 // uploadHeaderTimeout bounds the wait for the answer to a request that
-// carried a body (an upload): the registry may take a while to store a
-// large blob once it has all of it.
+// carried a body (an upload) once all of the body is sent: the registry
+// may take a while to store a large blob once it has all of it. (The
+// transport's ResponseHeaderTimeout starts only then; while the body is
+// being sent, the read timeout applies to each byte the registry takes.)
 const uploadHeaderTimeout = 5 * time.Minute
 
-// timeoutError is a registry that sent nothing for the read timeout. It
-// is a network timeout, which oras-go's retry policy retries.
+// timeoutError is a registry that sent nothing, or took nothing of an
+// upload, for the read timeout. It is a network timeout, which oras-go's
+// retry policy retries, and so does the sink's upload restart.
 // (The HTTP client names the request in front of it.)
 type timeoutError struct {
-	waiting string // "the answer", "the rest of the answer"
-	after   time.Duration
+	what  string // "no byte of the answer", ...
+	after time.Duration
 }
 
 func (e *timeoutError) Error() string {
-	return fmt.Sprintf("no byte of %s for %s (--read-timeout)", e.waiting, e.after)
+	return fmt.Sprintf("%s for %s (--read-timeout)", e.what, e.after)
 }
 func (e *timeoutError) Timeout() bool   { return true }
 func (e *timeoutError) Temporary() bool { return true }
 
-// Is makes every timeoutError ErrReadTimeout.
-func (e *timeoutError) Is(target error) bool { return target == ErrReadTimeout }
+// Is makes every timeoutError ErrReadTimeout, and one of an upload
+// ErrUploadTimeout as well.
+func (e *timeoutError) Is(target error) bool {
+	return target == ErrReadTimeout || (target == ErrUploadTimeout && e.what == uploadStalled)
+}
 
 // ErrReadTimeout is what errors.Is finds in a request that failed because
-// the registry sent nothing for the read timeout.
+// the registry sent nothing, or took no byte of an upload, for the read
+// timeout.
 var ErrReadTimeout = errors.New("the registry sent nothing for the read timeout")
+
+// ErrUploadTimeout is what errors.Is finds in a request that failed
+// because the registry took no byte of its body (an upload) for the read
+// timeout; errors.Is finds ErrReadTimeout in it too.
+var ErrUploadTimeout = errors.New("the registry took no byte of an upload for the read timeout")
+
+const uploadStalled = "the registry took no byte of the upload"
 
 // The causes a timeoutTransport cancels a request with.
 var (
 	errHeaderTimeout = errors.New("no answer within the read timeout")
 	errIdleTimeout   = errors.New("no byte within the read timeout")
+	errUploadTimeout = errors.New("no byte of the upload taken within the read timeout")
 )
 
+func (t *timeoutTransport) causeError(ctx context.Context) error {
+	switch context.Cause(ctx) {
+	case errHeaderTimeout:
+		return &timeoutError{what: "no byte of the answer", after: t.idle}
+	case errIdleTimeout:
+		return &timeoutError{what: "no byte of the rest of the answer", after: t.idle}
+	case errUploadTimeout:
+		return &timeoutError{what: uploadStalled, after: t.idle}
+	}
+	return nil
+}
+
 // timeoutTransport ends a request whose registry stalls: no answer within
-// the read timeout after a request without a body, and no byte of a body
-// for the read timeout. Both are timeouts, so the retry transport above
-// retries them, and a blob download resumes where it stopped.
+// the read timeout after a request without a body, no byte of an upload
+// taken for the read timeout, and no byte of an answer's body for the
+// read timeout. All are timeouts, so the retry transport above retries
+// them (an upload only where its body can be sent again), the sink starts
+// a blob upload over, and a blob download resumes.
 type timeoutTransport struct {
 	base http.RoundTripper
 	idle time.Duration
@@ -64,18 +95,48 @@ type timeoutTransport struct {
 func (t *timeoutTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx, cancel := context.WithCancelCause(req.Context())
 	var header *time.Timer
+	var up *uploadClock
+	out := req.WithContext(ctx)
 	if req.Body == nil || req.Body == http.NoBody {
 		// An upload's answer waits up to the transport's
 		// ResponseHeaderTimeout instead (uploadHeaderTimeout).
 		header = time.AfterFunc(t.idle, func() { cancel(errHeaderTimeout) })
+	} else {
+		// The clock runs from here (connecting, sending the header)
+		// and whenever the transport has bytes of the body it has not
+		// yet handed to the connection: when the registry stops
+		// reading, the socket's buffers fill and the transport stops
+		// asking for more.
+		up = &uploadClock{idle: t.idle}
+		up.timer = time.AfterFunc(t.idle, func() { cancel(errUploadTimeout) })
+		out.Body = &uploadBody{rc: req.Body, clock: up}
+		if getBody := req.GetBody; getBody != nil {
+			// The transport sends the body again through GetBody
+			// when a reused connection turns out dead: that copy is
+			// watched too. (The retry transport above rewinds its own
+			// request, which comes through here anew.)
+			out.GetBody = func() (io.ReadCloser, error) {
+				rc, err := getBody()
+				if err != nil || rc == http.NoBody {
+					return rc, err
+				}
+				return &uploadBody{rc: rc, clock: up}, nil
+			}
+		}
 	}
-	resp, err := t.base.RoundTrip(req.WithContext(ctx))
+	resp, err := t.base.RoundTrip(out)
 	if header != nil {
 		header.Stop()
 	}
+	if up != nil {
+		// The answer came (or the request failed): from here the
+		// answer's clock applies, even if the transport still sends
+		// the rest of a body the registry answered early.
+		up.end()
+	}
 	if err != nil {
-		if context.Cause(ctx) == errHeaderTimeout {
-			err = &timeoutError{waiting: "the answer", after: t.idle}
+		if terr := t.causeError(ctx); terr != nil {
+			err = terr
 		}
 		cancel(nil)
 		return nil, err
@@ -84,12 +145,68 @@ func (t *timeoutTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		cancel(nil)
 		return resp, nil
 	}
-	b := &idleBody{rc: resp.Body, ctx: ctx, cancel: cancel, idle: t.idle}
+	b := &idleBody{rc: resp.Body, ctx: ctx, cancel: cancel, t: t}
 	b.timer = time.AfterFunc(t.idle, func() { cancel(errIdleTimeout) })
 	b.timer.Stop()
 	resp.Body = b
 	return resp, nil
 }
+
+// uploadClock times how long the transport goes without taking a byte of
+// a request body. It runs while the transport holds bytes it was given
+// (writing them to a connection whose buffers are full when the registry
+// stopped reading) and stops while a Read of the source waits: a slow
+// source (a compressed backup, standard input) is not a stalled registry.
+type uploadClock struct {
+	mu    sync.Mutex
+	idle  time.Duration
+	timer *time.Timer // cancels the request with errUploadTimeout
+	ended bool        // the round trip returned
+}
+
+func (c *uploadClock) run() {
+	c.mu.Lock()
+	if !c.ended {
+		c.timer.Reset(c.idle)
+	}
+	c.mu.Unlock()
+}
+
+func (c *uploadClock) pause() {
+	c.mu.Lock()
+	c.timer.Stop()
+	c.mu.Unlock()
+}
+
+func (c *uploadClock) end() {
+	c.mu.Lock()
+	c.ended = true
+	c.timer.Stop()
+	c.mu.Unlock()
+}
+
+// uploadBody is a request body whose reads by the transport drive an
+// uploadClock.
+type uploadBody struct {
+	rc    io.ReadCloser
+	clock *uploadClock
+}
+
+func (b *uploadBody) Read(p []byte) (int, error) {
+	b.clock.pause()
+	n, err := b.rc.Read(p)
+	if err == nil {
+		// The transport writes these bytes before it asks again.
+		b.clock.run()
+	}
+	// At the end of the body (io.EOF) the clock stays stopped: the
+	// transport has handed all of it to the connection but for its last
+	// write buffer, which fits in the socket's own, and the wait for the
+	// answer is the transport's ResponseHeaderTimeout.
+	return n, err
+}
+
+func (b *uploadBody) Close() error { return b.rc.Close() }
 
 // idleBody is a response body whose reads fail with a timeoutError when
 // no byte comes for the read timeout. The clock runs only while a Read
@@ -99,19 +216,16 @@ type idleBody struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	timer  *time.Timer
-	idle   time.Duration
+	t      *timeoutTransport
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
-	b.timer.Reset(b.idle)
+	b.timer.Reset(b.t.idle)
 	n, err := b.rc.Read(p)
 	b.timer.Stop()
 	if err != nil && err != io.EOF {
-		switch context.Cause(b.ctx) {
-		case errIdleTimeout:
-			err = &timeoutError{waiting: "the rest of the answer", after: b.idle}
-		case errHeaderTimeout:
-			err = &timeoutError{waiting: "the answer", after: b.idle}
+		if terr := b.t.causeError(b.ctx); terr != nil {
+			err = terr
 		}
 	}
 	return n, err

@@ -39,6 +39,7 @@ const (
 	problemIntegrity
 	problemBackupIncomplete // content the backup lists is not in it
 	problemStalled          // the registry sent nothing for --read-timeout
+	problemUploadStalled    // the registry took no byte of an upload for --read-timeout
 	problemTooLarge         // a manifest (or tag list) above the limit
 	problemForeignRefused   // the registry refuses a manifest's non-distributable layer urls
 	problemBlobNotFound     // the registry lacks a blob a manifest names
@@ -89,6 +90,9 @@ func classify(err error) problem {
 	}
 	if errors.Is(err, errdef.ErrNotFound) {
 		return problemTagNotFound
+	}
+	if errors.Is(err, registry.ErrUploadTimeout) {
+		return problemUploadStalled
 	}
 	if errors.Is(err, registry.ErrReadTimeout) {
 		return problemStalled
@@ -153,6 +157,8 @@ func reason(err error) string {
 		return "content missing from the backup"
 	case problemStalled:
 		return "the registry stopped sending"
+	case problemUploadStalled:
+		return "the registry stopped taking the upload"
 	case problemTooLarge:
 		return "larger than the " + archive.MaxManifestSizeText + " limit"
 	case problemForeignRefused:
@@ -194,6 +200,8 @@ func recommendations(host string, errs []error) []string {
 			add("The registry served content that does not match its digest: retry, and report it to the registry's operator if it persists")
 		case problemStalled:
 			add(host + " sent nothing for the read timeout, on every retry: retry later, or give a slow registry more time with --read-timeout")
+		case problemUploadStalled:
+			add(host + " took no byte of an upload for the read timeout, on every retry: retry later, or give a slow registry more time with --read-timeout")
 		case problemTooLarge:
 			add("regvault reads manifests, tag lists and referrers lists of at most " + archive.MaxManifestSizeText + ", as registries store them: a larger manifest could not be restored, so it is refused at backup time")
 		case problemBlobNotFound:

@@ -169,8 +169,10 @@ The first repository that fails stops the restore (rules: settings.fail-fast);
 2 usage or validation error (nothing pushed), 3 partial.
 
 A registry that sends nothing for --read-timeout (an answer, a byte of a
-body) counts as a transient fault and the request is retried; the answer to
-an upload may take up to 5 minutes. Manifests of more than 4 MiB (which
+body) or takes no byte of an upload (a blob, a manifest) for it counts as a
+transient fault: the request is retried, a blob upload starts over (4
+attempts in all). Once all of an upload is sent, its answer may take up to 5
+minutes (or --read-timeout, if longer). Manifests of more than 4 MiB (which
 backup refuses) are not read.`,
 		Example: restoreExamples,
 		RunE: func(cmd *cobra.Command, args []string) error {
