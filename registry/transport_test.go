@@ -172,3 +172,53 @@ func TestUploadNoBody(t *testing.T) {
 		t.Errorf("status %d", resp.StatusCode)
 	}
 }
+
+// Over HTTP/2 (TLS) a registry that stops reading stops granting flow
+// control: the upload times out the same way.
+func TestUploadStalledHTTP2(t *testing.T) {
+	t.Parallel()
+	var uploads, h2 atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		uploads.Add(1)
+		if r.ProtoMajor == 2 {
+			h2.Add(1)
+		}
+		_, _ = io.CopyN(io.Discard, r.Body, 64<<10)
+		select {
+		case <-r.Context().Done(): // the client reset the stream
+		case <-time.After(time.Minute):
+		}
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "https://")
+	c, err := New(host, Options{Insecure: true, ReadTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodPut, srv.URL+"/v2/app/blobs/uploads/x?digest=sha256:0", streamed{bytes.NewReader(make([]byte, uploadSize))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = uploadSize
+	finished := make(chan error, 1)
+	go func() {
+		resp, err := c.auth.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		finished <- err
+	}()
+	select {
+	case err = <-finished:
+	case <-time.After(time.Minute):
+		t.Fatal("the upload to a registry that stopped reading did not end")
+	}
+	if !errors.Is(err, ErrUploadTimeout) || !strings.Contains(err.Error(), "the registry took no byte of the upload for 1s (--read-timeout)") {
+		t.Errorf("error %v, want the upload timeout", err)
+	}
+	if uploads.Load() != 1 || h2.Load() != 1 {
+		t.Errorf("%d uploads, %d over HTTP/2, want 1", uploads.Load(), h2.Load())
+	}
+}
