@@ -719,6 +719,10 @@ func (c *checker) node(desc ocispec.Descriptor, role string, parent digest.Diges
 		if err := k.desc.Digest.Validate(); err != nil {
 			return add(ProblemInvalid, fmt.Sprintf("its %s has an invalid digest %q: %v", k.role, k.desc.Digest, err)), b
 		}
+		// what restore's walk refuses before pushing anything
+		if err := source.CheckDescriptor(k.desc); err != nil {
+			return add(ProblemInvalid, fmt.Sprintf("its %s %v", k.role, err)), b
+		}
 	}
 	return "", b
 }

@@ -591,6 +591,9 @@ func (l *Layout) Check(ctx context.Context, desc ocispec.Descriptor) error {
 	if err := desc.Digest.Validate(); err != nil {
 		return fmt.Errorf("checking %q: %w", desc.Digest, err)
 	}
+	if desc.Size < 0 {
+		return fmt.Errorf("checking %s: negative size %d", desc.Digest, desc.Size)
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -226,6 +226,7 @@ func parseManifest(desc ocispec.Descriptor, body []byte) (parsedManifest, error)
 		Layers    []ocispec.Descriptor `json:"layers"`
 		Blobs     []ocispec.Descriptor `json:"blobs"`
 		Manifests []ocispec.Descriptor `json:"manifests"`
+		Subject   *ocispec.Descriptor  `json:"subject"`
 	}
 	if err := json.Unmarshal(body, &m); err != nil {
 		return parsedManifest{}, fmt.Errorf("invalid manifest JSON: %w", err)
@@ -262,15 +263,46 @@ func parseManifest(desc ocispec.Descriptor, body []byte) (parsedManifest, error)
 	default:
 		return out, fmt.Errorf("unsupported manifest media type %q", mt)
 	}
-	for _, b := range out.blobs {
-		if err := b.desc.Digest.Validate(); err != nil {
-			return out, fmt.Errorf("invalid digest %q: %w", b.desc.Digest, err)
+	// Every descriptor, by its place in the manifest, before anything
+	// uses it: a registry would refuse the manifest only after its blobs
+	// were pushed.
+	check := func(field string, d ocispec.Descriptor) error {
+		if err := CheckDescriptor(d); err != nil {
+			return &DescriptorError{Field: field, Err: err}
+		}
+		return nil
+	}
+	if m.Config != nil {
+		if err := check("config", *m.Config); err != nil {
+			return out, err
 		}
 	}
-	for _, c := range out.manifests {
-		if err := c.Digest.Validate(); err != nil {
-			return out, fmt.Errorf("invalid digest %q: %w", c.Digest, err)
+	for _, list := range []struct {
+		field string
+		descs []ocispec.Descriptor
+	}{{"layers", m.Layers}, {"blobs", m.Blobs}, {"manifests", m.Manifests}} {
+		for i, d := range list.descs {
+			if err := check(fmt.Sprintf("%s[%d]", list.field, i), d); err != nil {
+				return out, err
+			}
+		}
+	}
+	if m.Subject != nil {
+		if err := check("subject", *m.Subject); err != nil {
+			return out, err
 		}
 	}
 	return out, nil
 }
+
+// DescriptorError is a descriptor of a manifest that no registry could
+// take: Field is its place in the manifest (config, layers[2], subject).
+type DescriptorError struct {
+	Field string
+	Err   error
+}
+
+func (e *DescriptorError) Error() string {
+	return "damaged manifest: " + e.Field + ": " + e.Err.Error()
+}
+func (e *DescriptorError) Unwrap() error { return e.Err }

@@ -164,6 +164,12 @@ started over instead (up to 4 tries). A registry's Retry-After is honoured
 up to --max-retry-wait (default 60s), and each wait is said on standard
 error.
 
+A damaged backup is refused before anything is pushed (--dry-run too) when the
+damage shows in index.json or the manifests: a missing or corrupt manifest, a
+blob missing or of another size (in a tar or directory), a descriptor with a
+negative size, an invalid or unknown digest, or a media type that is not
+type/subtype (exit code 1).
+
 The first repository that fails stops the restore (rules: settings.fail-fast);
 --fail-fast=false goes on with the others. Exit codes: 0 done, 1 failure,
 2 usage or validation error (nothing pushed), 3 partial.
