@@ -77,6 +77,9 @@ func RunRestore(ctx context.Context, job RestoreJob) (*Result, *graph.Graph, err
 			w = noRefs
 		}
 		for _, tm := range m.Tags {
+			if gctx.Err() != nil {
+				break // interrupted, or a tag failed: start no more
+			}
 			g.Go(func() error {
 				release, err := w.Acquire(gctx)
 				if err != nil {

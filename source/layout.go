@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -104,6 +105,11 @@ type Layout struct {
 	closed        bool
 
 	notes layoutNotes
+
+	lookupOnce sync.Once
+	lookup     layoutLookup
+	refBuild   sync.Mutex // held while the referrers are found
+	refBuilds  int        // how often they were (under refBuild), for a test
 }
 
 // layoutNotes are what a reader says about an archive without refusing
@@ -126,6 +132,50 @@ func (l *Layout) Notes() []string {
 	l.notes.mu.Lock()
 	defer l.notes.mu.Unlock()
 	return slices.Clone(l.notes.list)
+}
+
+// layoutLookup indexes the entries, built once, so that resolving each of
+// n tags costs the entries of that tag, not all n: planning a restore of
+// one repository with 100,000 tags stays linear in its tags.
+type layoutLookup struct {
+	// byName: "<repo>:<tag>" → indexes into entries, in order, under the
+	// entry's full repository name, its path, and "" for a tag-only entry
+	// (the names layoutRepoMatch accepts).
+	byName  map[string][]int
+	tagOnly bool // no tag entry names its repository
+	// scanned counts the entries Resolve looked at, for the test that
+	// planning is linear.
+	scanned atomic.Int64
+}
+
+// entryLookup returns the lookup of the entries, building it on first use.
+func (l *Layout) entryLookup() *layoutLookup {
+	l.lookupOnce.Do(func() {
+		lk := &l.lookup
+		lk.byName = map[string][]int{}
+		lk.tagOnly = true
+		for i, e := range l.entries {
+			if !e.Referrer && e.Repo != "" {
+				lk.tagOnly = false
+			}
+			if e.Tag == "" {
+				continue
+			}
+			lk.byName[e.Repo+":"+e.Tag] = append(lk.byName[e.Repo+":"+e.Tag], i)
+			if path := layoutRepoPath(e.Repo); path != e.Repo {
+				lk.byName[path+":"+e.Tag] = append(lk.byName[path+":"+e.Tag], i)
+			}
+		}
+	})
+	return &l.lookup
+}
+
+// candidates are the indexes of the entries that may name repo:tag, in
+// the order of index.json.
+func (lk *layoutLookup) candidates(repo, tag string) []int {
+	out := slices.Concat(lk.byName[":"+tag], lk.byName[repo+":"+tag])
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // layoutBackend serves the bytes of layout members.
@@ -349,6 +399,9 @@ func (l *Layout) readIndex(ctx context.Context) error {
 		return fmt.Errorf("%s: index.json: %w", l.name(), err)
 	}
 	for i, d := range l.index.Manifests {
+		if i%1024 == 0 && ctx.Err() != nil {
+			return ctx.Err() // an index of 100,000 entries: SIGINT ends it here
+		}
 		if err := d.Digest.Validate(); err != nil {
 			return fmt.Errorf("%s: index.json: entry %d: invalid digest %q: %w", l.name(), i, d.Digest, err)
 		}
@@ -505,8 +558,11 @@ func (l *Layout) Tags(ctx context.Context, repo string) ([]string, error) {
 // with its bytes (verified).
 func (l *Layout) Resolve(ctx context.Context, repo, tag string) (ocispec.Descriptor, []byte, error) {
 	var found []LayoutEntry
-	for _, e := range l.entries {
-		if e.Tag == tag && (e.Repo == "" || layoutRepoMatch(e.Repo, repo)) {
+	lk := l.entryLookup()
+	for _, i := range lk.candidates(repo, tag) {
+		lk.scanned.Add(1)
+		e := l.entries[i]
+		if e.Repo == "" || layoutRepoMatch(e.Repo, repo) {
 			if e.Repo == repo { // an exact full name wins
 				found = []LayoutEntry{e}
 				break
@@ -647,13 +703,7 @@ func (l *Layout) Referrers(ctx context.Context, repo string, desc ocispec.Descri
 	if err := l.buildReferrers(ctx); err != nil {
 		return nil, err
 	}
-	tagOnly := true
-	for _, e := range l.entries {
-		if !e.Referrer && e.Repo != "" {
-			tagOnly = false
-			break
-		}
-	}
+	tagOnly := l.entryLookup().tagOnly
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []ocispec.Descriptor
@@ -670,6 +720,10 @@ func (l *Layout) Referrers(ctx context.Context, repo string, desc ocispec.Descri
 }
 
 func (l *Layout) buildReferrers(ctx context.Context) error {
+	// One build: the walks that ask while it is under way wait for it
+	// rather than each reading every manifest of the backup again.
+	l.refBuild.Lock()
+	defer l.refBuild.Unlock()
 	l.mu.Lock()
 	built := l.referrers != nil
 	l.mu.Unlock()
@@ -730,9 +784,13 @@ func (l *Layout) buildReferrers(ctx context.Context) error {
 			}
 		}
 	}
+	l.refBuilds++
 	referrers := map[digest.Digest][]ocispec.Descriptor{}
 	refRepos := map[digest.Digest][]string{}
 	for _, d := range order {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if !layoutIsManifestType(d.MediaType) {
 			continue
 		}

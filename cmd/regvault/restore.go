@@ -267,7 +267,7 @@ func (r *restoreCmd) run(ctx context.Context, args []string, failFast *bool) err
 	defer layout.Close()
 	noted := printNotes(c.stderr, r.input, layout, 0)
 
-	in := readBackupIndex(layout)
+	in := readBackupIndex(ctx, layout)
 	if len(in.entries) == 0 {
 		// What verify says of it too.
 		return usageError("--input %s: %s", in.name(), inspect.NoTags(len(layout.Entries())))
@@ -280,6 +280,10 @@ func (r *restoreCmd) run(ctx context.Context, args []string, failFast *bool) err
 	}
 	if err != nil {
 		return err
+	}
+	if ctx.Err() != nil {
+		// interrupted while planning: say so at once, nothing was pushed
+		return &exitError{code: exitFailure, err: errors.New("interrupted")}
 	}
 	r.reg.warnInsecure(p.Registries()...)
 
@@ -362,7 +366,7 @@ type backupIndex struct {
 	tags    map[string][]string // repo → sorted tags
 }
 
-func readBackupIndex(l *source.Layout) *backupIndex {
+func readBackupIndex(ctx context.Context, l *source.Layout) *backupIndex {
 	in := &backupIndex{path: l.Path(), kind: l.Kind(), size: l.Size(), tags: map[string][]string{}}
 	for _, e := range l.Entries() {
 		// Referrers are restored with their subjects; an entry named by
@@ -374,16 +378,17 @@ func readBackupIndex(l *source.Layout) *backupIndex {
 		if _, ok := in.tags[e.Repo]; !ok {
 			in.repos = append(in.repos, e.Repo)
 		}
-		if !slices.Contains(in.tags[e.Repo], e.Tag) {
-			in.tags[e.Repo] = append(in.tags[e.Repo], e.Tag)
-		}
+		in.tags[e.Repo] = append(in.tags[e.Repo], e.Tag)
 	}
 	sort.Strings(in.repos)
-	for _, tags := range in.tags {
+	for repo, tags := range in.tags {
+		// sorted, each once: a tag listed twice is compacted here, not
+		// looked for in the list at each entry
 		sort.Strings(tags)
+		in.tags[repo] = slices.Compact(tags)
 	}
 	if in.size < 0 && in.kind == source.LayoutDirectory {
-		in.size = dirSize(in.path)
+		in.size = dirSize(ctx, in.path)
 	}
 	return in
 }
@@ -404,11 +409,15 @@ func (in *backupIndex) name() string {
 	return in.path
 }
 
-// dirSize is the size of the regular files under dir, or -1.
-func dirSize(dir string) int64 {
+// dirSize is the size of the regular files under dir, or -1 (also when
+// ctx ends: a directory of 100,000 blobs takes a while).
+func dirSize(ctx context.Context, dir string) int64 {
 	var n int64
 	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if d.Type().IsRegular() {
@@ -608,16 +617,32 @@ func (s *restoreSummary) culprits() []pipeline.RepoResult {
 	return out
 }
 
-// sourcesOf lists the backup's repositories restored into target.
-func sourcesOf(p *plan.Restore, target string) []string {
-	var out []string
+// origins says where each target repository and tag come from in the
+// backup: built once, looked up per repository and per tag (a plan may
+// hold 100,000 tags).
+type origins struct {
+	sources map[string][]string  // target → the backup's repositories restored into it
+	tags    map[string][2]string // target:tag → the backup's repository and tag
+}
+
+func newOrigins(p *plan.Restore) *origins {
+	o := &origins{sources: map[string][]string{}, tags: map[string][2]string{}}
 	for _, m := range p.Mappings {
-		if m.Target.String() == target && !slices.Contains(out, m.Source) {
-			out = append(out, m.Source)
+		t := m.Target.String()
+		if !slices.Contains(o.sources[t], m.Source) {
+			o.sources[t] = append(o.sources[t], m.Source)
+		}
+		for _, tm := range m.Tags {
+			if _, ok := o.tags[t+":"+tm.To]; !ok {
+				o.tags[t+":"+tm.To] = [2]string{m.Source, tm.From}
+			}
 		}
 	}
-	return out
+	return o
 }
+
+// sourcesOf lists the backup's repositories restored into target.
+func (o *origins) sourcesOf(target string) []string { return o.sources[target] }
 
 // pathOf is a repository's path without its registry ("" stays "").
 func pathOf(repo string) string {
@@ -628,16 +653,9 @@ func pathOf(repo string) string {
 }
 
 // tagSource finds the backup's repository and tag pushed as target:tag.
-func tagSource(p *plan.Restore, target, tag string) (string, string) {
-	for _, m := range p.Mappings {
-		if m.Target.String() != target {
-			continue
-		}
-		for _, tm := range m.Tags {
-			if tm.To == tag {
-				return m.Source, tm.From
-			}
-		}
+func (o *origins) tagSource(target, tag string) (string, string) {
+	if st, ok := o.tags[target+":"+tag]; ok {
+		return st[0], st[1]
 	}
 	return "", tag
 }
@@ -822,6 +840,7 @@ func (r *restoreReporter) printFailures(s *restoreSummary) {
 func (r *restoreReporter) printDryRun(s *restoreSummary) {
 	w := r.out
 	p := s.plan
+	orig := newOrigins(p)
 	fmt.Fprintln(w, "[DRY RUN] The following operations would be performed:")
 	byHost := map[string][]pipeline.RepoResult{}
 	var hosts []string
@@ -842,7 +861,7 @@ func (r *restoreReporter) printDryRun(s *restoreSummary) {
 			}
 			_, path, _ := strings.Cut(rr.Repo, "/")
 			fmt.Fprintf(w, "  Repository: %s", path)
-			if src := sourcesOf(p, rr.Repo); len(src) > 1 || len(src) == 1 && pathOf(src[0]) != path {
+			if src := orig.sourcesOf(rr.Repo); len(src) > 1 || len(src) == 1 && pathOf(src[0]) != path {
 				names := make([]string, len(src))
 				for k, n := range src {
 					names[k] = plan.SourceName(n)
@@ -852,7 +871,7 @@ func (r *restoreReporter) printDryRun(s *restoreSummary) {
 			fmt.Fprintln(w)
 			for _, t := range rr.Tags {
 				from := ""
-				if _, ft := tagSource(p, rr.Repo, t.Name); ft != t.Name {
+				if _, ft := orig.tagSource(rr.Repo, t.Name); ft != t.Name {
 					from = ", from tag " + ft
 				}
 				fmt.Fprintf(w, "    ✓ %s (%s%s) + %d referrer(s)\n", t.Name, shortDigest(t.Desc.Digest), from, t.Referrers)
@@ -978,6 +997,7 @@ type restoreJSONSummary struct {
 
 func (r *restoreReporter) printJSON(s *restoreSummary, code int) error {
 	p := s.plan
+	orig := newOrigins(p)
 	js := restoreJSONSummary{
 		Input:            r.in.path,
 		InputKind:        r.in.kind.String(),
@@ -1044,7 +1064,7 @@ func (r *restoreReporter) printJSON(s *restoreSummary, code int) error {
 	}
 	for _, rr := range s.res.Repos {
 		host, path, _ := strings.Cut(rr.Repo, "/")
-		jt := restoreJSONTarget{Target: rr.Repo, Registry: host, Repository: path, Sources: sourcesOf(p, rr.Repo),
+		jt := restoreJSONTarget{Target: rr.Repo, Registry: host, Repository: path, Sources: orig.sourcesOf(rr.Repo),
 			ExcludeReferrers: excluded[rr.Repo], Status: "ok", Tags: []restoreJSONTag{}, Artifacts: rr.Artifacts, Bytes: rr.Bytes}
 		switch {
 		case rr.Err != nil && isCulprit[rr.Repo]:
@@ -1058,7 +1078,7 @@ func (r *restoreReporter) printJSON(s *restoreSummary, code int) error {
 			if t.Desc.Digest == "" {
 				continue
 			}
-			src, from := tagSource(p, rr.Repo, t.Name)
+			src, from := orig.tagSource(rr.Repo, t.Name)
 			jt.Tags = append(jt.Tags, restoreJSONTag{Tag: t.Name, Source: src, SourceTag: from,
 				Digest: t.Desc.Digest.String(), MediaType: t.Desc.MediaType, Size: t.Desc.Size,
 				Referrers: t.Referrers, Artifacts: t.Artifacts, Bytes: t.Bytes, NonDistributable: t.NonDistributable})
