@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
 	"oras.land/oras-go/v2/errdef"
@@ -116,6 +117,9 @@ func (s *Registry) Check(ctx context.Context, g *graph.Graph) error {
 	if err := eg.Wait(); err != nil {
 		return err
 	}
+	if err := s.checkListings(ctx, g); err != nil {
+		return err
+	}
 	// A tag can point at its manifest only where the manifest is: where
 	// it is not (a fresh target), the tag need not be asked for.
 	eg, ectx = errgroup.WithContext(ctx)
@@ -143,6 +147,71 @@ func (s *Registry) Check(ctx context.Context, g *graph.Graph) error {
 			case errors.Is(err, errdef.ErrNotFound):
 			default:
 				return s.fail(t.Repo, fmt.Errorf("resolving %s:%s: %w", t.Repo, t.Name, err))
+			}
+			return nil
+		})
+	}
+	return eg.Wait()
+}
+
+// checkListings asks, per subject, whether the referrers a target
+// repository holds are listed for their subject there, and counts a
+// referrer that is not as missing. A registry without the Referrers API
+// lists them in the subject's tag-schema index, which the client writes
+// after the referrer manifest (oras-go does it as part of pushing one): a
+// run that failed between the two left the referrer in place but not
+// listed, and only a listing of the subject shows it. Pushing the
+// referrer again (the same bytes) makes the client write the index; where
+// the listing is complete, nothing is pushed.
+func (s *Registry) checkListings(ctx context.Context, g *graph.Graph) error {
+	type subjectIn struct {
+		repo    string
+		subject digest.Digest
+	}
+	held := map[subjectIn][]digest.Digest{} // referrers the target holds, by subject
+	var keys []subjectIn
+	s.mu.Lock()
+	for _, ref := range g.Referrers() {
+		for _, repo := range ref.Repos {
+			if !s.have[ref.Desc.Digest][repo] {
+				continue // pushed anyway, which lists it
+			}
+			k := subjectIn{repo, ref.Subject}
+			if held[k] == nil {
+				keys = append(keys, k)
+			}
+			held[k] = append(held[k], ref.Desc.Digest)
+		}
+	}
+	s.mu.Unlock()
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.SetLimit(s.concurrency * 4)
+	for _, k := range keys {
+		eg.Go(func() error {
+			r, err := s.clients.Repository(k.repo)
+			if err != nil {
+				return s.fail(k.repo, err)
+			}
+			subject := ocispec.Descriptor{Digest: k.subject}
+			if n := g.Node(k.subject); n != nil {
+				subject = n.Desc
+			}
+			listed := map[digest.Digest]bool{}
+			err = r.Referrers(ectx, subject, "", func(page []ocispec.Descriptor) error {
+				for _, d := range page {
+					listed[d.Digest] = true
+				}
+				return nil
+			})
+			if err != nil {
+				return s.fail(k.repo, fmt.Errorf("listing the referrers of %s@%s: %w", k.repo, k.subject, err))
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			for _, d := range held[k] {
+				if !listed[d] {
+					delete(s.have[d], k.repo)
+				}
 			}
 			return nil
 		})

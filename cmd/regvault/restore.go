@@ -150,7 +150,10 @@ before the manifests that use them and tags last; what a target already has
 is not pushed again, and a blob shared by several repositories of one
 registry is uploaded once and mounted into the others. Referrers (signatures,
 SBOMs) are restored into the repositories they were backed up from, unless
---exclude-referrers. A non-distributable (foreign) layer that the backup
+--exclude-referrers; a referrer counts as in place only where its subject
+lists it (the Referrers API, or the sha256-<hex> tag-schema index on a
+registry without it), so a re-run after a failure completes those indexes.
+A non-distributable (foreign) layer that the backup
 does not hold is left out and its manifest pushed without it (the target
 must accept that: distribution needs validation.manifests.urls.allow); the
 report counts it. From a compressed tar or standard input, the archive is
