@@ -269,6 +269,7 @@ type Report struct {
 	Tools     []*Tool
 	ToolNotes []string
 	Sections  []*Section
+	PlanScale *PlanScale // nil: not measured
 	Generated string
 }
 
@@ -285,7 +286,7 @@ func (r *Report) Markdown() string {
 	b.WriteString("- Requests are counted by the proxy in front of the registry the tool talks to (for a restore: the target); \"GET referrers tag\" is `GET /v2/<repo>/manifests/sha256-<hex>` (referrers lookups); \"down\"/\"up\" are response/request body bytes. \"tool ÷ regvault\" is the tool's wall time over regvault's: above 1 regvault is faster.\n\n")
 
 	b.WriteString("## How to run\n\n")
-	b.WriteString("```\nmake bench                                  # every workload, both profiles, 3 runs\ngo run ./bench/cmd/bench -quick             # small workloads, 1 run, for developing the harness\ngo run ./bench/cmd/bench -w D1 -p wan -runs 5\ngo run ./bench/cmd/bench -w B -t regvault -p loopback   # one tool\ngo run ./bench/cmd/bench -w S -srepos 2000 -ops plan -t regvault   # planning 10,000 tags\ngo run ./bench/cmd/bench -w D1 -p wan -t regvault -trace /tmp/tr -cpuprofile /tmp/pp -save=false -doc -   # why is it slow\ngo run ./bench/cmd/bench -report            # rewrite this file from the kept results, run nothing\ngo run ./bench/cmd/bench -h                 # every flag\n```\n\n")
+	b.WriteString("```\nmake bench                                  # every workload, both profiles, 3 runs\ngo run ./bench/cmd/bench -quick             # small workloads, 1 run, for developing the harness\ngo run ./bench/cmd/bench -w D1 -p wan -runs 5\ngo run ./bench/cmd/bench -w B -t regvault -p loopback   # one tool\ngo run ./bench/cmd/bench -w S -srepos 2000 -ops plan -t regvault   # planning 10,000 tags\ngo run ./bench/cmd/bench -ops planscale -t regvault   # restore planning, one repository with 10k/40k/100k tags\ngo run ./bench/cmd/bench -w D1 -p wan -t regvault -trace /tmp/tr -cpuprofile /tmp/pp -save=false -doc -   # why is it slow\ngo run ./bench/cmd/bench -report            # rewrite this file from the kept results, run nothing\ngo run ./bench/cmd/bench -h                 # every flag\n```\n\n")
 	b.WriteString("Peers are installed into `$XDG_CACHE_HOME/regvault/bench/bin` (or `~/.cache/...`): oras and crane with `go install`, skopeo with `apt-get install skopeo` when it is missing and the harness runs as root. regvault is built from the checkout into the same directory. A seeded registry's storage is kept in `.../regvault/bench/seed/<workload>-<hash>` (keyed by workload, size and seed) and hard-linked into the registry of later runs; the per-section results in `.../regvault/bench/results`.\n\n")
 
 	b.WriteString("## Tools and commands\n\n")
@@ -306,6 +307,9 @@ func (r *Report) Markdown() string {
 	b.WriteString("\n## Targets (issue 5)\n\n")
 	b.WriteString(r.targetsMarkdown())
 	b.WriteString("\n## Results\n\n")
+	if r.PlanScale != nil {
+		b.WriteString(r.PlanScale.Markdown())
+	}
 	for _, s := range r.Sections {
 		b.WriteString(s.Markdown())
 	}
@@ -650,6 +654,11 @@ func (r *Report) Targets() []Target {
 			t.Measured = "run: -w S -srepos 2000 -ops plan -t regvault"
 		}
 		ts = append(ts, t)
+	}
+	if r.PlanScale != nil {
+		ts = append(ts, r.PlanScale.Target())
+	} else {
+		ts = append(ts, Target{Name: "restore planning linear in tags (issue 14)", Measured: "run: -ops planscale -t regvault", Status: "not measured"})
 	}
 	return ts
 }

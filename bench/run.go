@@ -109,8 +109,39 @@ func Run(ctx context.Context, cfg Config) error {
 	if r.timeBin == "" {
 		logf("note: no GNU time (Debian: apt-get install time): peak RSS comes from wait4 and is at least the harness's own")
 	}
+	var planScale *PlanScale
+	if contains(cfg.Ops, OpPlanScale) {
+		logf("\n== restore planning, one repository with many tags")
+		var bin string
+		for _, t := range tools {
+			if t.Name == ToolRegvault {
+				bin = t.Path
+			}
+		}
+		if bin == "" {
+			return fmt.Errorf("-ops %s needs the regvault tool", OpPlanScale)
+		}
+		sizes := PlanScaleTags
+		if cfg.Options.Quick {
+			sizes = []int{1_000, 4_000, 10_000}
+		}
+		if planScale, err = runPlanScale(ctx, bin, work, sizes, cfg.Runs, logf); err != nil {
+			return err
+		}
+		planScale.CommandLine = cfg.CommandLine
+		fmt.Fprint(cfg.Out, "\n"+planScale.Markdown())
+		if cfg.ResultsDir != "" {
+			if err := savePlanScale(cfg.ResultsDir, planScale); err != nil {
+				return err
+			}
+		}
+	}
 	var sections []*Section
-	for _, name := range cfg.Workloads {
+	workloads := cfg.Workloads
+	if !contains(cfg.Ops, OpBackup) && !contains(cfg.Ops, OpRestore) && !contains(cfg.Ops, OpPlan) {
+		workloads = nil // planscale alone: nothing to seed
+	}
+	for _, name := range workloads {
 		spec, err := NewSpec(name, cfg.Seed, cfg.Options)
 		if err != nil {
 			return err
@@ -128,8 +159,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
-	rep := &Report{Machine: m, Tools: tools, ToolNotes: notes, Sections: sections, Generated: time.Now().UTC().Format(time.RFC3339)}
+	rep := &Report{Machine: m, Tools: tools, ToolNotes: notes, Sections: sections, PlanScale: planScale, Generated: time.Now().UTC().Format(time.RFC3339)}
 	if cfg.ResultsDir != "" {
+		rep.PlanScale = loadPlanScale(cfg.ResultsDir)
 		if err := saveSections(cfg.ResultsDir, sections); err != nil {
 			return err
 		}
@@ -159,7 +191,7 @@ func WriteReport(resultsDir, docPath string, out io.Writer) error {
 	if len(secs) == 0 {
 		return fmt.Errorf("no results in %s: run the benchmarks first", resultsDir)
 	}
-	rep := &Report{Machine: Machine(), Sections: secs, Generated: time.Now().UTC().Format(time.RFC3339)}
+	rep := &Report{Machine: Machine(), Sections: secs, PlanScale: loadPlanScale(resultsDir), Generated: time.Now().UTC().Format(time.RFC3339)}
 	if err := os.WriteFile(docPath, []byte(rep.Markdown()), 0o644); err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func run() error {
 	workloads := fs.String("w", strings.Join(bench.AllWorkloads, ","), "workloads: D1 (8 repos × 3 tags, shared layers, referrers), L (≥2 GiB unique, 20 repos), S (200 repos × 5 small tags), B (one 2 GiB layer)")
 	profiles := fs.String("p", "wan,loopback", "network profiles: wan (+40 ms per request, 25 MB/s per body stream), loopback")
 	tools := fs.String("t", strings.Join(bench.AllTools, ","), "tools")
-	ops := fs.String("ops", "backup,restore", "operations: backup, restore, plan (regvault backup --dry-run)")
+	ops := fs.String("ops", "backup,restore,planscale", "operations: backup, restore, plan (regvault backup --dry-run), planscale (regvault restore --dry-run of one repository with 10k/40k/100k tags)")
 	runs := fs.Int("runs", 3, "runs of each tool per table; the median is reported (default 1 with -quick)")
 	quick := fs.Bool("quick", false, "small workloads (D1 layers 1/16, L 64 MiB, S 20 repos, B 128 MiB), 1 run; nothing saved unless -doc or -save is given")
 	seed := fs.String("seed", "regvault-bench", "seed of the generated content")
@@ -134,10 +134,10 @@ func run() error {
 	cfg.Tools = split(*tools)
 	for _, op := range split(*ops) {
 		switch op {
-		case bench.OpBackup, bench.OpRestore, bench.OpPlan:
+		case bench.OpBackup, bench.OpRestore, bench.OpPlan, bench.OpPlanScale:
 			cfg.Ops = append(cfg.Ops, op)
 		default:
-			return fmt.Errorf("unknown operation %q (want backup, restore, plan)", op)
+			return fmt.Errorf("unknown operation %q (want backup, restore, plan, planscale)", op)
 		}
 	}
 	switch {
