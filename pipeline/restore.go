@@ -69,6 +69,10 @@ func RunRestore(ctx context.Context, job RestoreJob) (*Result, *graph.Graph, err
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	// A goroutine per tag under way, not per tag: a plan of 100,000 tags
+	// would otherwise park 100,000 goroutines on the request slots. Twice
+	// the slots keeps every slot busy while walks start and end.
+	g.SetLimit(2 * int(MetadataRequests(conc)))
 	var tagsMu sync.Mutex
 	for _, m := range job.Plan.Mappings {
 		target := m.Target.String()
