@@ -153,10 +153,9 @@ SBOMs) are restored into the repositories they were backed up from, unless
 --exclude-referrers; a referrer counts as in place only where its subject
 lists it (the Referrers API, or the sha256-<hex> tag-schema index on a
 registry without it), so a re-run after a failure completes those indexes.
-A non-distributable (foreign) layer that the backup
-does not hold is left out and its manifest pushed without it (the target
-must accept that: distribution needs validation.manifests.urls.allow); the
-report counts it. From a compressed tar or standard input, the archive is
+A non-distributable (foreign) layer that the backup does not hold is left
+out and its manifest pushed without it (the target must accept that:
+distribution needs validation.manifests.urls.allow); the report counts it. From a compressed tar or standard input, the archive is
 read to its end before tags are set: an archive that goes wrong after the
 content (a second index.json, a cut, a bad checksum) sets no tag.
 
