@@ -13,7 +13,6 @@ import (
 	"oras.land/oras-go/v2/content"
 
 	"github.com/regvault/regvault/archive"
-	"github.com/regvault/regvault/dedup"
 	"github.com/regvault/regvault/graph"
 )
 
@@ -62,9 +61,9 @@ type Walker struct {
 	// Requests bounds the requests under way at once, across all walks.
 	Requests *semaphore.Weighted
 
-	manifests dedup.Once[digest.Digest, []byte]
-	visited   dedup.Set[string]
-	held      dedup.Once[string, bool] // repo@digest of non-distributable layers: does the source hold it
+	manifests once[digest.Digest, []byte]
+	visited   set[string]
+	held      once[string, bool] // repo@digest of non-distributable layers: does the source hold it
 }
 
 // has says whether the source holds a non-distributable layer, asked once

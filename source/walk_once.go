@@ -1,22 +1,25 @@
-// Package dedup makes content-addressed work happen once per run: however
-// many repositories or tags reach a digest, the first caller does the work
-// and every other caller waits for and shares its result.
-package dedup
+package source
+
+// The walk's once-per-key work: however many repositories or tags reach a
+// manifest, the first caller fetches it and every other caller waits for
+// and shares its result. (Content itself is deduplicated elsewhere: the
+// graph keeps one node per digest, and a sink's Prepare drops what it
+// already holds.)
 
 import (
 	"context"
 	"sync"
 )
 
-// Once runs fn at most once per key (a digest, or a digest and target) and
+// once runs fn at most once per key (a digest, or repo@digest) and
 // remembers the result. A failed call is forgotten so a later caller
 // (another repository that has the same content) may try again.
-type Once[K comparable, V any] struct {
+type once[K comparable, V any] struct {
 	mu    sync.Mutex
-	calls map[K]*call[V]
+	calls map[K]*onceCall[V]
 }
 
-type call[V any] struct {
+type onceCall[V any] struct {
 	done chan struct{}
 	val  V
 	err  error
@@ -25,10 +28,10 @@ type call[V any] struct {
 // Do returns the result of fn for key, running fn only if no earlier call
 // for key succeeded or is under way. A caller waiting for another's call
 // stops waiting when ctx ends.
-func (o *Once[K, V]) Do(ctx context.Context, key K, fn func() (V, error)) (V, error) {
+func (o *once[K, V]) Do(ctx context.Context, key K, fn func() (V, error)) (V, error) {
 	o.mu.Lock()
 	if o.calls == nil {
-		o.calls = map[K]*call[V]{}
+		o.calls = map[K]*onceCall[V]{}
 	}
 	if c, ok := o.calls[key]; ok {
 		o.mu.Unlock()
@@ -44,7 +47,7 @@ func (o *Once[K, V]) Do(ctx context.Context, key K, fn func() (V, error)) (V, er
 			return zero, ctx.Err()
 		}
 	}
-	c := &call[V]{done: make(chan struct{})}
+	c := &onceCall[V]{done: make(chan struct{})}
 	o.calls[key] = c
 	o.mu.Unlock()
 
@@ -60,14 +63,14 @@ func (o *Once[K, V]) Do(ctx context.Context, key K, fn func() (V, error)) (V, er
 	return c.val, c.err
 }
 
-// Set records keys that are done, e.g. blobs a target already holds.
-type Set[K comparable] struct {
+// set records keys that are done, e.g. blobs a target already holds.
+type set[K comparable] struct {
 	mu sync.Mutex
 	m  map[K]struct{}
 }
 
 // Add records k and reports whether it was new.
-func (s *Set[K]) Add(k K) bool {
+func (s *set[K]) Add(k K) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
@@ -81,7 +84,7 @@ func (s *Set[K]) Add(k K) bool {
 }
 
 // Has reports whether k was added.
-func (s *Set[K]) Has(k K) bool {
+func (s *set[K]) Has(k K) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, ok := s.m[k]

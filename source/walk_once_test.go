@@ -1,4 +1,4 @@
-package dedup
+package source
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 )
 
 // Concurrent callers of one key share one call.
-func TestOnceRunsOnce(t *testing.T) {
-	var o Once[string, int]
+func TestWalkOnceRunsOnce(t *testing.T) {
+	var o once[string, int]
 	var calls atomic.Int32
 	release := make(chan struct{})
 	var wg sync.WaitGroup
@@ -35,8 +35,8 @@ func TestOnceRunsOnce(t *testing.T) {
 }
 
 // A failed call is forgotten: the next caller tries again.
-func TestOnceForgetsFailure(t *testing.T) {
-	var o Once[string, int]
+func TestWalkOnceForgetsFailure(t *testing.T) {
+	var o once[string, int]
 	_, err := o.Do(context.Background(), "k", func() (int, error) { return 0, errors.New("boom") })
 	require.Error(t, err)
 	v, err := o.Do(context.Background(), "k", func() (int, error) { return 7, nil })
@@ -44,8 +44,8 @@ func TestOnceForgetsFailure(t *testing.T) {
 	require.Equal(t, 7, v)
 }
 
-func TestSet(t *testing.T) {
-	var s Set[string]
+func TestWalkSet(t *testing.T) {
+	var s set[string]
 	require.True(t, s.Add("a"))
 	require.False(t, s.Add("a"))
 	require.True(t, s.Has("a"))
