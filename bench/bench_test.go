@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/internal/registrytest"
 )
 
 // Timings are never asserted here: these tests check the harness's

@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/internal/registrytest"
 )
 
 // OpPlanScale is restore planning at growing tag counts: `regvault restore

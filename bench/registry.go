@@ -16,7 +16,7 @@ import (
 	"sync"
 	"syscall"
 
-	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/internal/registrytest"
 )
 
 // Registry is a distribution registry process started by

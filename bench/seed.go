@@ -17,7 +17,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/registry/remote"
 
-	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/internal/registrytest"
 )
 
 // seedWorkers is how many repositories are seeded at once.

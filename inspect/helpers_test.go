@@ -11,11 +11,11 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regvault/regvault/archive"
-	"github.com/regvault/regvault/archivetest"
+	"github.com/regvault/regvault/internal/archivetest"
+	"github.com/regvault/regvault/internal/registrytest"
 	"github.com/regvault/regvault/pipeline"
 	"github.com/regvault/regvault/plan"
 	"github.com/regvault/regvault/registry"
-	"github.com/regvault/regvault/registrytest"
 	"github.com/regvault/regvault/sink"
 	"github.com/regvault/regvault/source"
 )

@@ -14,10 +14,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/regvault/regvault/graph"
+	"github.com/regvault/regvault/internal/registrytest"
 	"github.com/regvault/regvault/pipeline"
 	"github.com/regvault/regvault/plan"
 	"github.com/regvault/regvault/registry"
-	"github.com/regvault/regvault/registrytest"
 	"github.com/regvault/regvault/sink"
 	"github.com/regvault/regvault/source"
 )

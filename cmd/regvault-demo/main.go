@@ -17,7 +17,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/internal/registrytest"
 )
 
 func main() {

@@ -18,8 +18,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regvault/regvault/archive"
-	"github.com/regvault/regvault/archivetest"
-	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/internal/archivetest"
+	"github.com/regvault/regvault/internal/registrytest"
 )
 
 // withIndex returns the members of a backup tar with index.json replaced

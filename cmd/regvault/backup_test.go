@@ -18,7 +18,7 @@ import (
 
 	"oras.land/oras-go/v2/content/oci"
 
-	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/internal/registrytest"
 )
 
 // sampleRegistry is an in-process registry with the sample of

@@ -22,8 +22,8 @@ import (
 	"oras.land/oras-go/v2/errdef"
 
 	"github.com/regvault/regvault/archive"
-	"github.com/regvault/regvault/archivetest"
-	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/internal/archivetest"
+	"github.com/regvault/regvault/internal/registrytest"
 )
 
 // badArchive edits the members of a good backup tar.

@@ -21,7 +21,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regvault/regvault/archive"
-	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/internal/registrytest"
 )
 
 // Through a proxy that cuts 5% of answers half-way through their body

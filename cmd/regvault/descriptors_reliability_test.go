@@ -11,8 +11,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regvault/regvault/archive"
-	"github.com/regvault/regvault/archivetest"
-	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/internal/archivetest"
+	"github.com/regvault/regvault/internal/registrytest"
 )
 
 // A descriptor in a manifest that no registry could take (a negative size,

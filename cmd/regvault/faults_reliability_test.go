@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/internal/registrytest"
 )
 
 // alwaysFail answers 503 to every request that match says, counting them.

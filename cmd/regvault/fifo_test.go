@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/regvault/regvault/archive"
-	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/internal/registrytest"
 )
 
 // copyLayout copies the files of a layout directory to a new one.

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/internal/registrytest"
 )
 
 func TestInsecureWarningsReliability(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/internal/registrytest"
 )
 
 // The golden tests pin what the current code writes and pushes, so that a

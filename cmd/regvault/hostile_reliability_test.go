@@ -15,8 +15,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/regvault/regvault/internal/registrytest"
 	"github.com/regvault/regvault/registry"
-	"github.com/regvault/regvault/registrytest"
 	"github.com/regvault/regvault/source"
 )
 

@@ -12,7 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regvault/regvault/inspect"
-	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/internal/registrytest"
 )
 
 // inspectInput is one backup to inspect: a path, or "-" with stdin.

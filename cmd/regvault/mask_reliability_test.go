@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/internal/registrytest"
 )
 
 // rejectUploads answers 400 to every blob upload's closing PUT, the

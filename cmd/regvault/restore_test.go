@@ -23,9 +23,9 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/errdef"
 
+	"github.com/regvault/regvault/internal/registrytest"
 	"github.com/regvault/regvault/pipeline"
 	"github.com/regvault/regvault/plan"
-	"github.com/regvault/regvault/registrytest"
 )
 
 // backupSample backs up repos of s (all tags, with referrers) into out

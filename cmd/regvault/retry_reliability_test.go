@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/internal/registrytest"
 )
 
 // closeOnce closes the connection, without any answer, on the first

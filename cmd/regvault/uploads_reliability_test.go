@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/internal/registrytest"
 )
 
 // stopReading is a registry that, on the first stalls uploads (PUT or

@@ -12,9 +12,9 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regvault/regvault/archive"
-	"github.com/regvault/regvault/archivetest"
 	"github.com/regvault/regvault/inspect"
-	"github.com/regvault/regvault/registrytest"
+	"github.com/regvault/regvault/internal/archivetest"
+	"github.com/regvault/regvault/internal/registrytest"
 )
 
 func TestVerifyBackups(t *testing.T) {
