@@ -109,7 +109,9 @@ func (d *dirLayout) prepare(ctx context.Context, g *graph.Graph, idx ocispec.Ind
 			return false
 		}
 		d.mu.Lock()
-		d.tmpDir, d.tmpLock, d.root = dir, lock, dir
+		// Set now, not once resumed: an Abort while its blobs are
+		// verified must keep it too.
+		d.tmpDir, d.tmpLock, d.root, d.resumed = dir, lock, dir, true
 		d.mu.Unlock()
 		return true
 	})
@@ -173,7 +175,6 @@ func (d *dirLayout) resume(ctx context.Context, nodes []*graph.Node, mode os.Fil
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.resumed = true
 	d.slots = make(map[digest.Digest]slotState, len(need))
 	for _, n := range need {
 		d.slots[n.Desc.Digest] = slotPending
@@ -580,6 +581,13 @@ func (d *dirLayout) abort() error {
 			return nil
 		}
 		defer d.unlockTemp()
+		if d.resumed {
+			// A killed run's directory taken over holds complete blobs
+			// that were (or are being) verified, and those this run
+			// added: kept, unlocked, for a later run to resume again.
+			// Only the files this run was writing go.
+			return d.removeTemps()
+		}
 		if err := os.RemoveAll(d.tmpDir); err != nil {
 			return fmt.Errorf("layout %s: removing %s: %w", d.output, d.tmpDir, err)
 		}
@@ -588,6 +596,12 @@ func (d *dirLayout) abort() error {
 	// Blobs already in place stay: they are complete and verified, and a
 	// later backup into the same directory will not fetch them again.
 	defer d.unlock()
+	return d.removeTemps()
+}
+
+// removeTemps removes the temporary blob files being written; d.mu is
+// held.
+func (d *dirLayout) removeTemps() error {
 	var firstErr error
 	for tmp := range d.temps {
 		if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) && firstErr == nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -80,4 +81,59 @@ func TestLeftoversInsideExistingLayoutAreRemoved(t *testing.T) {
 	}
 	_, err = os.Lstat(other)
 	require.NoError(t, err)
+}
+
+// lateCancel is a context cancelled from its second Err on: a SIGINT that
+// comes once Prepare has begun, while blobs are verified.
+type lateCancel struct {
+	context.Context
+	calls atomic.Int32
+}
+
+func (c *lateCancel) Err() error {
+	if c.calls.Add(1) > 1 {
+		return context.Canceled
+	}
+	return nil
+}
+
+// killedDirRun leaves what a backup into a new directory out, killed after
+// writing its blobs, leaves: its temporary directory, unlocked.
+func killedDirRun(t *testing.T, out string, f *fixture) string {
+	t.Helper()
+	l := newLayout(t, out, true)
+	prepareAndWrite(t, l, f)
+	d := l.form.(*dirLayout)
+	d.mu.Lock()
+	d.unlockTemp()
+	tmp := d.tmpDir
+	d.mu.Unlock()
+	return tmp
+}
+
+// A run that takes over a killed run's temporary directory and is
+// interrupted (or fails) keeps it, unlocked: the next run resumes it.
+func TestResumedTemporaryKeptOnAbort(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "backup")
+	f := multiRepo(t)
+	tmp := killedDirRun(t, out, f)
+	blobs := dirNames(t, filepath.Join(tmp, "blobs", "sha256"))
+	require.NotEmpty(t, blobs)
+
+	l := newLayout(t, out, true)
+	_, _, err := l.Prepare(&lateCancel{Context: context.Background()}, f.g)
+	require.ErrorIs(t, err, context.Canceled)
+	require.NoError(t, l.Abort())
+	require.Equal(t, []string{filepath.Base(tmp)}, dirNames(t, dir), "the killed run's temporary is kept")
+	require.Equal(t, blobs, dirNames(t, filepath.Join(tmp, "blobs", "sha256")), "with its blobs")
+
+	l = newLayout(t, out, true)
+	need, _, err := l.Prepare(context.Background(), f.g)
+	require.NoError(t, err)
+	require.True(t, l.Resumed(), "resumed again: it was not locked")
+	require.Empty(t, need, "every blob was already there")
+	require.NoError(t, l.Commit(context.Background()))
+	require.Equal(t, []string{"backup"}, dirNames(t, dir))
+	checkStore(t, openStore(t, out), f, true)
 }

@@ -126,7 +126,8 @@ The output is written under a temporary name next to it
 failed run removes it. A run killed outright (SIGKILL, a crash) cannot: the
 next backup to the same output removes such leftovers (only those no running
 regvault holds locked), and a new directory resumes the killed run's
-temporary one, fetching only the blobs it lacks.
+temporary one, fetching only the blobs it lacks (interrupted or failing
+too, the resuming run keeps it for the next one).
 
 A non-distributable ("foreign") layer — OCI nondistributable media types,
 Docker foreign layers, any layer with urls, as Windows base images have — is
