@@ -222,6 +222,10 @@ func (d *dirLayout) prepareExisting(ctx context.Context, nodes []*graph.Node) ([
 	d.mu.Lock()
 	d.lock = lock
 	d.mu.Unlock()
+	// Temporaries killed runs left next to it (a first backup into it,
+	// or a tar of the same name) are removed here too; none is resumed,
+	// the directory exists.
+	cleanLeftovers(d.path, nil)
 	if lock != nil {
 		// No other run is writing here: temporary files are a killed
 		// run's.

@@ -137,3 +137,26 @@ func TestResumedTemporaryKeptOnAbort(t *testing.T) {
 	require.Equal(t, []string{"backup"}, dirNames(t, dir))
 	checkStore(t, openStore(t, out), f, true)
 }
+
+// A run adding to an existing layout removes the temporaries killed runs
+// left next to it too, and only those no running process holds.
+func TestLeftoversNextToExistingLayoutAreRemoved(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "layout")
+	f := multiRepo(t)
+	run(t, newLayout(t, out, true), f)
+	killed := filepath.Join(dir, ".layout.regvault-tmp-555")
+	require.NoError(t, os.MkdirAll(filepath.Join(killed, "blobs"), 0o755))
+	held := filepath.Join(dir, ".layout.regvault-tmp-222")
+	require.NoError(t, os.MkdirAll(held, 0o755))
+	lock, err := os.Open(held)
+	require.NoError(t, err)
+	defer lock.Close()
+	require.NoError(t, flockNB(lock))
+
+	run(t, newLayout(t, out, true), f)
+	_, err = os.Lstat(killed)
+	require.ErrorIs(t, err, os.ErrNotExist, "the killed run's temporary was left")
+	require.Equal(t, []string{".layout.regvault-tmp-222", "layout"}, dirNames(t, dir))
+	checkStore(t, openStore(t, out), f, true)
+}
