@@ -219,7 +219,14 @@ func (b *backupCmd) run(ctx context.Context, args []string) error {
 			repo = graph.FullRepo(p.Registry, p.Repos[0].Name)
 		}
 		if err := sink.CheckAddTo(p.Output, p.FullReference, repo); err != nil {
-			return &plan.UsageError{Msg: err.Error()}
+			// Only a refusal to mix names is a usage error; a layout that
+			// cannot be read (I/O, permissions, a broken index.json) is a
+			// failure.
+			var mix *archive.MixError
+			if errors.As(err, &mix) {
+				return &plan.UsageError{Msg: err.Error()}
+			}
+			return err
 		}
 	}
 	var layout *sink.Layout

@@ -196,3 +196,29 @@ func TestBackupIntoUnrecordedTagOnlyDirectory(t *testing.T) {
 		wantUnchanged(t, dir, before)
 	}
 }
+
+// A layout directory whose index.json cannot be read (here, cut short) is
+// a failure (exit 1) that says what is wrong, not a usage error: only
+// mixing repositories or naming is refused with exit code 2.
+func TestBackupIntoDirectoryWithBrokenIndex(t *testing.T) {
+	s, _ := sampleRegistry(t)
+	dir := filepath.Join(t.TempDir(), "layout")
+	front := ref(s, registrytest.SampleFrontend)
+	backup := func() result {
+		return regvault(t, "", "backup", "--plain-http", "--no-tty", "-o", dir, front)
+	}
+	backup().wantCode(t, exitOK)
+	idx := filepath.Join(dir, "index.json")
+	b, err := os.ReadFile(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(idx, b[:len(b)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := backup()
+	r.wantCode(t, exitFailure)
+	wantContains(t, "stderr", r.stderr, "layout "+dir, "reading index.json")
+	wantNotContains(t, "stderr", r.stderr, "--help")
+	wantNotContains(t, "stdout", r.stdout, "Backing up")
+}
