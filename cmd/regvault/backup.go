@@ -204,8 +204,13 @@ func (b *backupCmd) run(ctx context.Context, args []string) error {
 		out = c.stderr
 		// A reader of the archive that goes away is a failed backup to
 		// report (exit 1), not a signal to die of silently: writes get
-		// EPIPE instead of the process SIGPIPE.
-		signal.Ignore(syscall.SIGPIPE)
+		// EPIPE instead of the process SIGPIPE. The setting is the
+		// process's, so it lasts only as long as the command: Notify and
+		// Stop, as signal.Reset does not undo signal.Ignore. The signals
+		// are dropped (nothing reads the channel; delivery never blocks).
+		sigpipe := make(chan os.Signal, 1)
+		signal.Notify(sigpipe, syscall.SIGPIPE)
+		defer signal.Stop(sigpipe)
 	}
 	client, err := registry.New(p.Registry, opts)
 	if err != nil {

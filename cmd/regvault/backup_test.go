@@ -9,11 +9,13 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 
 	"oras.land/oras-go/v2/content/oci"
@@ -489,5 +491,16 @@ func TestBackupBadOutput(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
 		t.Errorf("%d entries in %s, want only notes.txt", len(entries), dir)
+	}
+}
+
+// A backup to stdout ignores SIGPIPE while it writes (a reader that goes
+// away is a reported failure), and only then: the process's handling of
+// the signal is restored when the command ends.
+func TestBackupToStdoutRestoresSIGPIPE(t *testing.T) {
+	s, _ := sampleRegistry(t)
+	regvault(t, "", "backup", "--plain-http", "-o", "-", ref(s, "demo/frontend")+":v1").wantCode(t, exitOK)
+	if signal.Ignored(syscall.SIGPIPE) {
+		t.Fatal("SIGPIPE is still ignored after the backup to stdout ended")
 	}
 }
