@@ -891,7 +891,7 @@ func (r *restoreReporter) printDryRun(s *restoreSummary) {
 	fmt.Fprintf(w, "[DRY RUN] Would restore %d tag(s) from %d repository(ies)\n", p.TagCount(), len(p.Sources()))
 	fmt.Fprintf(w, "[DRY RUN] Total artifacts: %d (including referrers)\n", artifacts)
 	fmt.Fprintf(w, "[DRY RUN] Estimated upload size: %s\n", humanBytes(upload))
-	fmt.Fprintf(w, "[DRY RUN] %s\n", presentLine(s, upload, needed, pairs))
+	fmt.Fprintf(w, "[DRY RUN] %s\n", presentLine(s, r.c.redact, upload, needed, pairs))
 	if line := leftOutLine(s.graph, "the backup"); line != "" {
 		fmt.Fprintln(w, "[DRY RUN] "+line)
 	}
@@ -900,8 +900,8 @@ func (r *restoreReporter) printDryRun(s *restoreSummary) {
 }
 
 // presentLine says how much of the content the targets already have, as
-// asked read-only.
-func presentLine(s *restoreSummary, upload, needed int64, pairs int) string {
+// asked read-only; redact hides secrets in the error of a failed asking.
+func presentLine(s *restoreSummary, redact func(string) string, upload, needed int64, pairs int) string {
 	targets := "the target registry"
 	if len(s.plan.Registries()) > 1 {
 		targets = "the target registries"
@@ -909,7 +909,7 @@ func presentLine(s *restoreSummary, upload, needed int64, pairs int) string {
 	if s.check == nil || s.checkErr != nil {
 		why := "not asked"
 		if s.checkErr != nil {
-			why = registry.MaskURLs(reason(s.checkErr))
+			why = redact(reason(s.checkErr))
 		}
 		return fmt.Sprintf("Could not ask %s what it already has (%s): the upload size is an upper bound", targets, why)
 	}

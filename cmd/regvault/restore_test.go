@@ -1123,3 +1123,17 @@ func TestRestoreDistributionAuthTLS(t *testing.T) {
 		t.Errorf("a dry run made %d writes", n)
 	}
 }
+
+// The dry run's line on what the targets have, when asking them failed,
+// hides the secrets given on the command line as every other line does.
+func TestRestoreDryRunPresentLineRedacts(t *testing.T) {
+	const password = "pw-S3cret-dryrun-41c7"
+	c := &cli{secrets: []string{password}}
+	s := &restoreSummary{
+		plan:     &plan.Restore{},
+		checkErr: errors.New("asking the target: server said: bad credentials " + password),
+	}
+	line := presentLine(s, c.redact, 100, 100, 2)
+	wantNotContains(t, "line", line, password)
+	wantContains(t, "line", line, "Could not ask the target registry", "***")
+}
