@@ -43,6 +43,7 @@ const (
 	problemTooLarge         // a manifest (or tag list) above the limit
 	problemForeignRefused   // the registry refuses a manifest's non-distributable layer urls
 	problemBlobNotFound     // the registry lacks a blob a manifest names
+	problemManifestNotFound // the registry lacks a manifest fetched by digest
 )
 
 func classify(err error) problem {
@@ -55,8 +56,13 @@ func classify(err error) problem {
 	}
 	var resp *errcode.ErrorResponse
 	var te *pipeline.TransferError
-	if errors.As(err, &te) && te.Source && te.Kind != graph.KindManifest &&
+	if errors.As(err, &te) && te.Source &&
 		(errors.Is(err, errdef.ErrNotFound) || errors.As(err, &resp) && resp.StatusCode == http.StatusNotFound) {
+		// Fetched by digest during the transfer: not a tag that is
+		// missing.
+		if te.Kind == graph.KindManifest {
+			return problemManifestNotFound
+		}
 		return problemBlobNotFound
 	}
 	if errors.As(err, &resp) {
@@ -165,6 +171,8 @@ func reason(err error) string {
 		return "the registry refuses the urls of a non-distributable layer"
 	case problemBlobNotFound:
 		return "blob not found in the registry"
+	case problemManifestNotFound:
+		return "manifest not found in the registry"
 	}
 	msg := err.Error()
 	if i := strings.LastIndex(msg, ": "); i >= 0 && len(msg)-i < 80 {
@@ -206,6 +214,8 @@ func recommendations(host string, errs []error) []string {
 			add("regvault reads manifests, tag lists and referrers lists of at most " + archive.MaxManifestSizeText + ", as registries store them: a larger manifest could not be restored, so it is refused at backup time")
 		case problemBlobNotFound:
 			add("A blob that the repository's manifests name is missing from " + host + " (deleted, or lost by the registry): push the image again, then back the repository up again")
+		case problemManifestNotFound:
+			add("A manifest that the repository's tags or indexes name is missing from " + host + " (deleted, or its tag moved during the backup): back the repository up again, or push the image again if it persists")
 		}
 	}
 	return out
