@@ -36,8 +36,11 @@ all: build
 # What `regvault version` prints; a build outside a git checkout says
 # "devel" and leaves the commit to the Go build information.
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
-COMMIT     ?= $(shell git rev-parse HEAD 2>/dev/null)
-TREE_STATE ?= $(shell [ -z "$$(git status --porcelain 2>/dev/null)" ] && echo clean || echo dirty)
+# Commit and tree state only from a checkout git can read: elsewhere git
+# status fails too, which is no evidence of a clean tree.
+IN_GIT     := $(shell git rev-parse --verify -q HEAD >/dev/null 2>&1 && echo yes)
+COMMIT     ?= $(if $(IN_GIT),$(shell git rev-parse HEAD))
+TREE_STATE ?= $(if $(IN_GIT),$(shell [ -z "$$(git status --porcelain)" ] && echo clean || echo dirty))
 LDFLAGS    := -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.treeState=$(TREE_STATE)
 
 build:
