@@ -658,7 +658,7 @@ func (r *Report) Targets() []Target {
 	if r.PlanScale != nil {
 		ts = append(ts, r.PlanScale.Target())
 	} else {
-		ts = append(ts, Target{Name: "restore planning linear in tags (issue 14)", Measured: "run: -ops planscale -t regvault", Status: "not measured"})
+		ts = append(ts, Target{Name: "restore planning linear in tags: CPU time per tag at 10k/40k/100k tags in one repository (restore --dry-run of a directory backup)", Measured: "run: -ops planscale -t regvault", Status: "not measured"})
 	}
 	return ts
 }
