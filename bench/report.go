@@ -304,7 +304,7 @@ func (r *Report) Markdown() string {
 		fmt.Fprintf(&b, "- %s\n", p.Describe())
 	}
 	b.WriteString("\nThe WAN profile charges every request, not every connection: opening a TCP connection costs nothing extra here, where a real network would add a round trip (two with TLS). The connections each tool opened are listed under each table, so that cost can be judged.\n")
-	b.WriteString("\n## Targets (issue 5)\n\n")
+	b.WriteString("\n## Targets\n\n")
 	b.WriteString(r.targetsMarkdown())
 	b.WriteString("\n## Results\n\n")
 	if r.PlanScale != nil {
@@ -367,14 +367,14 @@ func (r *Report) toolRows() [][4]string {
 	return out
 }
 
-// Target is one of issue 5's targets, as measured.
+// Target is one of the benchmark targets, as measured.
 type Target struct {
 	Name     string
 	Measured string
 	Status   string // met, missed, not measured
 }
 
-// Targets evaluates issue 5's targets from the sections there are.
+// Targets evaluates the benchmark targets from the sections there are.
 func (r *Report) Targets() []Target {
 	find := func(base, profile, op string) *Section {
 		for _, s := range r.Sections {
@@ -682,7 +682,7 @@ func (r *Report) targetsMarkdown() string {
 // TargetsText is the targets for the terminal.
 func (r *Report) TargetsText() string {
 	var b strings.Builder
-	b.WriteString("targets (issue 5):\n")
+	b.WriteString("targets:\n")
 	for _, t := range r.Targets() {
 		fmt.Fprintf(&b, "  [%s] %s: %s\n", t.Status, t.Name, t.Measured)
 	}

@@ -69,7 +69,7 @@ type RepoSpec struct {
 // name, the seed and the options.
 type Spec struct {
 	Name string `json:"name"`
-	// Variant is "" for the workload as issue 5 defines it, and names the
+	// Variant is "" for the workload as docs/benchmarks.md defines it, and names the
 	// size otherwise ("100" for S with 100 repositories, "512M" for B
 	// with 512 MiB): results of different sizes are kept apart.
 	Variant string     `json:"variant,omitempty"`
