@@ -6,6 +6,13 @@ import (
 	"oras.land/oras-go/v2/errdef"
 )
 
+// The largest index.json and oci-layout a layout reader accepts (a backup
+// of 100 000 tags has an index.json of about 30 MB).
+const (
+	MaxIndexFile  = 256 << 20
+	MaxLayoutFile = 64 << 10
+)
+
 // MaxManifestSize is the largest manifest (or index) regvault reads, from
 // a registry or a backup, and so the largest a backup holds: the limit
 // registries put on a manifest. Backup refuses a larger one, so that

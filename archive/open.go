@@ -7,12 +7,6 @@ import (
 	"os"
 )
 
-// The largest index.json and oci-layout a layout reader accepts.
-const (
-	MaxIndexFile  = 256 << 20
-	MaxLayoutFile = 64 << 10
-)
-
 // NotRegularError refuses a layout file that is not a regular file.
 type NotRegularError struct {
 	Name string

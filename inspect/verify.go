@@ -276,7 +276,7 @@ func (r *reading) readPath(ctx context.Context, workers int) error {
 	if err != nil && err != io.EOF {
 		return fmt.Errorf("reading backup %s: %w", r.path, err)
 	}
-	if isTar(head[:n]) {
+	if archive.IsTar(head[:n]) {
 		r.kind = "tar"
 		return r.readTarFile(ctx, f, workers)
 	}

@@ -27,8 +27,6 @@ import (
 const (
 	layoutFileName  = archive.LayoutFileName
 	indexFileName   = archive.IndexFileName
-	maxIndexFile    = 256 << 20 // as the layout reader
-	maxLayoutFile   = 64 << 10
 	chunkSize       = 1 << 20  // a read of a large member
 	inlineMax       = 64 << 10 // members up to this size are hashed by the reader itself
 	inputBufferSize = 1 << 20
@@ -218,11 +216,11 @@ func (r *reading) readStream(ctx context.Context, in io.Reader, workers int) err
 		compressed bool
 	)
 	switch {
-	case isTar(head):
+	case archive.IsTar(head):
 		if r.kind == "" {
 			r.kind = "tar"
 		}
-	case len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b:
+	case archive.IsGzip(head):
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return fmt.Errorf("%s: reading gzip: %w", r.path, err)
@@ -232,7 +230,7 @@ func (r *reading) readStream(ctx context.Context, in io.Reader, workers int) err
 		if r.kind == "" {
 			r.kind = "tar.gz"
 		}
-	case len(head) >= 4 && bytes.Equal(head[:4], []byte{0x28, 0xb5, 0x2f, 0xfd}):
+	case archive.IsZstd(head):
 		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(0))
 		if err != nil {
 			return fmt.Errorf("%s: reading zstd: %w", r.path, err)
@@ -243,9 +241,9 @@ func (r *reading) readStream(ctx context.Context, in io.Reader, workers int) err
 			r.kind = "tar.zst"
 		}
 	case len(head) == 0:
-		return fmt.Errorf("%s: empty input; %s", r.path, formsHint)
+		return fmt.Errorf("%s: empty input; %s", r.path, archive.FormsHint)
 	default:
-		return fmt.Errorf("%s: not a backup archive (neither a tar nor a gzip- or zstd-compressed tar); %s", r.path, formsHint)
+		return fmt.Errorf("%s: not a backup archive (neither a tar nor a gzip- or zstd-compressed tar); %s", r.path, archive.FormsHint)
 	}
 	if r.kind == "stdin" && compressed {
 		if _, ok := tarIn.(*gzip.Reader); ok {
@@ -259,11 +257,11 @@ func (r *reading) readStream(ctx context.Context, in io.Reader, workers int) err
 	if compressed {
 		tb := bufio.NewReaderSize(tarIn, inputBufferSize)
 		head, err := tb.Peek(512)
-		if !isTar(head) {
+		if !archive.IsTar(head) {
 			if err != nil && err != io.EOF {
 				return fmt.Errorf("%s: decompressing: %w", r.path, err)
 			}
-			return fmt.Errorf("%s: the compressed data is not a tar; %s", r.path, formsHint)
+			return fmt.Errorf("%s: the compressed data is not a tar; %s", r.path, archive.FormsHint)
 		}
 		tarIn = tb
 	}
@@ -322,12 +320,6 @@ func (r *reading) readStream(ctx context.Context, in io.Reader, workers int) err
 			return nil
 		}
 	}
-}
-
-const formsHint = "a backup is an OCI image layout: a directory, a tar file, or a gzip- or zstd-compressed tar file (or such a tar on standard input with \"-\")"
-
-func isTar(head []byte) bool {
-	return len(head) >= 262 && string(head[257:262]) == "ustar"
 }
 
 // member checks a tar member's type and name by the rules every reader
@@ -488,7 +480,7 @@ func (r *reading) readDir(ctx context.Context, workers int) error {
 		limit int64
 		data  *[]byte
 		has   *bool
-	}{{layoutFileName, maxLayoutFile, &r.layoutFile, &r.hasLayout}, {indexFileName, maxIndexFile, &r.index, &r.hasIndex}} {
+	}{{layoutFileName, archive.MaxLayoutFile, &r.layoutFile, &r.hasLayout}, {indexFileName, archive.MaxIndexFile, &r.index, &r.hasIndex}} {
 		data, err := readRootFile(root, f.name, f.limit)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -739,9 +731,9 @@ func readRootDir(root *os.Root, name string) ([]fs.DirEntry, error) {
 // member, within the size allowed for it, and records it. It returns false
 // when the read failed: the archive can be read no further.
 func (r *reading) metaMember(name string, size int64, tr io.Reader) bool {
-	limit := int64(maxIndexFile)
+	limit := int64(archive.MaxIndexFile)
 	if name == layoutFileName {
-		limit = maxLayoutFile
+		limit = archive.MaxLayoutFile
 	}
 	if size > limit {
 		r.errorf("%s is %d bytes, larger than the %d bytes allowed", name, size, limit)

@@ -234,9 +234,6 @@ func (l *Layout) name() string {
 	return l.path
 }
 
-// layoutFormsHint says what OpenLayout accepts.
-const layoutFormsHint = "a backup is an OCI image layout: a directory, a tar file, or a gzip- or zstd-compressed tar file (or such a tar on standard input with \"-\")"
-
 func (l *Layout) openPath(ctx context.Context, spoolDir string) error {
 	fi, err := os.Stat(l.path)
 	if err != nil {
@@ -263,7 +260,7 @@ func (l *Layout) openPath(ctx context.Context, spoolDir string) error {
 		f.Close()
 		return fmt.Errorf("reading backup %s: %w", l.path, err)
 	}
-	if layoutIsTar(head[:n]) {
+	if archive.IsTar(head[:n]) {
 		l.kind = LayoutTar
 		l.backend, err = openLayoutTar(ctx, f, l.size, l.path, &l.notes)
 		if err != nil {
@@ -292,10 +289,10 @@ func (l *Layout) openStream(ctx context.Context, in io.Reader, file *os.File, sp
 		kind       LayoutKind
 	)
 	switch {
-	case layoutIsTar(head):
+	case archive.IsTar(head):
 		tarIn, compressed = br, false
 		kind = LayoutTar
-	case layoutIsGzip(head):
+	case archive.IsGzip(head):
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			closeFile()
@@ -304,7 +301,7 @@ func (l *Layout) openStream(ctx context.Context, in io.Reader, file *os.File, sp
 		tarIn = zr
 		closers = append(closers, func() { zr.Close() })
 		kind = LayoutTarGzip
-	case layoutIsZstd(head):
+	case archive.IsZstd(head):
 		zr, err := zstd.NewReader(br)
 		if err != nil {
 			closeFile()
@@ -316,14 +313,14 @@ func (l *Layout) openStream(ctx context.Context, in io.Reader, file *os.File, sp
 	default:
 		closeFile()
 		if len(head) == 0 {
-			return fmt.Errorf("%s: empty input; %s", l.name(), layoutFormsHint)
+			return fmt.Errorf("%s: empty input; %s", l.name(), archive.FormsHint)
 		}
-		return fmt.Errorf("%s: not a backup archive (neither a tar nor a gzip- or zstd-compressed tar); %s", l.name(), layoutFormsHint)
+		return fmt.Errorf("%s: not a backup archive (neither a tar nor a gzip- or zstd-compressed tar); %s", l.name(), archive.FormsHint)
 	}
 	if compressed {
 		tb := bufio.NewReaderSize(tarIn, 1<<16)
 		head, err := tb.Peek(512)
-		if !layoutIsTar(head) {
+		if !archive.IsTar(head) {
 			for _, c := range closers {
 				c()
 			}
@@ -334,7 +331,7 @@ func (l *Layout) openStream(ctx context.Context, in io.Reader, file *os.File, sp
 			if err != nil && err != io.EOF {
 				return fmt.Errorf("%s: decompressing: %w", l.name(), err)
 			}
-			return fmt.Errorf("%s: the compressed data is not a tar; %s", l.name(), layoutFormsHint)
+			return fmt.Errorf("%s: the compressed data is not a tar; %s", l.name(), archive.FormsHint)
 		}
 		tarIn = tb
 	}
@@ -360,21 +357,9 @@ func (l *Layout) openStream(ctx context.Context, in io.Reader, file *os.File, sp
 	return nil
 }
 
-func layoutIsTar(head []byte) bool {
-	return len(head) >= 262 && string(head[257:262]) == "ustar"
-}
-
-func layoutIsGzip(head []byte) bool {
-	return len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b
-}
-
-func layoutIsZstd(head []byte) bool {
-	return len(head) >= 4 && head[0] == 0x28 && head[1] == 0xb5 && head[2] == 0x2f && head[3] == 0xfd
-}
-
 // readIndex reads and checks oci-layout and index.json.
 func (l *Layout) readIndex(ctx context.Context) error {
-	lf, err := l.readAll(ctx, layoutFileName, layoutMaxLayoutFile)
+	lf, err := l.readAll(ctx, layoutFileName, archive.MaxLayoutFile)
 	if err != nil {
 		if errors.Is(err, errdef.ErrNotFound) {
 			return fmt.Errorf("%s: not an OCI image layout: it has no oci-layout file", l.name())
@@ -388,7 +373,7 @@ func (l *Layout) readIndex(ctx context.Context) error {
 	if !strings.HasPrefix(layout.Version, "1.") {
 		return fmt.Errorf("%s: unsupported OCI image layout version %q", l.name(), layout.Version)
 	}
-	data, err := l.readAll(ctx, layoutIndexName, layoutMaxIndex)
+	data, err := l.readAll(ctx, layoutIndexName, archive.MaxIndexFile)
 	if err != nil {
 		if errors.Is(err, errdef.ErrNotFound) {
 			return fmt.Errorf("%s: not an OCI image layout: it has no index.json", l.name())

@@ -15,11 +15,6 @@ const (
 
 // Limits on what a layout reader holds in memory.
 const (
-	// layoutMaxIndex bounds index.json (a backup of 100 000 tags is about
-	// 30 MB).
-	layoutMaxIndex = 256 << 20
-	// layoutMaxLayoutFile bounds oci-layout.
-	layoutMaxLayoutFile = 64 << 10
 	// layoutMaxManifest bounds a manifest read to resolve a tag or find a
 	// referrer: the one limit of backup, verify and restore.
 	layoutMaxManifest = archive.MaxManifestSize

@@ -226,9 +226,9 @@ func (s *layoutStream) next(wait bool) bool {
 	if name == layoutIndexName || name == layoutFileName {
 		s.members[name] = &layoutStreamMember{size: h.Size, state: layoutLoading}
 		s.mu.Unlock()
-		limit := int64(layoutMaxIndex)
+		limit := int64(archive.MaxIndexFile)
 		if name == layoutFileName {
-			limit = layoutMaxLayoutFile
+			limit = archive.MaxLayoutFile
 		}
 		if h.Size > limit {
 			s.finish(fmt.Errorf("%s: %s is larger than %d bytes", s.in.name, name, limit))

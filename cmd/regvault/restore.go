@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/regvault/regvault/archive"
 	"github.com/regvault/regvault/graph"
 	"github.com/regvault/regvault/inspect"
 	"github.com/regvault/regvault/pipeline"
@@ -209,7 +210,7 @@ backup refuses) are not read.`,
 }
 
 // inputFormsHint says what --input accepts.
-const inputFormsHint = "a backup is an OCI image layout: a directory, a tar file, or a gzip- or zstd-compressed tar file " +
+const inputFormsHint = archive.FormsIntro + " " +
 	"(as regvault backup or oras backup write them), or such a tar on standard input with --input -"
 
 func (r *restoreCmd) run(ctx context.Context, args []string, failFast *bool) error {
@@ -353,7 +354,7 @@ func (r *restoreCmd) run(ctx context.Context, args []string, failFast *bool) err
 // backup: nothing was pushed.
 func notABackup(input string, err error) error {
 	msg := err.Error()
-	if !strings.Contains(msg, "a backup is an OCI image layout") {
+	if !strings.Contains(msg, archive.FormsIntro) {
 		msg += "; " + inputFormsHint
 	}
 	name := input
