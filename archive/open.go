@@ -2,7 +2,6 @@ package archive
 
 import (
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 )
@@ -71,12 +70,9 @@ func ReadFile(root *os.Root, name string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
+	data, err := ReadAllLimit(f, limit)
+	if _, ok := err.(*tooLargeError); ok {
+		return nil, fmt.Errorf("%s is %w", name, err)
 	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s is larger than the %d bytes allowed", name, limit)
-	}
-	return data, nil
+	return data, err
 }

@@ -182,33 +182,12 @@ func (hs *hasher) done(err error) {
 
 // ---- archives: read once, in order ----
 
-// countingReader counts bytes read through it, into n and, when set, into
-// a progress counter.
-type countingReader struct {
-	ctx  context.Context
-	r    io.Reader
-	n    int64
-	also *atomic.Int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	if c.also != nil {
-		c.also.Add(int64(n))
-	}
-	return n, err
-}
-
 // readStream reads a tar, plain or compressed (found from its first
 // bytes), from in to its end: every member once, in archive order. The
 // reader decompresses and walks the tar; blobs larger than inlineMax are
 // hashed by up to workers goroutines meanwhile.
 func (r *reading) readStream(ctx context.Context, in io.Reader, workers int) error {
-	raw := &countingReader{ctx: ctx, r: in, also: &r.progress.Read}
+	raw := &archive.CountingReader{Ctx: ctx, R: in, Also: &r.progress.Read}
 	br := bufio.NewReaderSize(raw, inputBufferSize)
 	head, _ := br.Peek(512)
 	var (
@@ -265,7 +244,7 @@ func (r *reading) readStream(ctx context.Context, in io.Reader, workers int) err
 		}
 		tarIn = tb
 	}
-	cr := &countingReader{ctx: ctx, r: tarIn}
+	cr := &archive.CountingReader{Ctx: ctx, R: tarIn}
 	tr := tar.NewReader(cr)
 
 	p := newHashPool(workers)
@@ -274,7 +253,7 @@ func (r *reading) readStream(ctx context.Context, in io.Reader, workers int) err
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			if cr.n < lastEnd+1024 {
+			if !archive.HasTrailer(cr.N, lastEnd) {
 				r.truncate("", "the tar ends without its end-of-archive marker")
 				return nil
 			}
@@ -296,8 +275,8 @@ func (r *reading) readStream(ctx context.Context, in io.Reader, workers int) err
 			r.readFailed("", err)
 			return nil
 		}
-		offset := cr.n
-		lastEnd = offset + (h.Size+511)&^511
+		offset := cr.N
+		lastEnd = archive.TarEnd(offset, h.Size)
 		name, isBlob, ok := r.member(h)
 		if !ok {
 			continue // skipped, or reported
@@ -596,7 +575,7 @@ func openBlobFile(root *os.Root, b *blobInfo) (io.ReadCloser, error) {
 // hashFrom reads b's bytes from rc, to its end, into its hash.
 func (r *reading) hashFrom(ctx context.Context, rc io.Reader, b *blobInfo, buf []byte) {
 	hs := newHasher(b)
-	cr := &countingReader{ctx: ctx, r: rc, also: &r.progress.Read}
+	cr := &archive.CountingReader{Ctx: ctx, R: rc, Also: &r.progress.Read}
 	for {
 		n, err := cr.Read(buf)
 		hs.write(buf[:n])
@@ -614,26 +593,11 @@ func (r *reading) hashFrom(ctx context.Context, rc io.Reader, b *blobInfo, buf [
 
 // ---- plain tar files: the headers first, then the blobs in parallel ----
 
-// seekCounter is a countingReader over a file that archive/tar seeks on
-// to skip member data.
-type seekCounter struct {
-	countingReader
-	f *os.File
-}
-
-func (s *seekCounter) Seek(offset int64, whence int) (int64, error) {
-	pos, err := s.f.Seek(offset, whence)
-	if err == nil {
-		s.n = pos
-	}
-	return pos, err
-}
-
 // readTarFile reads a plain tar file: its headers in one pass that skips
 // the data, then every blob once, on several goroutines in file order (a
 // single large member is hashed on one).
 func (r *reading) readTarFile(ctx context.Context, f *os.File, workers int) error {
-	sc := &seekCounter{countingReader: countingReader{ctx: ctx, r: f, also: &r.progress.Read}, f: f}
+	sc := &archive.SeekingReader{CountingReader: archive.CountingReader{Ctx: ctx, R: f, Also: &r.progress.Read}, S: f}
 	tr := tar.NewReader(sc)
 	var (
 		list    []*blobInfo
@@ -643,7 +607,7 @@ func (r *reading) readTarFile(ctx context.Context, f *os.File, workers int) erro
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			if sc.n < lastEnd+1024 {
+			if !archive.HasTrailer(sc.N, lastEnd) {
 				r.truncate("", "the tar ends without its end-of-archive marker")
 			}
 			break
@@ -657,8 +621,8 @@ func (r *reading) readTarFile(ctx context.Context, f *os.File, workers int) erro
 			}
 			break
 		}
-		offset := sc.n
-		lastEnd = offset + (h.Size+511)&^511
+		offset := sc.N
+		lastEnd = archive.TarEnd(offset, h.Size)
 		name, isBlob, ok := r.member(h)
 		if !ok {
 			continue
@@ -700,14 +664,7 @@ func readRootFile(root *os.Root, name string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("larger than the %d bytes allowed", limit)
-	}
-	return data, nil
+	return archive.ReadAllLimit(f, limit)
 }
 
 func readRootDir(root *os.Root, name string) ([]fs.DirEntry, error) {

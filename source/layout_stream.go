@@ -50,7 +50,7 @@ type layoutStreamInput struct {
 // was piped is gone. Content not in the archive is known at the end.
 type layoutStream struct {
 	in       layoutStreamInput
-	cr       *layoutCountingReader
+	cr       *archive.CountingReader
 	tr       *tar.Reader
 	spoolDir string
 	ctx      context.Context
@@ -130,7 +130,7 @@ func openLayoutStream(ctx context.Context, in layoutStreamInput, spoolDir string
 		waiters:  map[string][]*layoutWaiter{},
 	}
 	s.ctx, s.cancel = context.WithCancel(ctx)
-	s.cr = &layoutCountingReader{r: layoutCtxReader{ctx: s.ctx, r: in.tar}}
+	s.cr = &archive.CountingReader{Ctx: s.ctx, R: in.tar}
 	s.tr = tar.NewReader(s.cr)
 	// Read up to index.json and oci-layout, keeping what comes before
 	// them (oras writes blobs/ first).
@@ -186,11 +186,13 @@ func (s *layoutStream) next(wait bool) bool {
 	}
 	h, err := s.tr.Next()
 	if err == io.EOF {
-		err = layoutCheckTrailer(s.cr.pos, s.lastEnd)
-		if err == nil && s.in.compressed {
+		err = nil
+		if !archive.HasTrailer(s.cr.N, s.lastEnd) {
+			err = archive.ErrNoTrailer
+		} else if s.in.compressed {
 			// Read to the end of the compressed data: gzip and zstd
 			// check their checksums there.
-			_, err = io.Copy(io.Discard, layoutCtxReader{ctx: s.ctx, r: s.in.tar})
+			_, err = io.Copy(io.Discard, &archive.CountingReader{Ctx: s.ctx, R: s.in.tar})
 		}
 		if err != nil {
 			err = fmt.Errorf("%s: %w", s.in.name, err)
@@ -207,7 +209,7 @@ func (s *layoutStream) next(wait bool) bool {
 		s.finish(fmt.Errorf("%s: %w", s.in.name, err))
 		return false
 	}
-	s.lastEnd = layoutTarEnd(s.cr.pos, h.Size)
+	s.lastEnd = archive.TarEnd(s.cr.N, h.Size)
 	if kind == archive.MemberSkip {
 		return true
 	}
@@ -679,17 +681,4 @@ func (s *layoutStream) removeSpool() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// layoutCtxReader stops reading once ctx is done.
-type layoutCtxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c layoutCtxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }

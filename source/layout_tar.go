@@ -25,7 +25,7 @@ type layoutSection struct{ offset, size int64 }
 func openLayoutTar(ctx context.Context, f *os.File, fileSize int64, path string, notes *layoutNotes) (*layoutTar, error) {
 	t := &layoutTar{path: path, f: f, members: map[string]layoutSection{}}
 	seen := archive.Members{}
-	cr := &layoutSeekingReader{layoutCountingReader{r: f}}
+	cr := &archive.SeekingReader{CountingReader: archive.CountingReader{R: f}, S: f}
 	tr := tar.NewReader(cr)
 	var lastEnd int64
 	for {
@@ -34,8 +34,8 @@ func openLayoutTar(ctx context.Context, f *os.File, fileSize int64, path string,
 		}
 		h, err := tr.Next()
 		if err == io.EOF {
-			if err := layoutCheckTrailer(cr.pos, lastEnd); err != nil {
-				return nil, fmt.Errorf("%s: %w", path, err)
+			if !archive.HasTrailer(cr.N, lastEnd) {
+				return nil, fmt.Errorf("%s: %w", path, archive.ErrNoTrailer)
 			}
 			break
 		}
@@ -49,8 +49,8 @@ func openLayoutTar(ctx context.Context, f *os.File, fileSize int64, path string,
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
-		offset := cr.pos
-		lastEnd = layoutTarEnd(offset, h.Size)
+		offset := cr.N
+		lastEnd = archive.TarEnd(offset, h.Size)
 		if kind == archive.MemberSkip {
 			continue
 		}
