@@ -196,7 +196,7 @@ func (b *Backup) Resolve(ctx context.Context, ref Reference) (Resolved, error) {
 	if !found {
 		return Resolved{}, &NotFoundError{Msg: fmt.Sprintf("%s is not a manifest of %s in the backup %s. Its tags:%s", ref.Digest, name, b.Name(), b.tagsOf(full))}
 	}
-	if !source.IsManifest(desc.MediaType) {
+	if !archive.IsManifest(desc.MediaType) {
 		return Resolved{}, fmt.Errorf("%s in %s is a blob (%s), not a manifest", ref.Digest, name, desc.MediaType)
 	}
 	data, err := b.read(ctx, full, desc)
@@ -263,7 +263,7 @@ func (b *Backup) findManifest(ctx context.Context, full string, dgst digest.Dige
 	for len(queue) > 0 {
 		d := queue[0]
 		queue = queue[1:]
-		if seen[d.Digest] || !source.IsManifest(d.MediaType) {
+		if seen[d.Digest] || !archive.IsManifest(d.MediaType) {
 			continue
 		}
 		seen[d.Digest] = true

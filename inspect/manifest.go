@@ -8,19 +8,11 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regvault/regvault/archive"
-	"github.com/regvault/regvault/source"
 )
 
 // maxManifest is the largest manifest the layout reader (and so restore)
 // reads: the one limit of backup, verify and restore.
 const maxManifest = archive.MaxManifestSize
-
-// Manifest media types besides those of the image spec.
-const (
-	mediaTypeArtifactManifest    = "application/vnd.oci.artifact.manifest.v1+json"
-	mediaTypeDockerSchema1       = "application/vnd.docker.distribution.manifest.v1+json"
-	mediaTypeDockerSchema1Signed = "application/vnd.docker.distribution.manifest.v1+prettyjws"
-)
 
 // manifestSummary is what verify keeps of a manifest: its references.
 type manifestSummary struct {
@@ -56,6 +48,14 @@ type child struct {
 	role string
 }
 
+// childRoles name the places of archive.Manifest.Children in messages.
+var childRoles = map[archive.Role]string{
+	archive.RoleConfig:   roleConfig,
+	archive.RoleLayer:    roleLayer,
+	archive.RoleBlob:     roleBlob,
+	archive.RoleManifest: roleChild,
+}
+
 // children are the content a manifest of media type mt ("": the type it
 // declares) references and that restore pushes before it, as the graph
 // walk finds them; the subject is not one (see subject).
@@ -63,34 +63,22 @@ func (m *manifestSummary) children(mt string) ([]child, error) {
 	if mt == "" {
 		mt = m.MediaType
 	}
-	var out []child
-	switch mt {
-	case ocispec.MediaTypeImageManifest, source.MediaTypeDockerManifest:
-		if m.Config == nil {
-			return nil, errors.New("an image manifest without a config")
-		}
-		out = append(out, child{*m.Config, roleConfig})
-		for _, l := range m.Layers {
-			out = append(out, child{l, roleLayer})
-		}
-	case mediaTypeArtifactManifest:
-		for _, b := range m.Blobs {
-			out = append(out, child{b, roleBlob})
-		}
-	case ocispec.MediaTypeImageIndex, source.MediaTypeDockerManifestList:
-		for _, c := range m.Manifests {
-			if source.IsManifest(c.MediaType) {
-				out = append(out, child{c, roleChild})
-			} else {
-				out = append(out, child{c, roleBlob})
-			}
-		}
-	case mediaTypeDockerSchema1, mediaTypeDockerSchema1Signed:
+	kids, err := archive.Manifest{
+		MediaType: m.MediaType, Config: m.Config, Layers: m.Layers,
+		Blobs: m.Blobs, Manifests: m.Manifests, Subject: m.Subject,
+	}.Children(mt)
+	var unsupported *archive.UnsupportedTypeError
+	switch {
+	case errors.Is(err, archive.ErrSchema1):
 		return nil, errors.New("a Docker schema 1 manifest (deprecated): restore does not push these")
-	case "":
+	case errors.As(err, &unsupported) && unsupported.MediaType == "":
 		return nil, errors.New("no media type: neither its descriptor nor the manifest says what it is")
-	default:
-		return nil, fmt.Errorf("unsupported manifest media type %q", mt)
+	case err != nil:
+		return nil, err
+	}
+	out := make([]child, len(kids))
+	for i, k := range kids {
+		out[i] = child{k.Desc, childRoles[k.Role]}
 	}
 	return out, nil
 }
@@ -101,7 +89,7 @@ func isManifestRole(desc ocispec.Descriptor, role string) bool {
 	case roleManifest, roleChild:
 		return true
 	case roleSubject:
-		return desc.MediaType == "" || source.IsManifest(desc.MediaType)
+		return desc.MediaType == "" || archive.IsManifest(desc.MediaType)
 	}
-	return source.IsManifest(desc.MediaType)
+	return archive.IsManifest(desc.MediaType)
 }

@@ -611,7 +611,7 @@ func (l *Layout) Fetch(ctx context.Context, repo string, desc ocispec.Descriptor
 		}
 		return io.NopCloser(bytes.NewReader(data)), nil
 	}
-	if l.stream != nil && desc.MediaType != "" && layoutIsManifestType(desc.MediaType) && desc.Size <= layoutMaxManifest {
+	if l.stream != nil && desc.MediaType != "" && archive.MayHaveSubject(desc.MediaType) && desc.Size <= layoutMaxManifest {
 		// A manifest is read whole and kept: walking the graph and
 		// copying it fetch it twice, and a stream cannot be read again.
 		data, err := l.manifest(ctx, desc)
@@ -776,7 +776,7 @@ func (l *Layout) buildReferrers(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if !layoutIsManifestType(d.MediaType) {
+		if !archive.MayHaveSubject(d.MediaType) {
 			continue
 		}
 		data, err := l.manifest(ctx, d)
@@ -823,19 +823,6 @@ func (l *Layout) buildReferrers(ctx context.Context) error {
 	l.referrers, l.refRepos = referrers, refRepos
 	l.mu.Unlock()
 	return nil
-}
-
-// layoutIsManifestType says whether an index entry may be a manifest that
-// has a subject (an empty media type may be anything).
-func layoutIsManifestType(mt string) bool {
-	switch mt {
-	case "", ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex,
-		"application/vnd.docker.distribution.manifest.v2+json",
-		"application/vnd.docker.distribution.manifest.list.v2+json",
-		"application/vnd.oci.artifact.manifest.v1+json":
-		return true
-	}
-	return false
 }
 
 // Finish reads a streamed backup to its end, without keeping what nobody

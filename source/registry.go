@@ -135,7 +135,7 @@ func (r *Registry) Fetch(ctx context.Context, repo string, desc ocispec.Descript
 		return nil, err
 	}
 	var rc io.ReadCloser
-	if isManifest(desc.MediaType) {
+	if archive.IsManifest(desc.MediaType) {
 		rc, err = rp.Manifests().Fetch(ctx, desc)
 	} else {
 		rc, err = rp.Blobs().Fetch(ctx, desc)

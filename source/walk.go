@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -16,15 +17,6 @@ import (
 	"github.com/regvault/regvault/graph"
 )
 
-// Manifest media types regvault walks.
-const (
-	MediaTypeDockerManifest      = "application/vnd.docker.distribution.manifest.v2+json"
-	MediaTypeDockerManifestList  = "application/vnd.docker.distribution.manifest.list.v2+json"
-	mediaTypeDockerSchema1       = "application/vnd.docker.distribution.manifest.v1+json"
-	mediaTypeDockerSchema1Signed = "application/vnd.docker.distribution.manifest.v1+prettyjws"
-	mediaTypeArtifactManifest    = "application/vnd.oci.artifact.manifest.v1+json"
-)
-
 // MaxReferrerDepth bounds how deep referrers of referrers are followed (a
 // signature of an SBOM of an image is 2 deep). A chain that goes deeper
 // is a registry that makes up referrers without end; the cycle guard
@@ -35,19 +27,6 @@ const MaxReferrerDepth = 16
 // ones are 1 or 2 deep): as MaxReferrerDepth, for an index whose children
 // are made-up indexes without end.
 const MaxIndexDepth = 1000
-
-func isManifest(mt string) bool {
-	switch mt {
-	case ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageIndex,
-		MediaTypeDockerManifest, MediaTypeDockerManifestList, mediaTypeArtifactManifest,
-		mediaTypeDockerSchema1, mediaTypeDockerSchema1Signed:
-		return true
-	}
-	return false
-}
-
-// IsManifest reports whether a media type is one of a manifest or index.
-func IsManifest(mt string) bool { return isManifest(mt) }
 
 // Walker records into a graph everything reachable from tags: manifests,
 // index children, configs, layers and, when asked, referrers (recursively,
@@ -215,10 +194,10 @@ type parsedManifest struct {
 	manifests []ocispec.Descriptor
 }
 
-// parseManifest finds a manifest's children: config and layers of an image
-// manifest, blobs of an artifact manifest, manifests of an index. The
-// subject is not a child: it is what the manifest refers to.
+// parseManifest finds a manifest's children (archive.Manifest.Children),
+// blobs and manifests apart.
 func parseManifest(desc ocispec.Descriptor, body []byte) (parsedManifest, error) {
+	// Its own type: a JSON error names it, as it always has.
 	var m struct {
 		MediaType string               `json:"mediaType"`
 		Config    *ocispec.Descriptor  `json:"config"`
@@ -230,37 +209,25 @@ func parseManifest(desc ocispec.Descriptor, body []byte) (parsedManifest, error)
 	if err := json.Unmarshal(body, &m); err != nil {
 		return parsedManifest{}, fmt.Errorf("invalid manifest JSON: %w", err)
 	}
-	mt := desc.MediaType
-	if mt == "" {
-		mt = m.MediaType
-	}
 	var out parsedManifest
-	switch mt {
-	case ocispec.MediaTypeImageManifest, MediaTypeDockerManifest:
-		if m.Config == nil {
-			return out, fmt.Errorf("image manifest without a config")
-		}
-		out.blobs = append(out.blobs, blobRef{*m.Config, graph.KindConfig})
-		for _, l := range m.Layers {
-			out.blobs = append(out.blobs, blobRef{l, graph.KindLayer})
-		}
-	case mediaTypeArtifactManifest:
-		for _, l := range m.Blobs {
-			out.blobs = append(out.blobs, blobRef{l, graph.KindLayer})
-		}
-	case ocispec.MediaTypeImageIndex, MediaTypeDockerManifestList:
-		for _, c := range m.Manifests {
-			if !isManifest(c.MediaType) {
-				// An index may list plain blobs; they are content too.
-				out.blobs = append(out.blobs, blobRef{c, graph.KindLayer})
-				continue
-			}
-			out.manifests = append(out.manifests, c)
-		}
-	case mediaTypeDockerSchema1, mediaTypeDockerSchema1Signed:
+	kids, err := archive.Manifest(m).Children(desc.MediaType)
+	switch {
+	case errors.Is(err, archive.ErrNoConfig):
+		return out, fmt.Errorf("image manifest without a config")
+	case errors.Is(err, archive.ErrSchema1):
 		return out, fmt.Errorf("Docker schema 1 manifests are deprecated and not supported")
-	default:
-		return out, fmt.Errorf("unsupported manifest media type %q", mt)
+	case err != nil:
+		return out, err
+	}
+	for _, c := range kids {
+		switch c.Role {
+		case archive.RoleConfig:
+			out.blobs = append(out.blobs, blobRef{c.Desc, graph.KindConfig})
+		case archive.RoleManifest:
+			out.manifests = append(out.manifests, c.Desc)
+		default:
+			out.blobs = append(out.blobs, blobRef{c.Desc, graph.KindLayer})
+		}
 	}
 	// Every descriptor, by its place in the manifest, before anything
 	// uses it: a registry would refuse the manifest only after its blobs
