@@ -11,6 +11,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regvault/regvault/graph"
+	"github.com/regvault/regvault/sink"
 )
 
 // ErrCannotDrop is why a run fails as a whole when a repository fails
@@ -105,7 +106,9 @@ func (f faultReader) Close() error { return f.rc.Close() }
 // the source could not deliver a node they need.
 type lostRepos struct {
 	// canDrop: the sink can leave them out and the others are committed;
-	// otherwise the first such failure ends the run.
+	// otherwise the first such failure ends the run. failFast (--fail-fast)
+	// is kept apart, not derived from canDrop, because it also decides how
+	// that failure reads: as itself, or as one the output cannot drop.
 	canDrop  bool
 	failFast bool
 	observe  Observer
@@ -114,8 +117,8 @@ type lostRepos struct {
 	errs map[string]error
 }
 
-func newLostRepos(s any, failFast bool, observe Observer) *lostRepos {
-	d, ok := s.(interface{ CanDrop() bool })
+func newLostRepos(s sink.Sink, failFast bool, observe Observer) *lostRepos {
+	d, ok := s.(sink.Dropper)
 	return &lostRepos{canDrop: ok && d.CanDrop() && !failFast, failFast: failFast, observe: observe, errs: map[string]error{}}
 }
 
