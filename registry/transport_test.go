@@ -53,11 +53,18 @@ func stallingServer(t *testing.T, stalls int64) (host string, uploads *atomic.In
 	return strings.TrimPrefix(srv.URL, "http://"), uploads
 }
 
-// put sends body to host with a client of New, as oras-go sends an
-// upload, and fails the test if it does not end within a generous bound.
+// put sends body to host with a client of New (--read-timeout 1s), as
+// oras-go sends an upload, and fails the test if it does not end within a
+// generous bound.
 func put(t *testing.T, host string, body io.Reader, size int64) (*http.Response, error) {
 	t.Helper()
-	c, err := New(host, Options{PlainHTTP: true, ReadTimeout: time.Second})
+	return putWithin(t, host, body, size, time.Second)
+}
+
+// putWithin is put with a client whose --read-timeout is readTimeout.
+func putWithin(t *testing.T, host string, body io.Reader, size int64, readTimeout time.Duration) (*http.Response, error) {
+	t.Helper()
+	c, err := New(host, Options{PlainHTTP: true, ReadTimeout: readTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,8 +156,12 @@ func (s *slowSource) Read(p []byte) (int, error) {
 func TestUploadSlowSourceIsNoStall(t *testing.T) {
 	t.Parallel()
 	host, uploads := stallingServer(t, 0)
-	src := &slowSource{r: bytes.NewReader(make([]byte, uploadSize)), pause: 3 * time.Second}
-	resp, err := put(t, host, src, uploadSize)
+	// The source pauses far longer than the read timeout, and the
+	// timeout is long enough that a registry slowed by a loaded machine
+	// still takes each write within it: only the source's pause could
+	// end the upload.
+	src := &slowSource{r: bytes.NewReader(make([]byte, uploadSize)), pause: 8 * time.Second}
+	resp, err := putWithin(t, host, src, uploadSize, 3*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
