@@ -43,12 +43,33 @@ func TestInterruptedRestorePlanning(t *testing.T) {
 			lines <- sc.Text()
 		}
 	}()
-	// Planning is under way: the backup is open and being read.
-	time.Sleep(1500 * time.Millisecond)
+	// Planning is under way once the backup is open: the restore says so
+	// ("Loaded backup archive") before it walks the 100,000 tags. The
+	// bound only catches a hang.
+	var seen []string
+	started := time.After(time.Minute)
+wait:
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("the restore ended before it loaded the backup; output:\n%s", strings.Join(seen, "\n"))
+			}
+			if len(l) > 200 {
+				l = l[:200] + "..."
+			}
+			seen = append(seen, l)
+			if strings.HasPrefix(l, "Loaded backup archive") {
+				break wait
+			}
+		case <-started:
+			_ = cmd.Process.Kill()
+			t.Fatalf("no \"Loaded backup archive\" line within a minute; output so far:\n%s", strings.Join(seen, "\n"))
+		}
+	}
 	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
 	sent := time.Now()
 
-	var seen []string
 	const bound = 8 * time.Second // the promise is one second; this only catches a hang
 	timeout := time.After(bound)
 collect:
