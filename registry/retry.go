@@ -2,12 +2,10 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,10 +17,11 @@ import (
 const DefaultMaxRetryWait = 60 * time.Second
 
 // retryPolicy is oras-go's default retry policy (5xx, 429 and 408
-// answers, resets, dial timeouts; 5 retries with exponential backoff of
-// 0.25 to 3 s) with two changes:
+// answers; 5 retries with exponential backoff of 0.25 to 3 s) with two
+// changes:
 //
-//   - A connection closed before any answer (EOF) is retried too. Every
+//   - A failed request is retried where Transient says so, which takes
+//     in a connection closed before any answer (EOF) too. Every
 //     request regvault sends may be sent twice: reads, mounts and upload
 //     starts (a second POST starts another upload session), manifest and
 //     blob PUTs by digest (the same bytes under the same name).
@@ -45,10 +44,13 @@ func newRetryPolicy(host string, maxWait time.Duration, notice io.Writer) *retry
 	def := retry.DefaultPolicy.(*retry.GenericPolicy)
 	base := *def
 	base.Retryable = func(resp *http.Response, err error) (bool, error) {
-		if err != nil && (errors.Is(err, io.EOF) || strings.Contains(err.Error(), "server closed idle connection")) {
-			return true, nil
+		if err != nil {
+			if Transient(err) {
+				return true, nil
+			}
+			return false, err // as oras-go's predicate: the error ends the retries
 		}
-		return def.Retryable(resp, err)
+		return def.Retryable(resp, nil)
 	}
 	return &retryPolicy{base: &base, maxWait: maxWait, host: host, notice: notice, mu: &sync.Mutex{}}
 }

@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -20,7 +18,6 @@ import (
 	"golang.org/x/sync/semaphore"
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry/remote"
-	"oras.land/oras-go/v2/registry/remote/errcode"
 
 	"github.com/regvault/regvault/graph"
 	"github.com/regvault/regvault/registry"
@@ -558,19 +555,13 @@ func (p *permanent) Error() string { return p.err.Error() }
 func (p *permanent) Unwrap() error { return p.err }
 
 // transient reports whether an upload error may pass on a second try:
-// a 5xx or 429 answer, or a connection that broke.
+// not a failed source, and registry.Transient.
 func transient(err error) bool {
 	var p *permanent
 	if errors.As(err, &p) {
 		return false
 	}
-	var resp *errcode.ErrorResponse
-	if errors.As(err, &resp) {
-		return resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
-	}
-	var verr interface{ Timeout() bool }
-	return (errors.As(err, &verr) && verr.Timeout()) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EPIPE) || strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "EOF")
+	return registry.Transient(err)
 }
 
 func (s *Registry) mount(ctx context.Context, repo, from string, n *graph.Node, open Opener) error {
