@@ -335,6 +335,15 @@ func (cs *Clients) Get(host string) (*Client, error) {
 	return c, nil
 }
 
+// Debugf writes one line to Options.Debug (--debug), if set: a note of
+// what a run decided that the request lines alone do not tell.
+func (cs *Clients) Debugf(format string, args ...any) {
+	if cs.opts.Debug == nil {
+		return
+	}
+	_, _ = io.WriteString(cs.opts.Debug, "debug: "+MaskURLs(fmt.Sprintf(format, args...))+"\n")
+}
+
 // Repository returns the repository of a full reference host/path.
 func (cs *Clients) Repository(full string) (*remote.Repository, error) {
 	c, path, err := cs.split(full)

@@ -159,7 +159,9 @@ func (s *Registry) Check(ctx context.Context, g *graph.Graph) error {
 // run that failed between the two left the referrer in place but not
 // listed, and only a listing of the subject shows it. Pushing the
 // referrer again (the same bytes) makes the client write the index; where
-// the listing is complete, nothing is pushed.
+// the listing is complete, nothing is pushed. The listing is bounded as a
+// backup's is (registry.ListReferrers); one that fails (a loop, an error)
+// counts the subject's referrers as missing, so they are pushed again.
 func (s *Registry) checkListings(ctx context.Context, g *graph.Graph) error {
 	type subjectIn struct {
 		repo    string
@@ -193,15 +195,20 @@ func (s *Registry) checkListings(ctx context.Context, g *graph.Graph) error {
 			if n := g.Node(k.subject); n != nil {
 				subject = n.Desc
 			}
-			listed := map[digest.Digest]bool{}
-			err = r.Referrers(ectx, subject, "", func(page []ocispec.Descriptor) error {
-				for _, d := range page {
-					listed[d.Digest] = true
-				}
-				return nil
-			})
-			if err != nil {
+			refs, err := registry.ListReferrers(ectx, r, subject)
+			if err != nil && ectx.Err() != nil {
+				// interrupted: no sign of the target either way
 				return s.fail(k.repo, fmt.Errorf("listing the referrers of %s@%s: %w", k.repo, k.subject, err))
+			}
+			listed := make(map[digest.Digest]bool, len(refs))
+			for _, d := range refs {
+				listed[d.Digest] = true
+			}
+			if err != nil {
+				// Pushing them again is harmless (the same bytes): the
+				// repository need not fail for a listing it can do
+				// without.
+				s.clients.Debugf("listing the referrers of %s@%s: %v: pushing its %d referrer(s) again", k.repo, k.subject, err, len(held[k]))
 			}
 			s.mu.Lock()
 			defer s.mu.Unlock()

@@ -36,69 +36,18 @@ func (r *Registry) repo(name string) (*remote.Repository, error) {
 	return r.client.Repository(name)
 }
 
-// Tags lists every tag of repo, following pagination, within the limits
-// of registry.MaxTagPages and registry.MaxTags. A tag listed twice is kept
-// once; a page that lists only tags already listed means the pagination
-// goes round (a Link header pointing back), and ends the listing with an
-// error.
+// Tags lists every tag of repo, within the limits of registry.ListTags
+// (pagination that goes round in a loop or does not end is an error).
 func (r *Registry) Tags(ctx context.Context, repo string) ([]string, error) {
 	rp, err := r.repo(repo)
 	if err != nil {
 		return nil, err
 	}
-	l := newListing[string]("tags", registry.MaxTags)
-	err = rp.Tags(ctx, "", func(page []string) error {
-		return l.add(page, func(t string) string { return t })
-	})
+	tags, err := registry.ListTags(ctx, rp)
 	if err != nil {
-		return nil, fmt.Errorf("listing tags of %s: %w", r.full(repo), limitError(err, "tags", registry.MaxTagPages))
+		return nil, fmt.Errorf("listing tags of %s: %w", r.full(repo), err)
 	}
-	return l.items, nil
-}
-
-// listing gathers the pages of one paginated list, dropping repeats, and
-// stops one that goes round in a loop or grows beyond max items.
-type listing[T any] struct {
-	what  string
-	max   int
-	pages int
-	seen  map[string]bool
-	items []T
-}
-
-func newListing[T any](what string, max int) *listing[T] {
-	return &listing[T]{what: what, max: max, seen: map[string]bool{}}
-}
-
-func (l *listing[T]) add(page []T, key func(T) string) error {
-	l.pages++
-	fresh := 0
-	for _, it := range page {
-		k := key(it)
-		if l.seen[k] {
-			continue
-		}
-		l.seen[k] = true
-		l.items = append(l.items, it)
-		fresh++
-	}
-	if len(page) > 0 && fresh == 0 {
-		return fmt.Errorf("page %d of the %s lists only %s already listed (%s): the registry's pagination (its Link header) goes round in a loop",
-			l.pages, l.what, l.what, key(page[0]))
-	}
-	if len(l.items) > l.max {
-		return fmt.Errorf("more than %d %s, regvault's limit: the registry's pagination (its Link header) does not seem to end", l.max, l.what)
-	}
-	return nil
-}
-
-// limitError says in words that a listing had more pages than the limit
-// (oras-go stops it there).
-func limitError(err error, what string, maxPages int) error {
-	if errors.Is(err, errdef.ErrTooManyPages) {
-		return fmt.Errorf("more than %d pages of %s, regvault's limit: the registry's pagination (its Link header) does not end (%w)", maxPages, what, err)
-	}
-	return err
+	return tags, nil
 }
 
 // Resolve fetches the manifest a tag points at in one request.
@@ -252,23 +201,18 @@ func (r *resumingReader) resume(cause error) bool {
 
 func (r *resumingReader) Close() error { return r.rc.Close() }
 
-// Referrers lists the manifests whose subject is desc: the Referrers API,
-// falling back to the tag schema (oras-go decides and remembers which),
-// within registry.MaxReferrerPages and registry.MaxReferrers, a referrer
-// listed twice kept once (as Tags does).
+// Referrers lists the manifests whose subject is desc, within the limits
+// of registry.ListReferrers.
 func (r *Registry) Referrers(ctx context.Context, repo string, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 	rp, err := r.repo(repo)
 	if err != nil {
 		return nil, err
 	}
-	l := newListing[ocispec.Descriptor]("referrers", registry.MaxReferrers)
-	err = rp.Referrers(ctx, desc, "", func(page []ocispec.Descriptor) error {
-		return l.add(page, func(d ocispec.Descriptor) string { return d.Digest.String() })
-	})
+	refs, err := registry.ListReferrers(ctx, rp, desc)
 	if err != nil {
-		return nil, fmt.Errorf("listing referrers of %s@%s: %w", r.full(repo), desc.Digest, limitError(err, "referrers", registry.MaxReferrerPages))
+		return nil, fmt.Errorf("listing referrers of %s@%s: %w", r.full(repo), desc.Digest, err)
 	}
-	return l.items, nil
+	return refs, nil
 }
 
 func (r *Registry) full(repo string) string { return r.client.Host() + "/" + repo }
