@@ -85,6 +85,14 @@ type Graph struct {
 	referrers map[digest.Digest]*Referrer
 	absent    map[digest.Digest]*Absent
 	absentOf  map[digest.Digest][]digest.Digest // manifest → its absent layers
+	optional  map[digest.Digest][]listing       // layer → the manifests that list it
+}
+
+// listing is a manifest, reached from a repository, that lists a layer.
+type listing struct {
+	repo     string
+	manifest digest.Digest
+	desc     ocispec.Descriptor
 }
 
 // New returns an empty graph for content from registry.
@@ -95,6 +103,65 @@ func New(registry string) *Graph {
 		referrers: map[digest.Digest]*Referrer{},
 		absent:    map[digest.Digest]*Absent{},
 		absentOf:  map[digest.Digest][]digest.Digest{},
+		optional:  map[digest.Digest][]listing{},
+	}
+}
+
+// AddOptional records that the layer desc of manifest, reached from repo,
+// is a node the source may or may not hold (a non-distributable layer
+// further on in a stream): it is moved if the source has it, else left
+// out (LeaveOut) when the source finds it does not.
+func (g *Graph) AddOptional(repo string, manifest digest.Digest, desc ocispec.Descriptor) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !slices.ContainsFunc(g.optional[desc.Digest], func(l listing) bool { return l.repo == repo && l.manifest == manifest }) {
+		g.optional[desc.Digest] = append(g.optional[desc.Digest], listing{repo: repo, manifest: manifest, desc: desc})
+	}
+}
+
+// Optional says whether the node d may be left out (AddOptional).
+func (g *Graph) Optional(d digest.Digest) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.optional[d]) > 0
+}
+
+// HasOptional says whether any node is optional.
+func (g *Graph) HasOptional() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.optional) > 0
+}
+
+// OptionalDescs returns the optional nodes' descriptors with a repository
+// each was reached from.
+func (g *Graph) OptionalDescs() map[string][]ocispec.Descriptor {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := map[string][]ocispec.Descriptor{}
+	for _, ls := range g.optional {
+		out[ls[0].repo] = append(out[ls[0].repo], ls[0].desc)
+	}
+	return out
+}
+
+// Keep settles an optional node as held: it is moved like any other.
+func (g *Graph) Keep(d digest.Digest) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.optional, d)
+}
+
+// LeaveOut settles an optional node as not held: it leaves the graph and
+// is recorded absent for every manifest that lists it, as AddAbsent.
+func (g *Graph) LeaveOut(d digest.Digest) {
+	g.mu.Lock()
+	ls := g.optional[d]
+	delete(g.optional, d)
+	delete(g.nodes, d)
+	g.mu.Unlock()
+	for _, l := range ls {
+		g.AddAbsent(l.repo, l.manifest, l.desc)
 	}
 }
 
@@ -271,6 +338,14 @@ func (g *Graph) RemoveRepo(repo string) {
 		a.Repos = slices.DeleteFunc(a.Repos, func(r string) bool { return r == repo })
 		if len(a.Repos) == 0 {
 			delete(g.absent, d)
+		}
+	}
+	for d, ls := range g.optional {
+		ls = slices.DeleteFunc(ls, func(l listing) bool { return l.repo == repo })
+		if len(ls) == 0 {
+			delete(g.optional, d)
+		} else {
+			g.optional[d] = ls
 		}
 	}
 	g.tags = slices.DeleteFunc(g.tags, func(t Tag) bool { return t.Repo == repo })

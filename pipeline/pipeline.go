@@ -157,6 +157,9 @@ type run struct {
 	noRanges atomic.Bool
 	// lost: repositories that failed during the transfer.
 	lost *lostRepos
+	// leftOut: an optional node was left out during the transfer
+	// (graph.LeaveOut): the counts of the walk are redone.
+	leftOut atomic.Bool
 }
 
 // resolveAll resolves and walks every repository at once; the shared
@@ -472,6 +475,42 @@ func (r *run) transferChildrenFirst(ctx context.Context, need []*graph.Node, con
 			return nil
 		}
 	}
+	// Optional layers (graph.AddOptional: a stream may or may not hold
+	// them) are asked for only once every other blob is read: waiting for
+	// one earlier would make the stream read on past the members the
+	// others need, spooling them, to find a layer that may not be there.
+	// They take no pool slot, so the manifests that wait for them (in
+	// the small pool) cannot starve them.
+	isOptional := map[digest.Digest]bool{} // fixed here: the transfer settles them as it goes
+	optional := func(n *graph.Node) bool { return isOptional[n.Desc.Digest] }
+	var others []chan struct{}
+	var deferred []*graph.Node
+	for _, n := range order {
+		switch {
+		case n.Content == nil && r.graph.Optional(n.Desc.Digest):
+			isOptional[n.Desc.Digest] = true
+			deferred = append(deferred, n)
+		case n.Content == nil:
+			others = append(others, finished[n.Desc.Digest])
+		}
+	}
+	var late errgroup.Group
+	if len(deferred) > 0 {
+		late.Go(func() error {
+			for _, ch := range others {
+				select {
+				case <-ch:
+				case <-tctx.Done():
+					return tctx.Err()
+				}
+			}
+			var each errgroup.Group
+			for _, n := range deferred {
+				each.Go(task(n))
+			}
+			return each.Wait()
+		})
+	}
 	var large, small errgroup.Group
 	large.SetLimit(conc)
 	small.SetLimit(int(MetadataRequests(conc)))
@@ -480,8 +519,12 @@ func (r *run) transferChildrenFirst(ctx context.Context, need []*graph.Node, con
 		g     *errgroup.Group
 		takes func(*graph.Node) bool
 	}{
-		{&large, func(n *graph.Node) bool { return n.Kind != graph.KindManifest && n.Desc.Size >= smallNode }},
-		{&small, func(n *graph.Node) bool { return n.Kind == graph.KindManifest || n.Desc.Size < smallNode }},
+		{&large, func(n *graph.Node) bool {
+			return n.Kind != graph.KindManifest && n.Desc.Size >= smallNode && !optional(n)
+		}},
+		{&small, func(n *graph.Node) bool {
+			return (n.Kind == graph.KindManifest || n.Desc.Size < smallNode) && !optional(n)
+		}},
 	} {
 		launchers.Add(1)
 		go func() {
@@ -499,6 +542,7 @@ func (r *run) transferChildrenFirst(ctx context.Context, need []*graph.Node, con
 	launchers.Wait()
 	_ = large.Wait()
 	_ = small.Wait()
+	_ = late.Wait()
 	if first != nil {
 		return first
 	}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"slices"
 	"sort"
@@ -129,6 +130,15 @@ func RunRestore(ctx context.Context, job RestoreJob) (*Result, *graph.Graph, err
 			}
 		}
 	}
+	if job.Sink == nil && r.graph.HasOptional() {
+		// A dry run moves nothing that would tell whether a stream holds
+		// its optional layers: read it to its end, keeping nothing, and
+		// ask again.
+		if err := r.settleOptional(ctx, job.Source, renamed); err != nil {
+			res.Duration = time.Since(start)
+			return res, r.graph, err
+		}
+	}
 	for i := range res.Repos {
 		rr := &res.Repos[i]
 		sort.Slice(rr.Tags, func(a, b int) bool { return rr.Tags[a].Name < rr.Tags[b].Name })
@@ -142,6 +152,15 @@ func RunRestore(ctx context.Context, job RestoreJob) (*Result, *graph.Graph, err
 		return res, r.graph, nil
 	}
 	err := r.transfer(ctx, res, conc)
+	if r.leftOut.Load() {
+		// Optional layers the stream turned out not to hold are left out
+		// now: count again as the walk would have.
+		for i := range res.Repos {
+			r.resummarize(&res.Repos[i])
+		}
+		res.UniqueNodes = r.graph.Len()
+		res.UniqueBytes = r.graph.Size()
+	}
 	if f, ok := job.Source.(Finisher); ok && err == nil {
 		err = f.Finish(ctx)
 	}
@@ -162,6 +181,43 @@ func RunRestore(ctx context.Context, job RestoreJob) (*Result, *graph.Graph, err
 	}
 	res.Duration = time.Since(start)
 	return res, r.graph, err
+}
+
+// settleOptional reads a stream to its end (Finisher) and then settles
+// each optional layer of the graph: held, or left out.
+func (r *run) settleOptional(ctx context.Context, src source.Source, renamed *renamedSource) error {
+	if f, ok := src.(Finisher); ok {
+		if err := f.Finish(ctx); err != nil {
+			return err
+		}
+	}
+	for repo, descs := range r.graph.OptionalDescs() {
+		for _, d := range descs {
+			has, err := renamed.Has(ctx, repo, d)
+			if err != nil {
+				return fmt.Errorf("%s: layer %s: %w", repo, d.Digest, err)
+			}
+			if has {
+				r.graph.Keep(d.Digest)
+			} else {
+				r.graph.LeaveOut(d.Digest)
+			}
+		}
+	}
+	return nil
+}
+
+// resummarize counts a repository's result again (summarize).
+func (r *run) resummarize(rr *RepoResult) {
+	if rr.Err != nil {
+		return
+	}
+	rr.Artifacts, rr.Bytes, rr.NonDistributable = 0, 0, 0
+	for i := range rr.Tags {
+		t := &rr.Tags[i]
+		t.Artifacts, t.Bytes, t.Referrers, t.NonDistributable = 0, 0, 0, 0
+	}
+	r.summarize(rr)
 }
 
 // Checker is a source that tells, without reading it, whether it holds

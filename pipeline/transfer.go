@@ -13,6 +13,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 	"oras.land/oras-go/v2/content"
+	"oras.land/oras-go/v2/errdef"
 
 	"github.com/regvault/regvault/graph"
 	"github.com/regvault/regvault/sink"
@@ -23,6 +24,39 @@ import (
 func (r *run) copyNode(ctx context.Context, n *graph.Node) error {
 	var src sourceFaults
 	open := func() (io.ReadCloser, error) { return src.track(r.open(ctx, n)) }
+	if n.Content == nil && r.graph.Optional(n.Desc.Digest) {
+		// A layer the source may not hold (a non-distributable layer
+		// further on in a stream): the source tells by serving it or by
+		// ending without it. Then it is left out, as the walk leaves out
+		// one it knows absent, and the manifests that list it go without.
+		rc, err := src.track(r.open(ctx, n))
+		if err != nil {
+			if errors.Is(err, errdef.ErrNotFound) && ctx.Err() == nil {
+				r.graph.LeaveOut(n.Desc.Digest)
+				r.progress.Total.Add(-n.Desc.Size)
+				r.leftOut.Store(true)
+				return nil
+			}
+			return src.wrap(ctx, n, err)
+		}
+		r.graph.Keep(n.Desc.Digest)
+		var once sync.Once
+		first := open
+		open = func() (io.ReadCloser, error) {
+			var got io.ReadCloser
+			once.Do(func() { got, rc = rc, nil })
+			if got != nil {
+				return got, nil
+			}
+			return first()
+		}
+		defer func() {
+			once.Do(func() {}) // a sink that never opened it: close it
+			if rc != nil {
+				rc.Close()
+			}
+		}()
+	}
 	if r.streaming && n.Content == nil {
 		// A stream hands out each large blob once; a sink that needs the
 		// bytes twice (two registries, a declined mount, a retry) reads

@@ -30,10 +30,17 @@ func IsNonDistributable(desc ocispec.Descriptor) bool {
 }
 
 // Holder is a source that tells whether it holds a blob without reading
-// it: the walk asks it of non-distributable layers.
+// it: the walk asks it of non-distributable layers. Has returns
+// ErrNotKnownYet when the source can tell only later (a stream not read
+// that far): the walk then keeps the layer as optional (graph.AddOptional).
 type Holder interface {
 	Has(ctx context.Context, repo string, desc ocispec.Descriptor) (bool, error)
 }
+
+// ErrNotKnownYet is Has's answer on a stream that has not reached the blob:
+// reading on to find out would spool everything on the way before the
+// first push. Fetch tells later: the blob, or not found at the end.
+var ErrNotKnownYet = errors.New("not known before the stream is read that far")
 
 // Has asks the registry whether repo holds the blob (one HEAD request).
 func (r *Registry) Has(ctx context.Context, repo string, desc ocispec.Descriptor) (bool, error) {
@@ -49,8 +56,9 @@ func (r *Registry) Has(ctx context.Context, repo string, desc ocispec.Descriptor
 }
 
 // Has says whether the backup holds the blob. A backup read with random
-// access knows at once; a stream is read on until it reaches the blob or
-// its end (what it passes on the way is kept for later reads).
+// access knows at once; a stream knows only the members it has passed (and,
+// once ended, every member): for a blob further on it does not read ahead
+// but returns ErrNotKnownYet.
 func (l *Layout) Has(ctx context.Context, repo string, desc ocispec.Descriptor) (bool, error) {
 	if err := desc.Digest.Validate(); err != nil {
 		return false, fmt.Errorf("checking %q: %w", desc.Digest, err)
@@ -62,16 +70,8 @@ func (l *Layout) Has(ctx context.Context, repo string, desc ocispec.Descriptor) 
 		return false, nil
 	case err != nil:
 		return false, err
-	case l.stream == nil:
+	case l.stream == nil || l.stream.reached(name):
 		return true, nil
 	}
-	rc, err := l.stream.open(ctx, name, -1)
-	if errors.Is(err, errdef.ErrNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	rc.Close() // a member closed before a byte is read stays for the next reader
-	return true, nil
+	return false, ErrNotKnownYet
 }

@@ -159,6 +159,14 @@ func (s *layoutStream) has(name string) bool {
 	return m != nil && m.state == layoutInMemory
 }
 
+// reached says whether the stream has met the member name (its content may
+// be gone since: it was there).
+func (s *layoutStream) reached(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.members[name] != nil
+}
+
 func (s *layoutStream) run() {
 	defer func() {
 		s.mu.Lock()

@@ -972,3 +972,30 @@ func TestLayoutWalkStream(t *testing.T) {
 	wg.Wait()
 	require.Empty(t, errs)
 }
+
+// Has on a stream does not read ahead for a blob the stream has not met
+// (it read on to the blob or the end, spooling everything on the way):
+// it says ErrNotKnownYet; once the stream has ended it knows.
+func TestLayoutStreamHasDoesNotReadAhead(t *testing.T) {
+	ctx := context.Background()
+	files := cachedTestFiles(t, true)
+	a := files.a
+	l, spool := testOpen(t, testWriteFile(t, "b.tar.zst", files.zst), nil)
+	absent := ocispec.Descriptor{MediaType: "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+		Digest: digest.FromString("not in the backup"), Size: 17}
+	_, err := l.Has(ctx, "team/app", absent)
+	require.ErrorIs(t, err, ErrNotKnownYet)
+	_, err = l.Has(ctx, "team/app", a.large[1])
+	require.ErrorIs(t, err, ErrNotKnownYet)
+	assert.Zero(t, l.SpooledBytes(), "nothing read ahead")
+	assert.Empty(t, testSpoolFiles(t, spool))
+
+	require.NoError(t, l.Finish(ctx))
+	has, err := l.Has(ctx, "team/app", absent)
+	require.NoError(t, err)
+	assert.False(t, has)
+	has, err = l.Has(ctx, "team/app", a.large[1])
+	require.NoError(t, err)
+	assert.True(t, has)
+	assert.Zero(t, l.SpooledBytes())
+}

@@ -42,23 +42,41 @@ type Walker struct {
 
 	manifests once[digest.Digest, []byte]
 	visited   set[string]
-	held      once[string, bool] // repo@digest of non-distributable layers: does the source hold it
+	held      once[string, holding] // repo@digest of non-distributable layers: does the source hold it
 }
+
+// holding is what a source says of a non-distributable layer.
+type holding int
+
+const (
+	held    holding = iota
+	notHeld         // left out
+	later           // a stream tells when it is read that far: optional
+)
 
 // has says whether the source holds a non-distributable layer, asked once
 // per repository; a source that cannot tell is taken to hold it.
-func (w *Walker) has(ctx context.Context, repo string, desc ocispec.Descriptor) (bool, error) {
+func (w *Walker) has(ctx context.Context, repo string, desc ocispec.Descriptor) (holding, error) {
 	h, ok := w.Src.(Holder)
 	if !ok {
-		return true, nil
+		return held, nil
 	}
-	return w.held.Do(ctx, repo+"@"+desc.Digest.String(), func() (bool, error) {
+	return w.held.Do(ctx, repo+"@"+desc.Digest.String(), func() (holding, error) {
 		release, err := w.Acquire(ctx)
 		if err != nil {
-			return false, err
+			return notHeld, err
 		}
 		defer release()
-		return h.Has(ctx, repo, desc)
+		ok, err := h.Has(ctx, repo, desc)
+		switch {
+		case errors.Is(err, ErrNotKnownYet):
+			return later, nil
+		case err != nil:
+			return notHeld, err
+		case !ok:
+			return notHeld, nil
+		}
+		return held, nil
 	})
 }
 
@@ -95,11 +113,15 @@ func (w *Walker) walk(ctx context.Context, repo string, desc ocispec.Descriptor,
 			if err != nil {
 				return fmt.Errorf("%s@%s: layer %s: %w", repo, desc.Digest, b.desc.Digest, err)
 			}
-			if !has {
+			switch has {
+			case notHeld:
 				// Left out, as oras and skopeo do: the manifest goes
 				// without it, and the reports count it.
 				w.Graph.AddAbsent(repo, desc.Digest, b.desc)
 				continue
+			case later:
+				// Moved if the stream holds it, else left out then.
+				w.Graph.AddOptional(repo, desc.Digest, b.desc)
 			}
 		}
 		n, _ := w.Graph.AddNode(repo, b.desc, b.kind)

@@ -6,12 +6,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
@@ -541,4 +544,126 @@ func TestArchiveHelp(t *testing.T) {
 		"non-distributable", "validation.manifests.urls.allow", "a second index.json")
 	r = regvault(t, "", "verify", "--help")
 	wantContains(t, "verify --help", r.stdout, "two index.json", "names no tag", "expected, not missing", "docker save")
+}
+
+// A restore from a stream (.tar.zst, standard input) of an image with an
+// absent non-distributable layer does not read the stream ahead at
+// planning time: a large layer of another repository, after it in the
+// archive, is not written to the stream's spool directory (Layout.Has
+// read the stream to its end, spooling everything on the way, before the
+// first push).
+func TestArchiveNonDistributableStreamNotSpooled(t *testing.T) {
+	src := registrytest.NewInProcess(t)
+	tags, _, _ := foreignImages(t, src, "win/app")
+	big := registrytest.Repo(t, src, "big/data")
+	ctx := context.Background()
+	const bigSize = 16 << 20
+	layer, err := registrytest.PushBlob(ctx, big, ocispec.MediaTypeImageLayerGzip, registrytest.Bytes("big layer", bigSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := registrytest.PushBlob(ctx, big, ocispec.MediaTypeImageConfig, []byte(`{"architecture":"amd64","os":"linux"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": ocispec.MediaTypeImageManifest, "config": cfg, "layers": []ocispec.Descriptor{layer}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bigTag, err := registrytest.PushManifest(ctx, big, "v1", ocispec.MediaTypeImageManifest, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zst := filepath.Join(t.TempDir(), "all.tar.zst")
+	r := regvault(t, "", "backup", "--plain-http", "--no-tty", "-o", zst, ref(src, "win/app"), ref(src, "big/data"))
+	r.wantCode(t, exitOK)
+	raw, err := os.ReadFile(zst)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, in := range []struct{ name, path, stdin string }{{"tar.zst", zst, ""}, {"stdin", "-", string(raw)}} {
+		t.Run(in.name, func(t *testing.T) {
+			tmp := t.TempDir()
+			t.Setenv("TMPDIR", tmp)
+			// The stream's spool directory is TMPDIR/regvault-restore-*
+			// (the transfer's own copies go to regvault-tee-*): its peak
+			// size is what the stream wrote ahead of its readers.
+			var peak atomic.Int64
+			stop := make(chan struct{})
+			polled := make(chan struct{})
+			go func() {
+				defer close(polled)
+				for {
+					var size int64
+					dirs, _ := filepath.Glob(filepath.Join(tmp, "regvault-restore-*"))
+					for _, d := range dirs {
+						_ = filepath.WalkDir(d, func(_ string, e fs.DirEntry, err error) error {
+							if err == nil && !e.IsDir() {
+								if fi, err := e.Info(); err == nil {
+									size += fi.Size()
+								}
+							}
+							return nil
+						})
+					}
+					if size > peak.Load() {
+						peak.Store(size)
+					}
+					select {
+					case <-stop:
+						return
+					case <-time.After(2 * time.Millisecond):
+					}
+				}
+			}()
+			dst := registrytest.NewInProcess(t)
+			r := regvault(t, in.stdin, "restore", "--plain-http", "--no-tty", "-i", in.path, dst.Host())
+			close(stop)
+			<-polled
+			r.wantCode(t, exitOK)
+			wantContains(t, "stdout", r.stdout, "Left out 2 non-distributable layer(s) that the backup does not hold")
+			for tag, d := range tags {
+				wantTag(t, dst, "win/app", tag, d)
+			}
+			wantTag(t, dst, "big/data", "v1", bigTag)
+			if p := peak.Load(); p >= 1<<20 {
+				t.Errorf("the stream spooled %d bytes ahead of its readers (the %d-byte layer read ahead at planning?), want < 1 MiB", p, bigSize)
+			}
+
+			// Again: the layer left out at the end of the stream is not
+			// something to push.
+			r = regvault(t, in.stdin, "restore", "--plain-http", "--no-tty", "-i", in.path, dst.Host())
+			r.wantCode(t, exitOK)
+			wantContains(t, "stdout", r.stdout, "Nothing to push: every blob and tag is already in place (4 tags up to date).")
+
+			// The counts of a report are those of a backup read with
+			// random access.
+			r = regvault(t, in.stdin, "restore", "--plain-http", "--no-tty", "--format", "json", "-i", in.path, registrytest.NewInProcess(t).Host())
+			r.wantCode(t, exitOK)
+			var js struct {
+				Targets []struct {
+					Tags []struct {
+						Tag              string `json:"tag"`
+						NonDistributable int    `json:"nonDistributableLeftOut"`
+					} `json:"tags"`
+				} `json:"targets"`
+				NonDistributable []struct {
+					Digest string `json:"digest"`
+				} `json:"nonDistributableLeftOut"`
+			}
+			if err := json.Unmarshal([]byte(r.stdout), &js); err != nil {
+				t.Fatal(err, r.stdout)
+			}
+			got := map[string]int{}
+			for _, tg := range js.Targets {
+				for _, x := range tg.Tags {
+					got[x.Tag] += x.NonDistributable
+				}
+			}
+			if len(js.NonDistributable) != 2 || !maps.Equal(got, map[string]int{"v1": 1, "v2": 0, "v3": 1}) {
+				t.Errorf("restore --format json: %d left out, per tag %v\n%s", len(js.NonDistributable), got, r.stdout)
+			}
+		})
+	}
 }

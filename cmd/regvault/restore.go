@@ -156,9 +156,12 @@ lists it (the Referrers API, or the sha256-<hex> tag-schema index on a
 registry without it), so a re-run after a failure completes those indexes.
 A non-distributable (foreign) layer that the backup does not hold is left
 out and its manifest pushed without it (the target must accept that:
-distribution needs validation.manifests.urls.allow); the report counts it. From a compressed tar or standard input, the archive is
-read to its end before tags are set: an archive that goes wrong after the
-content (a second index.json, a cut, a bad checksum) sets no tag.
+distribution needs validation.manifests.urls.allow); the report counts it.
+From a compressed tar or standard input, such a layer is asked for once
+every other blob is read (its manifests wait for it) rather than read ahead
+for at planning; --dry-run reads the stream to its end to count them. The
+archive is read to its end before tags are set: an archive that goes wrong
+after the content (a second index.json, a cut, a bad checksum) sets no tag.
 
 Every request is retried (up to 5 times) on a 5xx, 429 or 408 answer, a
 reset, or a connection closed without an answer (a mount POST and a manifest
