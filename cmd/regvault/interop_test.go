@@ -275,23 +275,14 @@ func TestInteropRegctlCopyReferrers(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "backend")
 	regvault(t, "", "backup", "--plain-http", "--no-tty", "--include-referrers", "-o", dir, ref(src, backend)).wantCode(t, exitOK)
 
-	for _, target := range []struct {
-		name string
-		dst  *registrytest.Server
-	}{
-		{"referrers API", registrytest.NewInProcess(t)},
-		{"tag schema", registrytest.NewDistribution(t, registrytest.DistConfig{})},
-	} {
-		t.Run(target.name, func(t *testing.T) {
-			dst := target.dst
-			for _, tag := range []string{"v1", "v2"} {
-				runPeer(t, regctl, "--host", "reg="+dst.Host()+",tls=disabled",
-					"image", "copy", "--referrers", "ocidir://"+dir+":"+tag, ref(dst, "copy/backend")+":"+tag)
-				wantTag(t, dst, "copy/backend", tag, sample.Tags[backend][tag])
-			}
-			wantSampleReferrers(t, dst, sample, backend, "copy/backend")
-		})
-	}
+	eachTarget(t, func(t *testing.T, dst *registrytest.Server) {
+		for _, tag := range []string{"v1", "v2"} {
+			runPeer(t, regctl, "--host", "reg="+dst.Host()+",tls=disabled",
+				"image", "copy", "--referrers", "ocidir://"+dir+":"+tag, ref(dst, "copy/backend")+":"+tag)
+			wantTag(t, dst, "copy/backend", tag, sample.Tags[backend][tag])
+		}
+		wantSampleReferrers(t, dst, sample, backend, "copy/backend")
+	})
 }
 
 // oras restore still restores a single-repository regvault backup with its
@@ -303,6 +294,20 @@ func TestInteropOrasRestoreRegvaultBackup(t *testing.T) {
 	backend := registrytest.SampleBackend
 	in := filepath.Join(t.TempDir(), "backend.tar")
 	regvault(t, "", "backup", "--plain-http", "--no-tty", "--include-referrers", "-o", in, ref(src, backend)).wantCode(t, exitOK)
+	eachTarget(t, func(t *testing.T, dst *registrytest.Server) {
+		runPeer(t, oras, "restore", "--plain-http", "--no-tty", "--input", in, ref(dst, "oras/backend"))
+		for _, tag := range []string{"v1", "v2"} {
+			wantTag(t, dst, "oras/backend", tag, sample.Tags[backend][tag])
+		}
+		wantSampleReferrers(t, dst, sample, backend, "oras/backend")
+	})
+}
+
+// eachTarget runs f against a fresh target of each kind: the in-process
+// registry with the Referrers API and the distribution process, whose
+// referrers live in the tag schema.
+func eachTarget(t *testing.T, f func(t *testing.T, dst *registrytest.Server)) {
+	t.Helper()
 	for _, target := range []struct {
 		name string
 		dst  *registrytest.Server
@@ -310,14 +315,7 @@ func TestInteropOrasRestoreRegvaultBackup(t *testing.T) {
 		{"referrers API", registrytest.NewInProcess(t)},
 		{"tag schema", registrytest.NewDistribution(t, registrytest.DistConfig{})},
 	} {
-		t.Run(target.name, func(t *testing.T) {
-			dst := target.dst
-			runPeer(t, oras, "restore", "--plain-http", "--no-tty", "--input", in, ref(dst, "oras/backend"))
-			for _, tag := range []string{"v1", "v2"} {
-				wantTag(t, dst, "oras/backend", tag, sample.Tags[backend][tag])
-			}
-			wantSampleReferrers(t, dst, sample, backend, "oras/backend")
-		})
+		t.Run(target.name, func(t *testing.T) { f(t, target.dst) })
 	}
 }
 
