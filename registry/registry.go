@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/regvault/regvault/graph"
 	"oras.land/oras-go/v2/registry"
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
@@ -344,23 +345,13 @@ func (cs *Clients) Debugf(format string, args ...any) {
 	_, _ = io.WriteString(cs.opts.Debug, "debug: "+MaskURLs(fmt.Sprintf(format, args...))+"\n")
 }
 
-// Repository returns the repository of a full reference host/path.
-func (cs *Clients) Repository(full string) (*remote.Repository, error) {
-	c, path, err := cs.split(full)
+// Repository returns the repository r on its registry.
+func (cs *Clients) Repository(r graph.Repository) (*remote.Repository, error) {
+	c, err := cs.Get(r.Registry)
 	if err != nil {
 		return nil, err
 	}
-	return c.Repository(path)
-}
-
-// split returns the client of a full name host/path, and the path.
-func (cs *Clients) split(full string) (*Client, string, error) {
-	host, path, ok := strings.Cut(full, "/")
-	if !ok || path == "" {
-		return nil, "", fmt.Errorf("%q is not host/repository", full)
-	}
-	c, err := cs.Get(host)
-	return c, path, err
+	return c.Repository(r.Path)
 }
 
 // errStopListing ends a tag listing after its first page.
@@ -390,11 +381,11 @@ func (c *Client) RepositoryExists(ctx context.Context, path string) (bool, error
 	return true, fmt.Errorf("listing tags of %s/%s: %w", c.host, path, err)
 }
 
-// RepositoryExists is Client.RepositoryExists for a full host/path name.
-func (cs *Clients) RepositoryExists(ctx context.Context, full string) (bool, error) {
-	c, path, err := cs.split(full)
+// RepositoryExists is Client.RepositoryExists for r on its registry.
+func (cs *Clients) RepositoryExists(ctx context.Context, r graph.Repository) (bool, error) {
+	c, err := cs.Get(r.Registry)
 	if err != nil {
 		return false, err
 	}
-	return c.RepositoryExists(ctx, path)
+	return c.RepositoryExists(ctx, r.Path)
 }

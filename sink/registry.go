@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -129,7 +129,7 @@ func (s *Registry) Check(ctx context.Context, g *graph.Graph) error {
 			continue
 		}
 		eg.Go(func() error {
-			r, err := s.clients.Repository(t.Repo)
+			r, err := s.repository(t.Repo)
 			if err != nil {
 				return s.fail(t.Repo, err)
 			}
@@ -187,7 +187,7 @@ func (s *Registry) checkListings(ctx context.Context, g *graph.Graph) error {
 	eg.SetLimit(s.concurrency * 4)
 	for _, k := range keys {
 		eg.Go(func() error {
-			r, err := s.clients.Repository(k.repo)
+			r, err := s.repository(k.repo)
 			if err != nil {
 				return s.fail(k.repo, err)
 			}
@@ -253,7 +253,7 @@ func (s *Registry) absentRepos(ctx context.Context, g *graph.Graph) map[string]b
 	eg.SetLimit(s.concurrency * 4)
 	for _, repo := range names {
 		eg.Go(func() error {
-			ok, err := s.clients.RepositoryExists(ctx, repo)
+			ok, err := s.repositoryExists(ctx, repo)
 			if err == nil && !ok {
 				mu.Lock()
 				absent[repo] = true
@@ -315,8 +315,28 @@ func (s *Registry) Present() (nodes int, bytes int64) {
 	return nodes, bytes
 }
 
+// repository is the client's repository for a full target name; the
+// graph names target repositories "host/path" (graph.ParseRepository).
+func (s *Registry) repository(repo string) (*remote.Repository, error) {
+	r, err := graph.ParseRepository(repo)
+	if err != nil {
+		return nil, err
+	}
+	return s.clients.Repository(r)
+}
+
+// repositoryExists is registry.Clients.RepositoryExists for a full target
+// name.
+func (s *Registry) repositoryExists(ctx context.Context, repo string) (bool, error) {
+	r, err := graph.ParseRepository(repo)
+	if err != nil {
+		return false, err
+	}
+	return s.clients.RepositoryExists(ctx, r)
+}
+
 func (s *Registry) exists(ctx context.Context, repo string, n *graph.Node) (bool, error) {
-	r, err := s.clients.Repository(repo)
+	r, err := s.repository(repo)
 	if err != nil {
 		return false, err
 	}
@@ -403,7 +423,12 @@ func (s *Registry) Write(ctx context.Context, n *graph.Node, open Opener) error 
 	byHost := map[string][]string{}
 	var hosts []string
 	for _, repo := range missing {
-		host, _, _ := strings.Cut(repo, "/")
+		// A name that is not host/path stays a group of its own: its
+		// upload fails with the parse error, as for any other name.
+		host := repo
+		if r, err := graph.ParseRepository(repo); err == nil {
+			host = r.Registry
+		}
 		if byHost[host] == nil {
 			hosts = append(hosts, host)
 		}
@@ -418,9 +443,9 @@ func (s *Registry) Write(ctx context.Context, n *graph.Node, open Opener) error 
 }
 
 func (s *Registry) writeBlobToHost(ctx context.Context, n *graph.Node, host string, repos []string, open Opener) error {
-	from := s.holderOn(n.Desc.Digest, host)
+	from, held := s.holderOn(n.Desc.Digest, host)
 	rest := repos
-	if from == "" {
+	if !held {
 		// Upload into the first repository that takes it.
 		for len(rest) > 0 {
 			repo := rest[0]
@@ -431,10 +456,12 @@ func (s *Registry) writeBlobToHost(ctx context.Context, n *graph.Node, host stri
 				}
 				continue
 			}
-			from = repo
+			// upload succeeded, so repo parses.
+			from, _ = graph.ParseRepository(repo)
+			held = true
 			break
 		}
-		if from == "" {
+		if !held {
 			return nil
 		}
 	}
@@ -454,21 +481,21 @@ func (s *Registry) writeBlobToHost(ctx context.Context, n *graph.Node, host stri
 	return eg.Wait()
 }
 
-// holderOn returns a repository on host that holds d, or "".
-func (s *Registry) holderOn(d digest.Digest, host string) string {
+// holderOn returns the first repository (in graph.Compare order) on host
+// that holds d, and false if there is none.
+func (s *Registry) holderOn(d digest.Digest, host string) (graph.Repository, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var list []string
+	var list []graph.Repository
 	for repo := range s.have[d] {
-		if strings.HasPrefix(repo, host+"/") {
-			list = append(list, repo)
+		if r, err := graph.ParseRepository(repo); err == nil && r.Registry == host {
+			list = append(list, r)
 		}
 	}
 	if len(list) == 0 {
-		return ""
+		return graph.Repository{}, false
 	}
-	sort.Strings(list)
-	return list[0]
+	return slices.MinFunc(list, graph.Compare), true
 }
 
 // smallUpload is the size below which an upload is latency-bound (1 MiB
@@ -481,7 +508,7 @@ const smallUpload = 1 << 20
 const uploadAttempts = 4
 
 func (s *Registry) upload(ctx context.Context, repo string, n *graph.Node, open Opener) error {
-	r, err := s.clients.Repository(repo)
+	r, err := s.repository(repo)
 	if err != nil {
 		return err
 	}
@@ -571,19 +598,18 @@ func transient(err error) bool {
 	return registry.Transient(err)
 }
 
-func (s *Registry) mount(ctx context.Context, repo, from string, n *graph.Node, open Opener) error {
-	r, err := s.clients.Repository(repo)
+func (s *Registry) mount(ctx context.Context, repo string, from graph.Repository, n *graph.Node, open Opener) error {
+	r, err := s.repository(repo)
 	if err != nil {
 		return err
 	}
-	_, fromPath, _ := strings.Cut(from, "/")
 	uploaded := false
 	getContent := func() (io.ReadCloser, error) {
 		// The registry would not mount: upload after all.
 		uploaded = true
 		return open()
 	}
-	if err := r.Mount(ctx, n.Desc, fromPath, getContent); err != nil {
+	if err := r.Mount(ctx, n.Desc, from.Path, getContent); err != nil {
 		return fmt.Errorf("mounting %s into %s from %s: %w", n.Desc.Digest, repo, from, err)
 	}
 	if uploaded {
@@ -617,7 +643,7 @@ func (s *Registry) writeManifest(ctx context.Context, n *graph.Node, repos []str
 }
 
 func (s *Registry) pushManifest(ctx context.Context, repo string, n *graph.Node) error {
-	r, err := s.clients.Repository(repo)
+	r, err := s.repository(repo)
 	if err != nil {
 		return err
 	}
@@ -676,7 +702,7 @@ func (s *Registry) setTags(ctx context.Context, tags []graph.Tag) error {
 		}
 		eg.Go(func() error {
 			n := s.g.Node(t.Desc.Digest)
-			r, err := s.clients.Repository(t.Repo)
+			r, err := s.repository(t.Repo)
 			if err == nil {
 				err = r.PushReference(ectx, n.Desc, bytes.NewReader(n.Content), t.Name)
 			}

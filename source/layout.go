@@ -459,6 +459,7 @@ func layoutEntry(d ocispec.Descriptor) LayoutEntry {
 // layoutRepoPath strips the registry host from a full repository name. The
 // first element is a host if it looks like one (has a dot or a port, or is
 // localhost), as Docker decides it.
+// Not graph.ParseRepository: names in archives may lack a registry.
 func layoutRepoPath(full string) string {
 	host, rest, ok := strings.Cut(full, "/")
 	if !ok {
