@@ -479,17 +479,7 @@ func TestArchiveNonDistributableLayers(t *testing.T) {
 
 				r = regvault(t, "", "restore", "--plain-http", "--no-tty", "--dry-run", "--format", "json", "-i", in, dst.Host()+"/win/app")
 				r.wantCode(t, exitOK)
-				var js struct {
-					Targets []struct {
-						Tags []struct {
-							Tag              string `json:"tag"`
-							NonDistributable int    `json:"nonDistributableLeftOut"`
-						} `json:"tags"`
-					} `json:"targets"`
-					NonDistributable []struct {
-						Digest string `json:"digest"`
-					} `json:"nonDistributableLeftOut"`
-				}
+				var js restoreLeftOutReport
 				if err := json.Unmarshal([]byte(r.stdout), &js); err != nil {
 					t.Fatal(err)
 				}
@@ -653,17 +643,7 @@ func TestArchiveNonDistributableStreamNotSpooled(t *testing.T) {
 			// random access.
 			r = regvault(t, in.stdin, "restore", "--plain-http", "--no-tty", "--format", "json", "-i", in.path, registrytest.NewInProcess(t).Host())
 			r.wantCode(t, exitOK)
-			var js struct {
-				Targets []struct {
-					Tags []struct {
-						Tag              string `json:"tag"`
-						NonDistributable int    `json:"nonDistributableLeftOut"`
-					} `json:"tags"`
-				} `json:"targets"`
-				NonDistributable []struct {
-					Digest string `json:"digest"`
-				} `json:"nonDistributableLeftOut"`
-			}
+			var js restoreLeftOutReport
 			if err := json.Unmarshal([]byte(r.stdout), &js); err != nil {
 				t.Fatal(err, r.stdout)
 			}
@@ -678,4 +658,18 @@ func TestArchiveNonDistributableStreamNotSpooled(t *testing.T) {
 			}
 		})
 	}
+}
+
+// restoreLeftOutReport is what the non-distributable tests read of
+// restore --format json: per tag and in all, the layers left out.
+type restoreLeftOutReport struct {
+	Targets []struct {
+		Tags []struct {
+			Tag              string `json:"tag"`
+			NonDistributable int    `json:"nonDistributableLeftOut"`
+		} `json:"tags"`
+	} `json:"targets"`
+	NonDistributable []struct {
+		Digest string `json:"digest"`
+	} `json:"nonDistributableLeftOut"`
 }
