@@ -14,113 +14,13 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regvault/regvault/archive"
-	"github.com/regvault/regvault/source"
 )
 
-// Contents is what a backup's index.json names.
-type Contents struct {
-	// Repos are the full names (registry/path) of the repositories the
-	// backup names, sorted: those of tagged entries and those recorded
-	// for referrers.
-	Repos []string
-	// Unnamed are the tags of entries without a repository (a tag-only
-	// backup, as oras v1.3 writes a single repository), sorted.
-	Unnamed []string
-	// Recorded is, for a backup whose tags are all unnamed, the
-	// repositories its referrers record (regvault writes them even for a
-	// single repository); nil otherwise.
-	Recorded []string
-}
-
-// TagOnly says whether the backup names no repository: every tag is
-// unnamed.
-func (c Contents) TagOnly() bool { return len(c.Repos) == 0 && len(c.Unnamed) > 0 }
+// Contents is what a backup's index.json names (archive.Summarize).
+type Contents = archive.Contents
 
 // ContentsOf reads index.json's entries.
-func ContentsOf(entries []source.LayoutEntry) Contents {
-	repos := map[string]bool{}
-	unnamed := map[string]bool{}
-	recorded := map[string]bool{}
-	for _, e := range entries {
-		switch {
-		case e.Referrer:
-			for _, r := range e.Repos {
-				recorded[r] = true
-			}
-		case e.Repo != "":
-			repos[e.Repo] = true
-		case e.Tag != "":
-			unnamed[e.Tag] = true
-		}
-	}
-	c := Contents{Unnamed: sortedKeys(unnamed)}
-	if len(repos) == 0 && len(unnamed) > 0 {
-		// A tag-only backup: the referrers' repositories are the only
-		// names it records; they are not listed as repositories.
-		c.Recorded = sortedKeys(recorded)
-		return c
-	}
-	for r := range recorded {
-		repos[r] = true
-	}
-	c.Repos = sortedKeys(repos)
-	return c
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// RepoPath is a full repository name without its registry host, as the
-// layout reader compares names (docker.io/library/alpine → library/alpine).
-func RepoPath(full string) string {
-	return source.LayoutEntry{Repo: full}.RepoPath()
-}
-
-// RepoMatches says whether repo (a full name, or a path without the
-// registry) names the backup's repository full.
-func RepoMatches(full, repo string) bool {
-	return full == repo || RepoPath(full) == repo
-}
-
-// FindRepo returns the backup's repositories that repo names: one, or
-// several when repo is a path found under more than one registry.
-func (c Contents) FindRepo(repo string) []string {
-	var out []string
-	for _, r := range c.Repos {
-		if r == repo {
-			return []string{r}
-		}
-		if RepoMatches(r, repo) {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-// Below lists the repositories under prefix (a full name or a path without
-// the registry, with or without a trailing slash), relative to it, sorted;
-// "" lists every repository by its full name.
-func (c Contents) Below(prefix string) []string {
-	prefix = strings.TrimRight(prefix, "/")
-	if prefix == "" {
-		return slices.Clone(c.Repos)
-	}
-	set := map[string]bool{}
-	for _, r := range c.Repos {
-		for _, name := range []string{r, RepoPath(r)} {
-			if rest, ok := strings.CutPrefix(name, prefix+"/"); ok && rest != "" {
-				set[rest] = true
-			}
-		}
-	}
-	return sortedKeys(set)
-}
+func ContentsOf(entries []archive.Entry) Contents { return archive.Summarize(entries) }
 
 // Nearby returns up to n of names, those most like want first: the same
 // last path element, a shared prefix, a small edit distance. All of names
@@ -136,11 +36,11 @@ func Nearby(names []string, want string, n int) []string {
 	last := func(s string) string { return s[strings.LastIndexByte(s, '/')+1:] }
 	list := make([]scored, len(names))
 	for i, name := range names {
-		s := editDistance(RepoPath(name), RepoPath(want))
+		s := editDistance(archive.RepoPath(name), archive.RepoPath(want))
 		if last(name) == last(want) {
 			s -= 100
 		}
-		if strings.HasPrefix(name, want) || strings.HasPrefix(RepoPath(name), want) {
+		if strings.HasPrefix(name, want) || strings.HasPrefix(archive.RepoPath(name), want) {
 			s -= 50
 		}
 		list[i] = scored{name, s}

@@ -285,49 +285,6 @@ func (r *reading) readPath(ctx context.Context, workers int) error {
 
 // ---- the check ----
 
-// entry is one index.json entry, read as the layout reader reads it.
-type entry struct {
-	repo     string // full name; "" for a tag-only name or a referrer
-	tag      string // "" for a referrer or a digest reference
-	desc     ocispec.Descriptor
-	referrer bool
-	repos    []string // a referrer's recorded repositories; nil: unknown
-	// tagSchema: named by the referrers tag schema (sha256-<hex>), an
-	// index of referrers, not a tag (archive.IsTagSchema).
-	tagSchema bool
-}
-
-func readEntry(d ocispec.Descriptor) entry {
-	e := entry{desc: d}
-	name, named := archive.RefName(d.Annotations)
-	if !named || name == "" {
-		e.referrer = true
-		for _, r := range strings.Split(d.Annotations[archive.AnnotationRepositories], ",") {
-			if r = strings.TrimSpace(r); r != "" {
-				e.repos = append(e.repos, r)
-			}
-		}
-		return e
-	}
-	if at := strings.IndexByte(name, '@'); at >= 0 {
-		name = name[:at]
-		if r, t := archive.SplitRef(name); r != "" {
-			e.repo = r
-			if t == "" {
-				e.repo = name
-			}
-		} else {
-			e.repo = t
-		}
-		return e
-	}
-	e.repo, e.tag = archive.SplitRef(name)
-	if archive.IsTagSchema(e.tag, d.MediaType) {
-		e.tag, e.tagSchema = "", true
-	}
-	return e
-}
-
 // checker walks the graph from index.json's entries over what was read.
 type checker struct {
 	r        *reading
@@ -368,7 +325,7 @@ func check(r *reading, rep *Report) {
 	}
 	named := false
 	for _, e := range entries {
-		if !e.referrer && e.repo != "" {
+		if !e.Referrer && e.Repo != "" {
 			named = true
 		}
 	}
@@ -382,39 +339,43 @@ func check(r *reading, rep *Report) {
 		}
 	}
 	for _, e := range entries {
-		if e.tagSchema {
+		if e.TagSchema != "" {
 			// Restore finds the referrers it lists through their own
 			// entries (or the subjects'); the index is no tag.
-			c.needed[e.desc.Digest] = true
+			c.needed[e.Desc.Digest] = true
 			continue
 		}
-		if e.referrer {
+		if e.Referrer {
 			continue
 		}
-		label := e.repo + ":" + e.tag
+		tag := e.Tag
+		if e.Digested {
+			tag = "" // reported by its digest
+		}
+		label := e.Repo + ":" + tag
 		switch {
-		case e.repo == "":
-			label = e.tag
-		case e.tag == "":
-			label = e.repo + "@" + e.desc.Digest.String()
+		case e.Repo == "":
+			label = tag
+		case tag == "":
+			label = e.Repo + "@" + e.Desc.Digest.String()
 		}
-		w := c.walk(e.desc, roleManifest, "", false, label)
-		rr := repoOf(e.repo)
-		rr.Tags = append(rr.Tags, c.tagReport(e.tag, e.desc.Digest, w))
-		addReach(e.repo, w.manifests)
+		w := c.walk(e.Desc, roleManifest, "", false, label)
+		rr := repoOf(e.Repo)
+		rr.Tags = append(rr.Tags, c.tagReport(tag, e.Desc.Digest, w))
+		addReach(e.Repo, w.manifests)
 	}
 
 	// Referrers: to the repositories they record; those of backups that
 	// record none (oras) to every repository that reaches their subject.
-	var refs []entry
+	var refs []archive.Entry
 	for _, e := range entries {
-		if !e.referrer {
+		if !e.Referrer {
 			continue
 		}
-		if b := r.blobs[e.desc.Digest]; b != nil && b.summary != nil && b.summary.Subject == nil {
+		if b := r.blobs[e.Desc.Digest]; b != nil && b.summary != nil && b.summary.Subject == nil {
 			// An untagged manifest without a subject (an index's
 			// child): no referrer; checked where a tag reaches it.
-			c.needed[e.desc.Digest] = true
+			c.needed[e.Desc.Digest] = true
 			continue
 		}
 		refs = append(refs, e)
@@ -422,22 +383,22 @@ func check(r *reading, rep *Report) {
 	recorded := map[string]bool{}
 	subjects := map[digest.Digest]digest.Digest{} // referrer → subject
 	for _, e := range refs {
-		for _, repo := range e.repos {
+		for _, repo := range e.Repos {
 			recorded[repo] = true
 		}
-		if b := r.blobs[e.desc.Digest]; b != nil && b.summary != nil && b.summary.Subject != nil {
-			subjects[e.desc.Digest] = b.summary.Subject.Digest
+		if b := r.blobs[e.Desc.Digest]; b != nil && b.summary != nil && b.summary.Subject != nil {
+			subjects[e.Desc.Digest] = b.summary.Subject.Digest
 		}
 	}
 	// Restore pushes a referrer to a repository when it reaches its
 	// subject there (from a tag, or from a referrer it pushes), among
 	// the repositories the referrer is recorded for (all of them when
 	// the backup does not record any).
-	candidates := func(e entry) []string {
+	candidates := func(e archive.Entry) []string {
 		switch {
-		case e.repos != nil && named:
-			return e.repos
-		case e.repos != nil:
+		case e.Repos != nil && named:
+			return e.Repos
+		case e.Repos != nil:
 			return []string{""}
 		}
 		return slices.Sorted(maps.Keys(reach))
@@ -448,12 +409,12 @@ func check(r *reading, rep *Report) {
 		changed = false
 		for i, e := range refs {
 			for _, repo := range candidates(e) {
-				if slices.Contains(restored[i], repo) || !reach[repo][subjects[e.desc.Digest]] {
+				if slices.Contains(restored[i], repo) || !reach[repo][subjects[e.Desc.Digest]] {
 					continue
 				}
 				restored[i] = append(restored[i], repo)
 				if walked[i] == nil {
-					walked[i] = c.walk(e.desc, roleManifest, "", true)
+					walked[i] = c.walk(e.Desc, roleManifest, "", true)
 				}
 				addReach(repo, walked[i].manifests)
 				changed = true
@@ -464,28 +425,28 @@ func check(r *reading, rep *Report) {
 		// Reported under the repositories it is recorded for, or, when
 		// none are recorded, those restore pushes it to.
 		repos := restored[i]
-		if e.repos != nil {
+		if e.Repos != nil {
 			repos = candidates(e)
 		}
 		repos = slices.Sorted(slices.Values(repos))
-		labels := []string{"referrer " + e.desc.Digest.String()}
+		labels := []string{"referrer " + e.Desc.Digest.String()}
 		if len(repos) > 0 {
 			labels = labels[:0]
 			for _, repo := range repos {
 				if repo == "" {
-					labels = append(labels, "referrer "+e.desc.Digest.String())
+					labels = append(labels, "referrer "+e.Desc.Digest.String())
 				} else {
-					labels = append(labels, repo+"@"+e.desc.Digest.String())
+					labels = append(labels, repo+"@"+e.Desc.Digest.String())
 				}
 			}
 		}
-		w := c.walk(e.desc, roleManifest, "", true, labels...)
-		rep := c.referrerReport(e.desc, w)
+		w := c.walk(e.Desc, roleManifest, "", true, labels...)
+		rep := c.referrerReport(e.Desc, w)
 		subjectOK := rep.Subject != "" && !slices.ContainsFunc(w.problems, func(k string) bool { return c.problems[k].Digest == rep.Subject })
 		if len(repos) == 0 {
 			c.rep.Orphans = append(c.rep.Orphans, rep)
 			if subjectOK {
-				c.rep.Warnings = append(c.rep.Warnings, fmt.Sprintf("referrer %s refers to %s, which no tag of the backup reaches: restore does not push it", e.desc.Digest, rep.Subject))
+				c.rep.Warnings = append(c.rep.Warnings, fmt.Sprintf("referrer %s refers to %s, which no tag of the backup reaches: restore does not push it", e.Desc.Digest, rep.Subject))
 			}
 			continue
 		}
@@ -493,7 +454,7 @@ func check(r *reading, rep *Report) {
 			rr := repoOf(repo)
 			rr.Referrers = append(rr.Referrers, rep)
 			if subjectOK && !slices.Contains(restored[i], repo) {
-				c.rep.Warnings = append(c.rep.Warnings, fmt.Sprintf("referrer %s is recorded for %s, but its subject %s is not reached from that repository's tags: restore does not push it there", e.desc.Digest, repoLabel(repo), rep.Subject))
+				c.rep.Warnings = append(c.rep.Warnings, fmt.Sprintf("referrer %s is recorded for %s, but its subject %s is not reached from that repository's tags: restore does not push it there", e.Desc.Digest, repoLabel(repo), rep.Subject))
 			}
 		}
 	}
@@ -527,7 +488,7 @@ func repoLabel(repo string) string {
 }
 
 // readLayout checks oci-layout and index.json and reads the entries.
-func (c *checker) readLayout() ([]entry, bool) {
+func (c *checker) readLayout() ([]archive.Entry, bool) {
 	r, rep := c.r, c.rep
 	switch {
 	case !r.hasLayout && r.truncated:
@@ -556,24 +517,19 @@ func (c *checker) readLayout() ([]entry, bool) {
 		rep.Errors = append(rep.Errors, fmt.Sprintf("index.json: %v", err))
 		return nil, false
 	}
-	var entries []entry
+	var entries []archive.Entry
 	bad := false
 	for i, d := range idx.Manifests {
-		if err := d.Digest.Validate(); err != nil {
-			rep.Errors = append(rep.Errors, fmt.Sprintf("index.json: entry %d: invalid digest %q: %v", i, d.Digest, err))
+		if err := archive.CheckEntry(i, d); err != nil {
+			rep.Errors = append(rep.Errors, "index.json: "+err.Error())
 			bad = true
 			continue
 		}
-		if d.Size < 0 {
-			rep.Errors = append(rep.Errors, fmt.Sprintf("index.json: entry %d (%s): negative size", i, d.Digest))
-			bad = true
-			continue
-		}
-		entries = append(entries, readEntry(d))
+		entries = append(entries, archive.ParseEntry(d))
 	}
 	tags := 0
 	for _, e := range entries {
-		if le := source.ParseEntry(e.desc); !le.Referrer && le.Tag != "" {
+		if e.IsTag() {
 			tags++ // as restore counts them
 		}
 	}

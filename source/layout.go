@@ -52,37 +52,6 @@ func (k LayoutKind) String() string {
 	return fmt.Sprintf("LayoutKind(%d)", int(k))
 }
 
-// LayoutEntry is one entry of a backup's index.json, read.
-type LayoutEntry struct {
-	// Repo is the repository of a full ref.name ("registry/path", e.g.
-	// docker.io/library/alpine); "" for a tag-only ref.name (the backup
-	// holds one repository, whose name it does not record) and for
-	// referrers.
-	Repo string
-	// Tag is the tag of a ref.name; "" for referrers, untagged manifests
-	// and tag-schema indexes.
-	Tag  string
-	Desc ocispec.Descriptor
-	// Referrer is true for an entry without a ref.name: a referrer, or
-	// an untagged manifest (the children of an index, which regvault and
-	// oras list so that peers find them by digest). Which of the two it
-	// is, its manifest says (a referrer has a subject).
-	Referrer bool
-	// Repos are the repositories (registry/path) an untagged entry was
-	// backed up from, from archive.AnnotationRepositories; nil when
-	// unknown (backups of oras v1.3 do not record them).
-	Repos []string
-	// TagSchema is, for an entry named by the referrers tag schema
-	// (sha256-<hex>, or registry/repo:sha256-<hex>, pointing at an index
-	// of referrers: see archive.IsTagSchema), the subject whose referrers
-	// it lists (sha256:<hex>). Such an entry is not a tag: Tag is "".
-	TagSchema digest.Digest
-}
-
-// RepoPath is the entry's repository without its registry host
-// (library/alpine for docker.io/library/alpine); "" for a tag-only entry.
-func (e LayoutEntry) RepoPath() string { return layoutRepoPath(e.Repo) }
-
 // Layout reads a backup: an OCI image layout as a directory, a tar file, a
 // compressed tar file or a tar on standard input. It is a Source for
 // restore and verify. A directory or a plain tar file is read with random
@@ -93,7 +62,7 @@ type Layout struct {
 	kind    LayoutKind
 	size    int64
 	index   ocispec.Index
-	entries []LayoutEntry
+	entries []archive.Entry
 	backend layoutBackend
 	stream  *layoutStream // nil unless streaming
 
@@ -140,7 +109,7 @@ func (l *Layout) Notes() []string {
 type layoutLookup struct {
 	// byName: "<repo>:<tag>" → indexes into entries, in order, under the
 	// entry's full repository name, its path, and "" for a tag-only entry
-	// (the names layoutRepoMatch accepts).
+	// (the names archive.RepoMatch accepts).
 	byName  map[string][]int
 	tagOnly bool // no tag entry names its repository
 	// scanned counts the entries Resolve looked at, for the test that
@@ -162,7 +131,7 @@ func (l *Layout) entryLookup() *layoutLookup {
 				continue
 			}
 			lk.byName[e.Repo+":"+e.Tag] = append(lk.byName[e.Repo+":"+e.Tag], i)
-			if path := layoutRepoPath(e.Repo); path != e.Repo {
+			if path := archive.RepoPath(e.Repo); path != e.Repo {
 				lk.byName[path+":"+e.Tag] = append(lk.byName[path+":"+e.Tag], i)
 			}
 		}
@@ -380,21 +349,14 @@ func (l *Layout) readIndex(ctx context.Context) error {
 		}
 		return fmt.Errorf("%s: %w", l.name(), err)
 	}
-	if err := json.Unmarshal(data, &l.index); err != nil {
-		return fmt.Errorf("%s: index.json: %w", l.name(), err)
+	idx, entries, err := archive.ParseIndex(ctx, data)
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return err // an index of 100,000 entries: SIGINT ends it
+		}
+		return fmt.Errorf("%s: %w", l.name(), err)
 	}
-	for i, d := range l.index.Manifests {
-		if i%1024 == 0 && ctx.Err() != nil {
-			return ctx.Err() // an index of 100,000 entries: SIGINT ends it here
-		}
-		if err := d.Digest.Validate(); err != nil {
-			return fmt.Errorf("%s: index.json: entry %d: invalid digest %q: %w", l.name(), i, d.Digest, err)
-		}
-		if d.Size < 0 {
-			return fmt.Errorf("%s: index.json: entry %d (%s): negative size", l.name(), i, d.Digest)
-		}
-		l.entries = append(l.entries, layoutEntry(d))
-	}
+	l.index, l.entries = idx, entries
 	return nil
 }
 
@@ -416,65 +378,6 @@ func (l *Layout) readAll(ctx context.Context, name string, limit int64) ([]byte,
 		return nil, fmt.Errorf("%s is larger than %d bytes", name, limit)
 	}
 	return data, nil
-}
-
-// ParseEntry reads one index.json entry as restore does: verify counts a
-// backup's tags with it, so that both agree on what can be restored.
-func ParseEntry(d ocispec.Descriptor) LayoutEntry { return layoutEntry(d) }
-
-// layoutEntry reads one index.json entry, detecting its reference format
-// as docs/format.md says: a ref.name with a repository is a full
-// reference, one without is a tag.
-func layoutEntry(d ocispec.Descriptor) LayoutEntry {
-	e := LayoutEntry{Desc: d}
-	name, named := archive.RefName(d.Annotations)
-	if !named || name == "" {
-		e.Referrer = true
-		if repos := d.Annotations[archive.AnnotationRepositories]; repos != "" {
-			for _, r := range strings.Split(repos, ",") {
-				if r = strings.TrimSpace(r); r != "" {
-					e.Repos = append(e.Repos, r)
-				}
-			}
-		}
-		return e
-	}
-	if at := strings.IndexByte(name, '@'); at >= 0 {
-		// A digest reference: repo@digest or repo:tag@digest.
-		e.Repo, e.Tag = archive.SplitRef(name[:at])
-		if e.Repo == "" {
-			e.Repo, e.Tag = e.Tag, ""
-		}
-		return e
-	}
-	e.Repo, e.Tag = archive.SplitRef(name)
-	if archive.IsTagSchema(e.Tag, d.MediaType) {
-		alg, hex, _ := strings.Cut(e.Tag, "-")
-		e.TagSchema = digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
-		e.Tag = ""
-	}
-	return e
-}
-
-// layoutRepoPath strips the registry host from a full repository name. The
-// first element is a host if it looks like one (has a dot or a port, or is
-// localhost), as Docker decides it.
-// Not graph.ParseRepository: names in archives may lack a registry.
-func layoutRepoPath(full string) string {
-	host, rest, ok := strings.Cut(full, "/")
-	if !ok {
-		return full
-	}
-	if strings.ContainsAny(host, ".:") || host == "localhost" {
-		return rest
-	}
-	return full
-}
-
-// layoutRepoMatch says whether the full repository of an entry is the
-// repository repo (a path without host, or a full name).
-func layoutRepoMatch(full, repo string) bool {
-	return full == repo || layoutRepoPath(full) == repo
 }
 
 // Path is the path the layout was opened from ("-" for stdin).
@@ -516,7 +419,7 @@ func (l *Layout) BufferedBytes() int64 {
 func (l *Layout) Index() ocispec.Index { return l.index }
 
 // Entries lists index.json's entries in order.
-func (l *Layout) Entries() []LayoutEntry { return slices.Clone(l.entries) }
+func (l *Layout) Entries() []archive.Entry { return slices.Clone(l.entries) }
 
 // Tags lists the tags of repo (a path without host, or a full
 // registry/path) in the backup, sorted. Tags of a tag-only backup belong to
@@ -525,7 +428,7 @@ func (l *Layout) Entries() []LayoutEntry { return slices.Clone(l.entries) }
 func (l *Layout) Tags(ctx context.Context, repo string) ([]string, error) {
 	set := map[string]bool{}
 	for _, e := range l.entries {
-		if e.Tag != "" && (e.Repo == "" || layoutRepoMatch(e.Repo, repo)) {
+		if e.Tag != "" && (e.Repo == "" || archive.RepoMatch(e.Repo, repo)) {
 			set[e.Tag] = true
 		}
 	}
@@ -543,14 +446,14 @@ func (l *Layout) Tags(ctx context.Context, repo string) ([]string, error) {
 // Resolve returns the manifest that tag of repo points at in the backup,
 // with its bytes (verified).
 func (l *Layout) Resolve(ctx context.Context, repo, tag string) (ocispec.Descriptor, []byte, error) {
-	var found []LayoutEntry
+	var found []archive.Entry
 	lk := l.entryLookup()
 	for _, i := range lk.candidates(repo, tag) {
 		lk.scanned.Add(1)
 		e := l.entries[i]
-		if e.Repo == "" || layoutRepoMatch(e.Repo, repo) {
+		if e.Repo == "" || archive.RepoMatch(e.Repo, repo) {
 			if e.Repo == repo { // an exact full name wins
-				found = []LayoutEntry{e}
+				found = []archive.Entry{e}
 				break
 			}
 			found = append(found, e)
@@ -684,7 +587,7 @@ func (l *Layout) manifest(ctx context.Context, desc ocispec.Descriptor) ([]byte,
 // limited to those recorded as backed up from repo when the backup records
 // it. The manifests looked at are those listed in index.json (where
 // regvault and oras list every referrer) and those its tag-schema indexes
-// list (LayoutEntry.TagSchema); each is read once.
+// list (archive.Entry.TagSchema); each is read once.
 func (l *Layout) Referrers(ctx context.Context, repo string, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 	if err := l.buildReferrers(ctx); err != nil {
 		return nil, err
@@ -697,7 +600,7 @@ func (l *Layout) Referrers(ctx context.Context, repo string, desc ocispec.Descri
 		repos, known := l.refRepos[r.Digest]
 		// A tag-only backup holds one repository under any name, whatever
 		// its referrers recorded.
-		if known && !tagOnly && !slices.ContainsFunc(repos, func(full string) bool { return layoutRepoMatch(full, repo) }) {
+		if known && !tagOnly && !slices.ContainsFunc(repos, func(full string) bool { return archive.RepoMatch(full, repo) }) {
 			continue
 		}
 		out = append(out, r)

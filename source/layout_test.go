@@ -405,7 +405,7 @@ func TestLayoutEntries(t *testing.T) {
 		l, _ := testOpen(t, a.writeDir(t), nil)
 		e := l.Entries()
 		require.Len(t, e, 5)
-		assert.Equal(t, LayoutEntry{Repo: "reg.example/library/alpine", Tag: "v1", Desc: a.index.Manifests[0]}, e[0])
+		assert.Equal(t, archive.Entry{Repo: "reg.example/library/alpine", Tag: "v1", Desc: a.index.Manifests[0]}, e[0])
 		assert.Equal(t, "library/alpine", e[0].RepoPath())
 		assert.Equal(t, "reg.example:5000/team/app", e[2].Repo)
 		assert.Equal(t, "latest", e[2].Tag)
@@ -435,9 +435,9 @@ func TestLayoutEntries(t *testing.T) {
 		l, _ := testOpen(t, a.writeDir(t), nil)
 		e := l.Entries()
 		require.Len(t, e, 3)
-		assert.Equal(t, LayoutEntry{Tag: "v1", Desc: a.index.Manifests[0]}, e[0])
-		assert.Equal(t, LayoutEntry{Tag: "v2", Desc: a.index.Manifests[1]}, e[1])
-		assert.Equal(t, LayoutEntry{Referrer: true, Desc: a.index.Manifests[2]}, e[2])
+		assert.Equal(t, archive.Entry{Tag: "v1", Desc: a.index.Manifests[0]}, e[0])
+		assert.Equal(t, archive.Entry{Tag: "v2", Desc: a.index.Manifests[1]}, e[1])
+		assert.Equal(t, archive.Entry{Referrer: true, Desc: a.index.Manifests[2]}, e[2])
 		tags, err := l.Tags(ctx, "any/repo")
 		require.NoError(t, err)
 		assert.Equal(t, []string{"v1", "v2"}, tags)
@@ -451,7 +451,7 @@ func TestLayoutEntries(t *testing.T) {
 			"docker.io/library/alpine:3@sha256:" + zeros64: {"docker.io/library/alpine", "3"},
 		} {
 			d := ocispec.Descriptor{Annotations: map[string]string{ocispec.AnnotationRefName: name}}
-			e := layoutEntry(d)
+			e := archive.ParseEntry(d)
 			assert.Equal(t, want, [2]string{e.Repo, e.Tag}, name)
 			assert.False(t, e.Referrer, name)
 		}
@@ -479,7 +479,7 @@ func TestLayoutEntryTagSchema(t *testing.T) {
 		{"v1", ocispec.MediaTypeImageIndex, "", "v1", ""},
 	} {
 		d := ocispec.Descriptor{MediaType: c.mediaType, Annotations: map[string]string{ocispec.AnnotationRefName: c.name}}
-		e := layoutEntry(d)
+		e := archive.ParseEntry(d)
 		assert.Equal(t, [2]string{c.repo, c.tag}, [2]string{e.Repo, e.Tag}, c.name)
 		assert.Equal(t, c.schema, e.TagSchema, c.name)
 		assert.False(t, e.Referrer, c.name)

@@ -378,25 +378,10 @@ type backupIndex struct {
 }
 
 func readBackupIndex(ctx context.Context, l *source.Layout) *backupIndex {
-	in := &backupIndex{path: l.Path(), kind: l.Kind(), size: l.Size(), tags: map[string][]string{}}
-	for _, e := range l.Entries() {
-		// Referrers are restored with their subjects; an entry named by
-		// digest has no tag to restore.
-		if e.Referrer || e.Tag == "" {
-			continue
-		}
+	cont := archive.Summarize(l.Entries())
+	in := &backupIndex{path: l.Path(), kind: l.Kind(), size: l.Size(), repos: cont.TagRepos, tags: cont.Tags}
+	for _, e := range cont.TagEntries {
 		in.entries = append(in.entries, plan.BackupEntry{Repo: e.Repo, Tag: e.Tag, Digest: e.Desc.Digest, Size: e.Desc.Size})
-		if _, ok := in.tags[e.Repo]; !ok {
-			in.repos = append(in.repos, e.Repo)
-		}
-		in.tags[e.Repo] = append(in.tags[e.Repo], e.Tag)
-	}
-	sort.Strings(in.repos)
-	for repo, tags := range in.tags {
-		// sorted, each once: a tag listed twice is compacted here, not
-		// looked for in the list at each entry
-		sort.Strings(tags)
-		in.tags[repo] = slices.Compact(tags)
 	}
 	if in.size < 0 && in.kind == source.LayoutDirectory {
 		in.size = dirSize(ctx, in.path)
