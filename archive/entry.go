@@ -119,7 +119,10 @@ func ParseIndex(ctx context.Context, data []byte) (ocispec.Index, []Entry, error
 	if err := json.Unmarshal(data, &idx); err != nil {
 		return ocispec.Index{}, nil, fmt.Errorf("index.json: %w", err)
 	}
-	entries := make([]Entry, 0, len(idx.Manifests))
+	var entries []Entry // nil for an index without entries, as Layout.Entries gives it
+	if n := len(idx.Manifests); n > 0 {
+		entries = make([]Entry, 0, n)
+	}
 	for i, d := range idx.Manifests {
 		if i%1024 == 0 && ctx.Err() != nil {
 			return ocispec.Index{}, nil, ctx.Err() // an index of 100,000 entries: SIGINT ends it here
