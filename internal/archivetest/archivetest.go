@@ -6,14 +6,14 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
-	"encoding/json"
+	"context"
 	"io"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/regvault/regvault/archive"
 )
@@ -102,25 +102,24 @@ func WriteTar(t testing.TB, path string, ms []Member) string {
 }
 
 // TagSchemaBlobs counts the referrers' tag-schema indexes that the
-// index.json member of ms names (archive.IsTagSchema) and their bytes:
-// the blobs a backup holds besides the content it was made from.
+// index.json member of ms names (archive.Entry.TagSchema) and their
+// bytes: the blobs a backup holds besides the content it was made from.
 func TagSchemaBlobs(t testing.TB, ms []Member) (n int, size int64) {
 	t.Helper()
 	for _, m := range ms {
 		if m.Hdr.Name != "index.json" {
 			continue
 		}
-		var idx ocispec.Index
-		if err := json.Unmarshal(m.Data, &idx); err != nil {
-			t.Fatalf("index.json: %v", err)
+		_, entries, err := archive.ParseIndex(context.Background(), m.Data)
+		if err != nil {
+			t.Fatal(err)
 		}
-		seen := map[string]bool{}
-		for _, d := range idx.Manifests {
-			name, ok := d.Annotations[ocispec.AnnotationRefName]
-			if _, tag := archive.SplitRef(name); ok && archive.IsTagSchema(tag, d.MediaType) && !seen[d.Digest.String()] {
-				seen[d.Digest.String()] = true
+		seen := map[digest.Digest]bool{}
+		for _, e := range entries {
+			if e.TagSchema != "" && !seen[e.Desc.Digest] {
+				seen[e.Desc.Digest] = true
 				n++
-				size += d.Size
+				size += e.Desc.Size
 			}
 		}
 	}
