@@ -54,19 +54,40 @@ func NewBackup(args []string, o BackupOptions) (*Backup, error) {
 		IncludeReferrers: o.IncludeReferrers, DryRun: o.DryRun,
 		FailFast: o.FailFast, Concurrency: o.Concurrency,
 	}
+	reg, repos, err := parseSources(args, func(registries []string) error {
+		return usagef("all repositories of one backup must be from the same registry, got %s.\n"+
+			"Create a separate backup for each registry, e.g.:\n"+
+			"  regvault backup --output %s.tar %s/...", strings.Join(registries, ", "),
+			strings.NewReplacer(":", "_", "/", "_").Replace(registries[1]), registries[1])
+	})
+	if err != nil {
+		return nil, err
+	}
+	b.Registry, b.Repos = reg, repos
+	b.FullReference = o.FullReference || len(b.Repos) > 1
+	return b, nil
+}
+
+// parseSources parses `<registry>/<repo>[:<tag>[,<tag>...]]` arguments
+// (at least one) into their registry and repositories, in the order given;
+// a repository named twice gets the union of its tags ("all tags" wins).
+// Sources from several registries are refused with severalRegistries'
+// error (the registries in the order given).
+func parseSources(args []string, severalRegistries func(registries []string) error) (string, []Repo, error) {
+	var repos []Repo
 	byName := map[string]int{}
 	var registries []string
 	for _, a := range args {
 		ref, err := ParseRepoRef(a)
 		if err != nil {
-			return nil, err
+			return "", nil, err
 		}
 		if !slices.Contains(registries, ref.Registry) {
 			registries = append(registries, ref.Registry)
 		}
 		if i, ok := byName[ref.Repository]; ok {
 			// The same repository twice: take the union; "all tags" wins.
-			r := &b.Repos[i]
+			r := &repos[i]
 			if r.Tags == nil || ref.Tags == nil {
 				r.Tags = nil
 			} else {
@@ -78,18 +99,13 @@ func NewBackup(args []string, o BackupOptions) (*Backup, error) {
 			}
 			continue
 		}
-		byName[ref.Repository] = len(b.Repos)
-		b.Repos = append(b.Repos, Repo{Name: ref.Repository, Tags: ref.Tags})
+		byName[ref.Repository] = len(repos)
+		repos = append(repos, Repo{Name: ref.Repository, Tags: ref.Tags})
 	}
 	if len(registries) > 1 {
-		return nil, usagef("all repositories of one backup must be from the same registry, got %s.\n"+
-			"Create a separate backup for each registry, e.g.:\n"+
-			"  regvault backup --output %s.tar %s/...", strings.Join(registries, ", "),
-			strings.NewReplacer(":", "_", "/", "_").Replace(registries[1]), registries[1])
+		return "", nil, severalRegistries(registries)
 	}
-	b.Registry = registries[0]
-	b.FullReference = o.FullReference || len(b.Repos) > 1
-	return b, nil
+	return registries[0], repos, nil
 }
 
 // TagCount is the number of named tags (repositories with all tags count 0

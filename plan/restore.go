@@ -115,6 +115,22 @@ Use either:
 	rulesHint = "or map repositories with a rules file: regvault restore --input <backup> --rules <file>"
 )
 
+// words are the nouns and verbs of the planner's messages, which serve
+// restore (from a backup) and copy (from a source registry).
+type words struct {
+	the   string // where the tags come from: "the backup"
+	The   string // the same at the start of a sentence
+	verb  string // "restore"
+	done  string // "restored"
+	hint  string // how to map with a rules file instead
+	names string // what a rules file's "source" must be, after "did you mean %q? "
+}
+
+var restoreWords = words{
+	the: "the backup", The: "The backup", verb: "restore", done: "restored", hint: rulesHint,
+	names: "the source is the repository as the backup names it, registry included",
+}
+
 func validTag(t string) bool {
 	return registry.Reference{Reference: t}.ValidateReferenceAsTag() == nil
 }
@@ -122,7 +138,9 @@ func validTag(t string) bool {
 // ParseTarget parses a positional restore target
 // `<registry>[/<repository>][:<tag>[,<tag>...]]`. A colon before the first
 // slash is the registry's port, not a tag.
-func ParseTarget(s string) (TargetRef, error) {
+func ParseTarget(s string) (TargetRef, error) { return parseTarget(s, restoreWords) }
+
+func parseTarget(s string, w words) (TargetRef, error) {
 	// Every message says what is wrong, then the expected form.
 	bad := func(format string, a ...any) (TargetRef, error) {
 		return TargetRef{}, usagef(format+"; "+targetForm, a...)
@@ -149,7 +167,7 @@ func ParseTarget(s string) (TargetRef, error) {
 		list := rest[i+1:]
 		rest = rest[:i]
 		if list == "" {
-			return bad("%q ends with ':' but names no tag: drop the ':' to restore every tag", s)
+			return bad("%q ends with ':' but names no tag: drop the ':' to %s every tag", s, w.verb)
 		}
 		for _, t := range strings.Split(list, ",") {
 			if !validTag(t) {
@@ -161,7 +179,7 @@ func ParseTarget(s string) (TargetRef, error) {
 		}
 	}
 	if rest == "" {
-		return bad("%q: empty repository after '/' (give the registry alone to keep the backup's repository paths)", s)
+		return bad("%q: empty repository after '/' (give the registry alone to keep %s's repository paths)", s, w.the)
 	}
 	if err := (registry.Reference{Registry: host, Repository: rest}).ValidateRepository(); err != nil {
 		return bad("%q: invalid repository name %q: use lowercase letters, digits and separators (. _ - /)", s, rest)
@@ -202,7 +220,7 @@ func NewRestore(entries []BackupEntry, targets []string, rulesFile string, o Res
 		}
 		return NewRestoreWithRules(entries, rules, o)
 	}
-	b, err := readBackup(entries)
+	b, err := readBackup(entries, restoreWords)
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +233,7 @@ func NewRestoreWithRules(entries []BackupEntry, rules *Rules, o RestoreOptions) 
 	if err := o.check(); err != nil {
 		return nil, err
 	}
-	b, err := readBackup(entries)
+	b, err := readBackup(entries, restoreWords)
 	if err != nil {
 		return nil, err
 	}
@@ -233,6 +251,7 @@ func (o RestoreOptions) check() error {
 type backup struct {
 	repos  []*backupRepo // sorted by name
 	byName map[string]*backupRepo
+	w      words
 }
 
 type backupRepo struct {
@@ -253,14 +272,14 @@ func repoPath(name string) string {
 
 func lastElem(path string) string { return path[strings.LastIndexByte(path, '/')+1:] }
 
-func readBackup(entries []BackupEntry) (*backup, error) {
+func readBackup(entries []BackupEntry, w words) (*backup, error) {
 	if len(entries) == 0 {
-		return nil, usagef("the backup holds no tags: nothing to restore")
+		return nil, usagef("%s holds no tags: nothing to %s", w.the, w.verb)
 	}
-	b := &backup{byName: map[string]*backupRepo{}}
+	b := &backup{byName: map[string]*backupRepo{}, w: w}
 	for _, e := range entries {
 		if e.Tag == "" {
-			return nil, usagef("the backup names %s without a tag", e.Digest)
+			return nil, usagef("%s names %s without a tag", w.the, e.Digest)
 		}
 		r := b.byName[e.Repo]
 		if r == nil {
@@ -270,7 +289,7 @@ func readBackup(entries []BackupEntry) (*backup, error) {
 		}
 		if prev, ok := r.byTag[e.Tag]; ok {
 			if prev.Digest != e.Digest {
-				return nil, usagef("the backup names two manifests %s:%s (%s and %s)", SourceName(e.Repo), e.Tag, prev.Digest, e.Digest)
+				return nil, usagef("%s names two manifests %s:%s (%s and %s)", w.the, SourceName(e.Repo), e.Tag, prev.Digest, e.Digest)
 			}
 			continue
 		}
@@ -325,7 +344,7 @@ type selection struct {
 func (b *backup) restoreTargets(args []string, o RestoreOptions) (*Restore, error) {
 	var refs []TargetRef
 	for _, a := range args {
-		t, err := ParseTarget(a)
+		t, err := parseTarget(a, b.w)
 		if err != nil {
 			return nil, err
 		}
@@ -380,8 +399,8 @@ func (b *backup) restoreTargets(args []string, o RestoreOptions) (*Restore, erro
 	}
 	err := r.finish(b, ms, func(a, c *Mapping, at, ct TagMapping) string {
 		return fmt.Sprintf("%s:%s would get two different manifests: %s:%s (%s) and %s:%s (%s); "+
-			"restore them to different repositories, %s",
-			a.Target, at.To, SourceName(a.Source), at.From, at.Digest, SourceName(c.Source), ct.From, ct.Digest, rulesHint)
+			"%s them to different repositories, %s",
+			a.Target, at.To, SourceName(a.Source), at.From, at.Digest, SourceName(c.Source), ct.From, ct.Digest, b.w.verb, b.w.hint)
 	})
 	if err != nil {
 		return nil, err
@@ -458,9 +477,9 @@ func (b *backup) match(t TargetRef, single bool) ([]selection, error) {
 		for i, r := range named {
 			cands[i] = r.name
 		}
-		return nil, usagef("target %q is ambiguous: %d repositories in the backup are named %q: %s.\n"+
+		return nil, usagef("target %q is ambiguous: %d repositories in %s are named %q: %s.\n"+
 			"Give the path of one to keep it (%s/%s), %s",
-			t.String(), len(named), base, list(cands), t.Registry, named[0].path, rulesHint)
+			t.String(), len(named), b.w.the, base, list(cands), t.Registry, named[0].path, b.w.hint)
 	}
 	example := b.repos[0].path
 	if b.repos[0].name == "" && len(b.repos) > 1 {
@@ -471,8 +490,8 @@ func (b *backup) match(t TargetRef, single bool) ([]selection, error) {
 	if b.repos[0].name == "" && len(b.repos) == 1 {
 		how = "With several targets, each must match a repository by name, and the backup does not record its repository's name (a tag-only backup); give one target, "
 	}
-	return nil, usagef("target %q matches no repository in the backup, which holds: %s.\n%s%s",
-		t.String(), b.names(), how, rulesHint)
+	return nil, usagef("target %q matches no repository in %s, which holds: %s.\n%s%s",
+		t.String(), b.w.the, b.names(), how, b.w.hint)
 }
 
 // restrict applies the target's :tags. A repository that has none of them
@@ -485,14 +504,14 @@ func (b *backup) restrict(t TargetRef, sels []selection) ([]selection, error) {
 	for _, tag := range t.Tags {
 		if !slices.ContainsFunc(sels, func(s selection) bool { return s.repo.has(tag) }) {
 			if len(sels) == 1 {
-				return nil, usagef("target %q: tag %q is not in the backup: %s has %s",
-					t.String(), tag, SourceName(sels[0].repo.name), list(sels[0].repo.tags))
+				return nil, usagef("target %q: tag %q is not in %s: %s has %s",
+					t.String(), tag, b.w.the, SourceName(sels[0].repo.name), list(sels[0].repo.tags))
 			}
 			names := make([]string, len(sels))
 			for i, s := range sels {
 				names[i] = SourceName(s.repo.name)
 			}
-			return nil, usagef("target %q: tag %q is not in the backup: none of %s has it", t.String(), tag, list(names))
+			return nil, usagef("target %q: tag %q is not in %s: none of %s has it", t.String(), tag, b.w.the, list(names))
 		}
 	}
 	var out []selection
@@ -537,13 +556,13 @@ func (b *backup) restoreRules(rules *Rules, o RestoreOptions) (*Restore, error) 
 		}
 		for k, tag := range rm.Tags {
 			if !src.has(tag) {
-				fail(rm.pos.tag(k), "tag %q is not in the backup: %s has %s", tag, SourceName(src.name), list(src.tags))
+				fail(rm.pos.tag(k), "tag %q is not in %s: %s has %s", tag, b.w.the, SourceName(src.name), list(src.tags))
 			}
 		}
 		for _, from := range sortedKeys(rm.TagMappings) {
 			if !src.has(from) {
-				fail(rm.pos.tagKey(from), "\"tag-mappings\" renames %q, which is not in the backup: %s has %s",
-					from, SourceName(src.name), list(src.tags))
+				fail(rm.pos.tagKey(from), "\"tag-mappings\" renames %q, which is not in %s: %s has %s",
+					from, b.w.the, SourceName(src.name), list(src.tags))
 			}
 		}
 		excl := r.ExcludeReferrers
@@ -591,11 +610,11 @@ func (b *backup) restoreRules(rules *Rules, o RestoreOptions) (*Restore, error) 
 
 // unknownSource explains a rules source that the backup does not hold.
 func (b *backup) unknownSource(src string) string {
-	holds := "The backup holds: " + b.names()
+	holds := b.w.The + " holds: " + b.names()
 	if src == "" {
-		return "\"source\" is missing: name one of the backup's repositories. " + holds
+		return "\"source\" is missing: name one of " + b.w.the + "'s repositories. " + holds
 	}
-	t, err := ParseTarget(src)
+	t, err := parseTarget(src, b.w)
 	switch {
 	case err != nil:
 		return fmt.Sprintf("invalid source: %v. %s", err, holds)
@@ -606,10 +625,10 @@ func (b *backup) unknownSource(src string) string {
 		return fmt.Sprintf("%q is not in the backup: it is a tag-only backup (as oras v1.3 writes them), "+
 			"which does not record its repository's name; leave \"source\" out to restore it", src)
 	}
-	msg := fmt.Sprintf("%q is not in the backup. %s", src, holds)
+	msg := fmt.Sprintf("%q is not in %s. %s", src, b.w.the, holds)
 	for _, r := range b.repos {
 		if r.name != "" && (r.path == src || r.path == repoPath(src)) {
-			return fmt.Sprintf("%s (did you mean %q? the source is the repository as the backup names it, registry included)", msg, r.name)
+			return fmt.Sprintf("%s (did you mean %q? %s)", msg, r.name, b.w.names)
 		}
 	}
 	return msg
@@ -634,14 +653,14 @@ func (r *Restore) finish(b *backup, ms []Mapping, collide func(a, c *Mapping, at
 		m := &ms[i]
 		if err := (registry.Reference{Registry: m.Target.Registry, Repository: m.Target.Repository}).ValidateRepository(); err != nil {
 			errs = append(errs, fmt.Sprintf("%s → %s: invalid target repository name %q: rename it %s",
-				SourceName(m.Source), m.Target, m.Target.Repository, rulesHint))
+				SourceName(m.Source), m.Target, m.Target.Repository, b.w.hint))
 			continue
 		}
 		slices.SortFunc(m.Tags, func(x, y TagMapping) int { return cmp.Or(strings.Compare(x.To, y.To), strings.Compare(x.From, y.From)) })
 		m.Tags = slices.CompactFunc(m.Tags, func(x, y TagMapping) bool { return x.To == y.To && x.Digest == y.Digest })
 		for _, tm := range m.Tags {
 			if !validTag(tm.To) {
-				errs = append(errs, fmt.Sprintf("%s:%s cannot be restored as %s:%s: %s", SourceName(m.Source), tm.From, m.Target, tm.To, tagRule))
+				errs = append(errs, fmt.Sprintf("%s:%s cannot be %s as %s:%s: %s", SourceName(m.Source), tm.From, b.w.done, m.Target, tm.To, tagRule))
 				continue
 			}
 			key := m.Target.String() + ":" + tm.To
