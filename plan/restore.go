@@ -502,7 +502,9 @@ func (b *backup) restrict(t TargetRef, sels []selection) ([]selection, error) {
 		return sels, nil
 	}
 	for _, tag := range t.Tags {
-		if !slices.ContainsFunc(sels, func(s selection) bool { return s.repo.has(tag) }) {
+		// A repository without tags (a copy's source whose listing failed
+		// or came back empty, which the caller reports) might have had it.
+		if !slices.ContainsFunc(sels, func(s selection) bool { return s.repo.has(tag) || len(s.repo.tags) == 0 }) {
 			if len(sels) == 1 {
 				return nil, usagef("target %q: tag %q is not in %s: %s has %s",
 					t.String(), tag, b.w.the, SourceName(sels[0].repo.name), list(sels[0].repo.tags))
@@ -554,13 +556,16 @@ func (b *backup) restoreRules(rules *Rules, o RestoreOptions) (*Restore, error) 
 			fail(rm.pos.source, "%s", b.unknownSource(rm.Source))
 			continue
 		}
+		// A repository without tags is a copy's source whose listing
+		// failed or came back empty: the caller reports it, so its tags are
+		// not checked here (a backup's repository always has tags).
 		for k, tag := range rm.Tags {
-			if !src.has(tag) {
+			if !src.has(tag) && len(src.tags) > 0 {
 				fail(rm.pos.tag(k), "tag %q is not in %s: %s has %s", tag, b.w.the, SourceName(src.name), list(src.tags))
 			}
 		}
 		for _, from := range sortedKeys(rm.TagMappings) {
-			if !src.has(from) {
+			if !src.has(from) && len(src.tags) > 0 {
 				fail(rm.pos.tagKey(from), "\"tag-mappings\" renames %q, which is not in %s: %s has %s",
 					from, b.w.the, SourceName(src.name), list(src.tags))
 			}
