@@ -138,9 +138,9 @@ func load(t *testing.T) manifests {
 // the API server refuses, so that their passing means something.
 func TestStrictDecoding(t *testing.T) {
 	for _, doc := range []string{
-		"apiVersion: batch/v1\nkind: Job\nmetadata: {name: x}\nspec:\n  completion: 4\n",                  // misspelt
+		"apiVersion: batch/v1\nkind: Job\nmetadata: {name: x}\nspec:\n  completion: 4\n",                    // misspelt
 		"apiVersion: batch/v1\nkind: Job\nmetadata: {name: x}\nspec:\n  completions: 4\n  completions: 5\n", // twice
-		"apiVersion: batch/v1\nkind: Job\nmetadata: {name: x}\nspec:\n  completions: four\n",               // wrong type
+		"apiVersion: batch/v1\nkind: Job\nmetadata: {name: x}\nspec:\n  completions: four\n",                // wrong type
 	} {
 		if err := decodeStrict([]byte(doc), &batchv1.Job{}); err == nil {
 			t.Errorf("decoded without error:\n%s", doc)
