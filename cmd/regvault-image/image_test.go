@@ -273,6 +273,9 @@ func readFile(t *testing.T, name string) []byte {
 
 // TestUsage: what the builder refuses, before it writes anything.
 func TestUsage(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the cases use this test binary as a Linux ELF")
+	}
 	dir := t.TempDir()
 	notELF := filepath.Join(dir, "script")
 	if err := os.WriteFile(notELF, []byte("#!/bin/sh\n"), 0o755); err != nil {
@@ -284,6 +287,16 @@ func TestUsage(t *testing.T) {
 	}
 	if err := os.WriteFile(filepath.Join(someone, "keep"), nil, 0o644); err != nil {
 		t.Fatal(err)
+	}
+	// The test binary is an ELF of this machine: refused for another
+	// architecture.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := "arm64"
+	if runtime.GOARCH == "arm64" {
+		other = "amd64"
 	}
 	out := filepath.Join(dir, "out")
 	for _, c := range []struct {
@@ -299,6 +312,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"-o", out, "-version", "v1", "amd64=x"}, 2, "want <os>/<arch>"},
 		{[]string{"-o", out, "-version", "v1", "linux/amd64=x", "linux/amd64=y"}, 2, "given twice"},
 		{[]string{"-o", out, "-version", "v1", "linux/amd64=" + notELF}, 1, "not an ELF binary"},
+		{[]string{"-o", out, "-version", "v1", "linux/" + other + "=" + self}, 1, "not " + other + " (build it with GOOS=linux GOARCH=" + other},
+		{[]string{"-o", out, "-version", "v1", "darwin/" + other + "=" + self}, 1, "only linux images"},
 		{[]string{"-o", someone, "-version", "v1", "linux/amd64=" + notELF}, 1, "not empty and not an OCI layout"},
 	} {
 		var stdout, stderr bytes.Buffer
