@@ -271,13 +271,13 @@ func caBundle() ([]byte, error) {
 
 // rootfsEntry is one member of the image's layer.
 type rootfsEntry struct {
-	name     string
-	mode     int64
-	uid      int
-	data     []byte // a file's content, unless path
-	path     string // a file copied from disk
-	isDir    bool
-	dirGroup int
+	name  string
+	mode  int64
+	uid   int
+	data  []byte // a file's content, unless path
+	path  string // a file copied from disk
+	isDir bool
+	gid   int
 }
 
 // writeRootFS writes the layer's tar: fixed members, order, owners, modes
@@ -297,7 +297,7 @@ func writeRootFS(name, binary string, certs []byte, created time.Time) error {
 		{name: "etc/ssl/certs/", mode: 0o755, isDir: true},
 		{name: certsPath, mode: 0o644, data: certs},
 		{name: "home/", mode: 0o755, isDir: true},
-		{name: "home/nonroot/", mode: 0o700, isDir: true, uid: nonrootUID, dirGroup: nonrootUID},
+		{name: "home/nonroot/", mode: 0o700, isDir: true, uid: nonrootUID, gid: nonrootUID},
 		{name: binaryPath, mode: 0o755, path: binary},
 		{name: "tmp/", mode: 0o1777, isDir: true},
 	}
@@ -311,7 +311,7 @@ func writeRootFS(name, binary string, certs []byte, created time.Time) error {
 	defer f.Close()
 	tw := tar.NewWriter(f)
 	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Mode: e.mode, Uid: e.uid, Gid: e.dirGroup, ModTime: created}
+		h := &tar.Header{Name: e.name, Mode: e.mode, Uid: e.uid, Gid: e.gid, ModTime: created}
 		var src io.Reader
 		switch {
 		case e.isDir:
