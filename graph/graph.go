@@ -46,8 +46,15 @@ type Node struct {
 	// Children are the digests this manifest references (config, layers,
 	// index children, subject excluded): what must exist before it.
 	Children []digest.Digest
-	// Repos are the source repositories the node was reached from, sorted.
+	// Repos are the repositories the node was reached from, sorted: the
+	// source repositories of a backup, the target repositories of a
+	// restore or copy.
 	Repos []string
+	// From are the source repositories the node can be read from, sorted:
+	// its Repos for a backup; for a restore or copy, the source
+	// repositories whose tags reached it, so that a target that several
+	// sources are consolidated into reads each node where it is.
+	From []string
 }
 
 // Tag is one backed-up tag: a repository, a tag name and its root.
@@ -204,6 +211,12 @@ func (g *Graph) AbsentOf(manifest digest.Digest) []digest.Digest {
 // whether this call created it (the caller that creates a manifest node is
 // the one that walks its children).
 func (g *Graph) AddNode(repo string, desc ocispec.Descriptor, kind Kind) (*Node, bool) {
+	return g.AddNodeFrom(repo, repo, desc, kind)
+}
+
+// AddNodeFrom is AddNode for content reached in repo through the source
+// repository from (a restore or copy: repo is the target).
+func (g *Graph) AddNodeFrom(repo, from string, desc ocispec.Descriptor, kind Kind) (*Node, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	n, ok := g.nodes[desc.Digest]
@@ -217,6 +230,7 @@ func (g *Graph) AddNode(repo string, desc ocispec.Descriptor, kind Kind) (*Node,
 		n.Kind = kind
 	}
 	n.Repos = addSorted(n.Repos, repo)
+	n.From = addSorted(n.From, from)
 	return n, !ok
 }
 
@@ -332,6 +346,12 @@ func (g *Graph) RemoveRepo(repo string) {
 		n.Repos = slices.DeleteFunc(n.Repos, func(r string) bool { return r == repo })
 		if len(n.Repos) == 0 {
 			delete(g.nodes, d)
+		}
+		if len(n.From) > 1 {
+			// A backup's failed repository is no place to read from; a
+			// restore's targets are not among the sources anyway. The
+			// last source stays: it is where the node was found.
+			n.From = slices.DeleteFunc(n.From, func(r string) bool { return r == repo })
 		}
 	}
 	for d, a := range g.absent {

@@ -467,8 +467,21 @@ func (r *run) transferChildrenFirst(ctx context.Context, need []*graph.Node, con
 					}
 				}
 			}
+			if r.lost.skip(n) {
+				// Every target that needs it failed (a child the source
+				// could not deliver): release what waits for it, which
+				// finds its targets failed too.
+				close(finished[n.Desc.Digest])
+				return nil
+			}
 			if err := r.copyNode(tctx, n); err != nil {
-				return fail(err)
+				if err := r.lost.fail(err); err != nil {
+					return fail(err)
+				}
+				// Lost: its targets fail and are left out (sink.Dropper);
+				// the waiters go on, and skip it.
+				close(finished[n.Desc.Digest])
+				return nil
 			}
 			close(finished[n.Desc.Digest])
 			done(n)

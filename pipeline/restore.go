@@ -3,9 +3,9 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"io"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,13 +19,17 @@ import (
 	"github.com/regvault/regvault/source"
 )
 
-// RestoreJob pushes what a backup holds into registries as a plan says.
+// RestoreJob pushes what a backup, or a source registry (a copy), holds
+// into registries as a plan says.
 type RestoreJob struct {
 	Plan *plan.Restore
-	// Source is the backup; its repository names are the plan's sources.
+	// Source is the backup, whose repository names are the plan's
+	// sources, or a registry (source.Registry), read at the paths of the
+	// plan's sources (registry/path).
 	Source source.Source
 	// Sink receives the content under target names (host/path); nil walks
-	// only (--dry-run).
+	// only (--dry-run). A copy within one registry mounts rather than
+	// downloads (sink.SourceRegistry).
 	Sink        sink.Sink
 	Concurrency int
 	// SpoolDir holds copies of streamed blobs that a sink reads twice; ""
@@ -38,13 +42,19 @@ type RestoreJob struct {
 // RunRestore walks the backup for every mapping of the plan, then transfers
 // and commits like Run. The graph's repositories are the targets
 // (host/path), so a node shared by several targets is read from the backup
-// once and pushed to each target registry once.
+// once and pushed to each target registry once; each node is read from a
+// source repository whose tags reached it (graph.Node.From). Unless the
+// plan is fail-fast, a node the source cannot deliver fails the targets
+// that need it (their tags are not set) and the others are committed.
 func RunRestore(ctx context.Context, job RestoreJob) (*Result, *graph.Graph, error) {
 	start := time.Now()
 	conc := max(job.Concurrency, 1)
-	renamed := newRenamedSource(job.Source, job.Plan)
+	name := sourceName(job.Source)
+	sources := sourcesOf(job.Plan, name)
 	r := &run{
-		job:      Job{Source: renamed, Sink: job.Sink, Concurrency: conc, SpoolDir: job.SpoolDir},
+		// FailFast: a node the source cannot deliver stops the run
+		// rather than failing only the targets that need it.
+		job:      Job{Source: job.Source, Sink: job.Sink, Concurrency: conc, SpoolDir: job.SpoolDir, FailFast: job.Plan.FailFast},
 		graph:    graph.New(""),
 		observe:  job.Observe,
 		progress: job.Progress,
@@ -56,8 +66,9 @@ func RunRestore(ctx context.Context, job RestoreJob) (*Result, *graph.Graph, err
 		r.progress = &Progress{}
 	}
 	requests := semaphore.NewWeighted(MetadataRequests(conc))
-	withRefs := &source.Walker{Src: renamed, Graph: r.graph, IncludeReferrers: true, Requests: requests}
-	noRefs := &source.Walker{Src: renamed, Graph: r.graph, Requests: requests}
+	targetSources := func(target string) []string { return sources[target] }
+	withRefs := &source.Walker{Src: job.Source, Graph: r.graph, IncludeReferrers: true, Requests: requests, Sources: targetSources}
+	noRefs := &source.Walker{Src: job.Source, Graph: r.graph, Requests: requests, Sources: targetSources}
 	r.walker = withRefs
 
 	res := &Result{}
@@ -90,7 +101,7 @@ func RunRestore(ctx context.Context, job RestoreJob) (*Result, *graph.Graph, err
 				if err != nil {
 					return err
 				}
-				desc, body, err := job.Source.Resolve(gctx, m.Source, tm.From)
+				desc, body, err := job.Source.Resolve(gctx, name(m.Source), tm.From)
 				release()
 				if err != nil {
 					return err
@@ -102,7 +113,7 @@ func RunRestore(ctx context.Context, job RestoreJob) (*Result, *graph.Graph, err
 				rr.Tags = append(rr.Tags, TagResult{Name: tm.To, Desc: desc})
 				tagsMu.Unlock()
 				r.observe(Event{Kind: TagResolved, Repo: target, Tag: tm.To, Desc: desc})
-				return w.Walk(gctx, target, desc, body)
+				return w.WalkFrom(gctx, target, name(m.Source), desc, body)
 			})
 		}
 	}
@@ -134,7 +145,7 @@ func RunRestore(ctx context.Context, job RestoreJob) (*Result, *graph.Graph, err
 		// A dry run moves nothing that would tell whether a stream holds
 		// its optional layers: read it to its end, keeping nothing, and
 		// ask again.
-		if err := r.settleOptional(ctx, job.Source, renamed); err != nil {
+		if err := r.settleOptional(ctx, job.Source); err != nil {
 			res.Duration = time.Since(start)
 			return res, r.graph, err
 		}
@@ -152,6 +163,11 @@ func RunRestore(ctx context.Context, job RestoreJob) (*Result, *graph.Graph, err
 		return res, r.graph, nil
 	}
 	err := r.transfer(ctx, res, conc)
+	if err == nil && r.lost != nil && r.lost.record(res) > 0 {
+		// Targets that need a node the source could not deliver are left
+		// out (sink.Dropper): their tags are not set, the others are.
+		err = r.dropLostTargets(ctx, res)
+	}
 	if r.leftOut.Load() {
 		// Optional layers the stream turned out not to hold are left out
 		// now: count again as the walk would have.
@@ -173,7 +189,7 @@ func RunRestore(ctx context.Context, job RestoreJob) (*Result, *graph.Graph, err
 	}
 	if f, ok := job.Sink.(interface{ Failures() map[string]error }); ok {
 		for repo, ferr := range f.Failures() {
-			if i, ok := byTarget[repo]; ok {
+			if i, ok := byTarget[repo]; ok && res.Repos[i].Err == nil {
 				res.Repos[i].Err = ferr
 				r.observe(Event{Kind: RepoFailed, Repo: repo, Err: ferr})
 			}
@@ -185,15 +201,20 @@ func RunRestore(ctx context.Context, job RestoreJob) (*Result, *graph.Graph, err
 
 // settleOptional reads a stream to its end (Finisher) and then settles
 // each optional layer of the graph: held, or left out.
-func (r *run) settleOptional(ctx context.Context, src source.Source, renamed *renamedSource) error {
+func (r *run) settleOptional(ctx context.Context, src source.Source) error {
 	if f, ok := src.(Finisher); ok {
 		if err := f.Finish(ctx); err != nil {
 			return err
 		}
 	}
+	h, ok := src.(source.Holder)
 	for repo, descs := range r.graph.OptionalDescs() {
 		for _, d := range descs {
-			has, err := renamed.Has(ctx, repo, d)
+			has := true
+			var err error
+			if n := r.graph.Node(d.Digest); ok && n != nil && len(n.From) > 0 {
+				has, err = h.Has(ctx, n.From[0], d)
+			}
 			if err != nil {
 				return fmt.Errorf("%s: layer %s: %w", repo, d.Digest, err)
 			}
@@ -233,79 +254,44 @@ type Finisher interface {
 	Finish(ctx context.Context) error
 }
 
-// renamedSource reads a backup under target names: a target repository
-// reads from the source repositories mapped into it.
-type renamedSource struct {
-	src     source.Source
-	sources map[string][]string // target → sources
-}
-
-func newRenamedSource(src source.Source, p *plan.Restore) *renamedSource {
-	rs := &renamedSource{src: src, sources: map[string][]string{}}
+// sourcesOf maps each target repository of the plan to the source
+// repositories restored or copied into it (as the source names them), in
+// the plan's order.
+func sourcesOf(p *plan.Restore, name func(string) string) map[string][]string {
+	out := map[string][]string{}
 	for _, m := range p.Mappings {
-		t := m.Target.String()
-		if !slices.Contains(rs.sources[t], m.Source) {
-			rs.sources[t] = append(rs.sources[t], m.Source)
+		t, s := m.Target.String(), name(m.Source)
+		if !slices.Contains(out[t], s) {
+			out[t] = append(out[t], s)
 		}
 	}
-	return rs
+	return out
 }
 
-// Verifies passes on whether the backup's reads are verified already.
-func (rs *renamedSource) Verifies() bool {
-	v, ok := rs.src.(Verifying)
-	return ok && v.Verifies()
-}
-
-// Streaming passes on whether the backup can be read only once.
-func (rs *renamedSource) Streaming() bool {
-	s, ok := rs.src.(Streaming)
-	return ok && s.Streaming()
-}
-
-func (rs *renamedSource) first(target string) string {
-	if s := rs.sources[target]; len(s) > 0 {
-		return s[0]
+// sourceName returns how src names a plan's source repository. A plan
+// names sources in full, registry/path (a backup's names, or a copy's
+// sources); a registry reads its repositories by path.
+func sourceName(src source.Source) func(string) string {
+	h, ok := src.(interface{ Host() string })
+	if !ok {
+		return func(s string) string { return s }
 	}
-	return target
+	prefix := strings.TrimSuffix(h.Host(), "/") + "/"
+	return func(s string) string { return strings.TrimPrefix(s, prefix) }
 }
 
-func (rs *renamedSource) Tags(ctx context.Context, repo string) ([]string, error) {
-	return rs.src.Tags(ctx, rs.first(repo))
-}
-
-func (rs *renamedSource) Resolve(ctx context.Context, repo, tag string) (ocispec.Descriptor, []byte, error) {
-	return rs.src.Resolve(ctx, rs.first(repo), tag)
-}
-
-// Has passes the question on to the backup, for the target's first
-// source.
-func (rs *renamedSource) Has(ctx context.Context, repo string, desc ocispec.Descriptor) (bool, error) {
-	if h, ok := rs.src.(source.Holder); ok {
-		return h.Has(ctx, rs.first(repo), desc)
-	}
-	return true, nil
-}
-
-func (rs *renamedSource) Fetch(ctx context.Context, repo string, desc ocispec.Descriptor) (io.ReadCloser, error) {
-	return rs.src.Fetch(ctx, rs.first(repo), desc)
-}
-
-// Referrers unites the referrers of every source mapped into the target.
-func (rs *renamedSource) Referrers(ctx context.Context, repo string, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
-	var out []ocispec.Descriptor
-	seen := map[string]bool{}
-	for _, s := range rs.sources[repo] {
-		refs, err := rs.src.Referrers(ctx, s, desc)
-		if err != nil {
-			return nil, err
-		}
-		for _, d := range refs {
-			if !seen[d.Digest.String()] {
-				seen[d.Digest.String()] = true
-				out = append(out, d)
-			}
+// dropLostTargets leaves the targets that failed during the transfer out
+// of the graph and the sink, so that the others are committed as a run of
+// them alone would be.
+func (r *run) dropLostTargets(ctx context.Context, res *Result) error {
+	for _, rr := range res.Repos {
+		if rr.Err != nil {
+			r.graph.RemoveRepo(rr.Repo)
 		}
 	}
-	return out, nil
+	d, can := r.job.Sink.(sink.Dropper)
+	if !can {
+		return ErrCannotDrop
+	}
+	return d.Drop(ctx, r.graph)
 }

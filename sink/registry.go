@@ -32,6 +32,9 @@ type Registry struct {
 	clients     *registry.Clients
 	failFast    bool
 	concurrency int
+	// source is the registry host the content comes from (a copy); ""
+	// for a backup read from an archive.
+	source string
 
 	g       *graph.Graph
 	mu      sync.Mutex
@@ -60,15 +63,32 @@ type RegistryStats struct {
 	TagsCurrent   atomic.Int64 // tags that already pointed at the right digest
 }
 
+// RegistryOption is an option of NewRegistry.
+type RegistryOption func(*Registry)
+
+// SourceRegistry says that the content comes from the registry host (a
+// copy from a registry, source.Registry): a blob that a target repository
+// on that same registry lacks is mounted from the source repository that
+// holds it (graph.Node.From), never downloaded and uploaded again. The
+// target's credentials must be allowed to pull from there; a registry
+// that declines the mount gets the blob uploaded.
+func SourceRegistry(host string) RegistryOption {
+	return func(s *Registry) { s.source = host }
+}
+
 // NewRegistry returns a sink pushing through clients. With failFast, the
 // first failure stops the run; otherwise a failing repository is recorded
 // (see Failures) and the others go on.
-func NewRegistry(clients *registry.Clients, failFast bool, concurrency int) *Registry {
-	return &Registry{
+func NewRegistry(clients *registry.Clients, failFast bool, concurrency int, opts ...RegistryOption) *Registry {
+	s := &Registry{
 		clients: clients, failFast: failFast, concurrency: max(concurrency, 1),
 		have: map[digest.Digest]map[string]bool{}, current: map[string]bool{}, failed: map[string]error{},
 		fanout: semaphore.NewWeighted(int64(max(concurrency, 1) * 4)),
 	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Stats returns the counters of what was done.
@@ -444,6 +464,10 @@ func (s *Registry) Write(ctx context.Context, n *graph.Node, open Opener) error 
 
 func (s *Registry) writeBlobToHost(ctx context.Context, n *graph.Node, host string, repos []string, open Opener) error {
 	from, held := s.holderOn(n.Desc.Digest, host)
+	if !held && host == s.source && len(n.From) > 0 {
+		// A copy within one registry: the source repository holds it.
+		from, held = graph.Repository{Registry: host, Path: n.From[0]}, true
+	}
 	rest := repos
 	if !held {
 		// Upload into the first repository that takes it.
@@ -451,6 +475,13 @@ func (s *Registry) writeBlobToHost(ctx context.Context, n *graph.Node, host stri
 			repo := rest[0]
 			rest = rest[1:]
 			if err := s.upload(ctx, repo, n, open); err != nil {
+				if isSourceFailure(err) && !s.failFast {
+					// The source cannot deliver it: no other target
+					// gets it either. The run fails the targets that
+					// need it (Dropper), rather than reading it again
+					// for each.
+					return err
+				}
 				if ferr := s.fail(repo, err); ferr != nil {
 					return ferr
 				}
@@ -473,6 +504,9 @@ func (s *Registry) writeBlobToHost(ctx context.Context, n *graph.Node, host stri
 			}
 			defer s.fanout.Release(1)
 			if err := s.mount(ectx, repo, from, n, open); err != nil {
+				if isSourceFailure(err) && !s.failFast {
+					return err // as for an upload
+				}
 				return s.fail(repo, err)
 			}
 			return nil
@@ -588,6 +622,13 @@ type permanent struct{ err error }
 func (p *permanent) Error() string { return p.err.Error() }
 func (p *permanent) Unwrap() error { return p.err }
 
+// isSourceFailure says whether an upload failed because the source did
+// not deliver the bytes (not found, wrong bytes, cut off).
+func isSourceFailure(err error) bool {
+	var p *permanent
+	return errors.As(err, &p)
+}
+
 // transient reports whether an upload error may pass on a second try:
 // not a failed source, and registry.Transient.
 func transient(err error) bool {
@@ -604,12 +645,25 @@ func (s *Registry) mount(ctx context.Context, repo string, from graph.Repository
 		return err
 	}
 	uploaded := false
+	var src *sourceReader
+	var openErr error
 	getContent := func() (io.ReadCloser, error) {
 		// The registry would not mount: upload after all.
 		uploaded = true
-		return open()
+		rc, err := open()
+		if err != nil {
+			openErr = err
+			return nil, err
+		}
+		src = &sourceReader{r: rc}
+		return readCloser{src, rc}, nil
 	}
 	if err := r.Mount(ctx, n.Desc, from.Path, getContent); err != nil {
+		if openErr != nil {
+			err = &permanent{openErr}
+		} else if src != nil && src.error() != nil {
+			err = &permanent{src.error()}
+		}
 		return fmt.Errorf("mounting %s into %s from %s: %w", n.Desc.Digest, repo, from, err)
 	}
 	if uploaded {
@@ -718,6 +772,25 @@ func (s *Registry) setTags(ctx context.Context, tags []graph.Tag) error {
 		})
 	}
 	return eg.Wait()
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// CanDrop is true: tags are set last, in Commit, so a target repository
+// can be left out until then.
+func (s *Registry) CanDrop() bool { return true }
+
+// Drop leaves out the target repositories that g no longer holds (they
+// failed during the transfer): Commit sets the tags of g, and so none of
+// theirs.
+func (s *Registry) Drop(ctx context.Context, g *graph.Graph) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.g = g
+	return nil
 }
 
 // Abort leaves the registries as they are: what was pushed is only

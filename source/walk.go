@@ -39,6 +39,10 @@ type Walker struct {
 	IncludeReferrers bool
 	// Requests bounds the requests under way at once, across all walks.
 	Requests *semaphore.Weighted
+	// Sources lists the source repositories whose referrers a repository
+	// of the graph gets (a restore or copy: every source consolidated
+	// into a target); nil is the repository itself (a backup).
+	Sources func(repo string) []string
 
 	manifests once[digest.Digest, []byte]
 	visited   set[string]
@@ -56,18 +60,18 @@ const (
 
 // has says whether the source holds a non-distributable layer, asked once
 // per repository; a source that cannot tell is taken to hold it.
-func (w *Walker) has(ctx context.Context, repo string, desc ocispec.Descriptor) (holding, error) {
+func (w *Walker) has(ctx context.Context, from string, desc ocispec.Descriptor) (holding, error) {
 	h, ok := w.Src.(Holder)
 	if !ok {
 		return held, nil
 	}
-	return w.held.Do(ctx, repo+"@"+desc.Digest.String(), func() (holding, error) {
+	return w.held.Do(ctx, from+"@"+desc.Digest.String(), func() (holding, error) {
 		release, err := w.Acquire(ctx)
 		if err != nil {
 			return notHeld, err
 		}
 		defer release()
-		ok, err := h.Has(ctx, repo, desc)
+		ok, err := h.Has(ctx, from, desc)
 		switch {
 		case errors.Is(err, ErrNotKnownYet):
 			return later, nil
@@ -83,21 +87,28 @@ func (w *Walker) has(ctx context.Context, repo string, desc ocispec.Descriptor) 
 // Walk records the graph of root (a tag's manifest, content already
 // fetched) in repo.
 func (w *Walker) Walk(ctx context.Context, repo string, root ocispec.Descriptor, rootContent []byte) error {
-	return w.walk(ctx, repo, root, rootContent, 0, 0)
+	return w.walk(ctx, repo, repo, root, rootContent, 0, 0)
+}
+
+// WalkFrom is Walk for a tag of the source repository from recorded in
+// the graph's repository repo (a restore or copy: repo is the target).
+// The nodes record from as where to read them (graph.Node.From).
+func (w *Walker) WalkFrom(ctx context.Context, repo, from string, root ocispec.Descriptor, rootContent []byte) error {
+	return w.walk(ctx, repo, from, root, rootContent, 0, 0)
 }
 
 // walk records desc, depth referrers and nest index children away from
-// the tag it was reached from.
-func (w *Walker) walk(ctx context.Context, repo string, desc ocispec.Descriptor, body []byte, depth, nest int) error {
+// the tag it was reached from, read from the source repository from.
+func (w *Walker) walk(ctx context.Context, repo, from string, desc ocispec.Descriptor, body []byte, depth, nest int) error {
 	// The cycle guard: a manifest is walked once per repository, so a
 	// referrer that refers (transitively) to itself ends here.
 	if !w.visited.Add(repo + "@" + desc.Digest.String()) {
 		return nil
 	}
-	w.Graph.AddNode(repo, desc, graph.KindManifest)
+	w.Graph.AddNodeFrom(repo, from, desc, graph.KindManifest)
 	if body == nil {
 		var err error
-		body, err = w.manifests.Do(ctx, desc.Digest, func() ([]byte, error) { return w.fetchManifest(ctx, repo, desc) })
+		body, err = w.manifests.Do(ctx, desc.Digest, func() ([]byte, error) { return w.fetchManifest(ctx, from, desc) })
 		if err != nil {
 			return err
 		}
@@ -109,7 +120,7 @@ func (w *Walker) walk(ctx context.Context, repo string, desc ocispec.Descriptor,
 	children := make([]digest.Digest, 0, len(m.blobs)+len(m.manifests))
 	for _, b := range m.blobs {
 		if b.kind == graph.KindLayer && IsNonDistributable(b.desc) {
-			has, err := w.has(ctx, repo, b.desc)
+			has, err := w.has(ctx, from, b.desc)
 			if err != nil {
 				return fmt.Errorf("%s@%s: layer %s: %w", repo, desc.Digest, b.desc.Digest, err)
 			}
@@ -124,7 +135,7 @@ func (w *Walker) walk(ctx context.Context, repo string, desc ocispec.Descriptor,
 				w.Graph.AddOptional(repo, desc.Digest, b.desc)
 			}
 		}
-		n, _ := w.Graph.AddNode(repo, b.desc, b.kind)
+		n, _ := w.Graph.AddNodeFrom(repo, from, b.desc, b.kind)
 		if n.Desc.Size != b.desc.Size {
 			// One digest, two sizes: one descriptor lies.
 			return fmt.Errorf("%s@%s: %s %s has size %d, another manifest gives it %d", repo, desc.Digest, b.kind, b.desc.Digest, b.desc.Size, n.Desc.Size)
@@ -142,26 +153,46 @@ func (w *Walker) walk(ctx context.Context, repo string, desc ocispec.Descriptor,
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, c := range m.manifests {
-		g.Go(func() error { return w.walk(gctx, repo, c, nil, depth, nest+1) })
+		g.Go(func() error { return w.walk(gctx, repo, from, c, nil, depth, nest+1) })
 	}
 	if w.IncludeReferrers {
 		g.Go(func() error {
-			refs, err := w.referrers(gctx, repo, desc)
-			if err != nil {
-				return err
-			}
-			if len(refs) > 0 && depth >= MaxReferrerDepth {
-				return fmt.Errorf("%s@%s: referrers nested more than %d deep (a referrer of a referrer of …), regvault's limit: the registry's chain of referrers does not end",
-					repo, desc.Digest, MaxReferrerDepth)
-			}
-			for _, r := range refs {
-				w.Graph.AddReferrer(repo, r, desc.Digest)
-				g.Go(func() error { return w.walk(gctx, repo, r, nil, depth+1, nest) })
+			// Each referrer once, read from the first source that lists it.
+			seen := map[digest.Digest]bool{}
+			for _, s := range w.sources(repo, from) {
+				refs, err := w.referrers(gctx, s, desc)
+				if err != nil {
+					return err
+				}
+				if len(refs) > 0 && depth >= MaxReferrerDepth {
+					return fmt.Errorf("%s@%s: referrers nested more than %d deep (a referrer of a referrer of …), regvault's limit: the registry's chain of referrers does not end",
+						repo, desc.Digest, MaxReferrerDepth)
+				}
+				for _, r := range refs {
+					if seen[r.Digest] {
+						continue
+					}
+					seen[r.Digest] = true
+					w.Graph.AddReferrer(repo, r, desc.Digest)
+					g.Go(func() error { return w.walk(gctx, repo, s, r, nil, depth+1, nest) })
+				}
 			}
 			return nil
 		})
 	}
 	return g.Wait()
+}
+
+// sources are the source repositories asked for the referrers of a
+// manifest of repo reached through from.
+func (w *Walker) sources(repo, from string) []string {
+	if w.Sources == nil {
+		return []string{from}
+	}
+	if s := w.Sources(repo); len(s) > 0 {
+		return s
+	}
+	return []string{from}
 }
 
 // Acquire takes one of the request slots shared by all walks; call the
