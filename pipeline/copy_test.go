@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -223,11 +224,12 @@ func TestCopySameRegistryMountsEveryBlob(t *testing.T) {
 }
 
 // missingBlob answers 404 for the blob whose digest d names, as a
-// registry does once the blob is deleted, and counts the GETs of it.
-func missingBlob(d digest.Digest, gets *atomic.Int64) func(http.Handler) http.Handler {
+// registry does once the blob is deleted (until back is set), and counts
+// the GETs of it.
+func missingBlob(d digest.Digest, gets *atomic.Int64, back *atomic.Bool) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if strings.HasSuffix(r.URL.Path, "/blobs/"+d.String()) {
+			if !back.Load() && strings.HasSuffix(r.URL.Path, "/blobs/"+d.String()) {
 				if r.Method == http.MethodGet {
 					gets.Add(1)
 				}
@@ -271,12 +273,24 @@ func TestCopyDeletedSourceBlobFailsOnlyItsRepositories(t *testing.T) {
 	sample := registrytest.Seed(t, plain, registrytest.SampleOptions{})
 	lost := ownLayer(t, sample, registrytest.SampleFrontend)
 	var gets atomic.Int64
-	src := registrytest.NewInProcess(t, registrytest.WithHandler(missingBlob(lost.Digest, &gets)))
+	var back atomic.Bool
+	src := registrytest.NewInProcess(t, registrytest.WithHandler(missingBlob(lost.Digest, &gets, &back)))
 	registrytest.Seed(t, src, registrytest.SampleOptions{})
 
 	for _, failFast := range []bool{false, true} {
 		t.Run(fmt.Sprintf("failFast=%v", failFast), func(t *testing.T) {
-			dst := registrytest.NewInProcess(t)
+			var writesMu sync.Mutex
+			var writes []string
+			dst := registrytest.NewInProcess(t, registrytest.WithHandler(func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.Method != http.MethodGet && r.Method != http.MethodHead {
+						writesMu.Lock()
+						writes = append(writes, r.Method+" "+r.URL.Path)
+						writesMu.Unlock()
+					}
+					next.ServeHTTP(w, r)
+				})
+			}))
 			gets.Store(0)
 			type outcome struct {
 				res *pipeline.Result
@@ -326,7 +340,25 @@ func TestCopyDeletedSourceBlobFailsOnlyItsRepositories(t *testing.T) {
 					require.Equal(t, want.Digest, got.Digest)
 				}
 			}
-			require.EqualValues(t, 1, gets.Load(), "the lost blob asked for once, not once per target")
+			require.EqualValues(t, 1, gets.Load(), "the lost blob asked for once")
+
+			// The blob is back: a re-run sends only what the target
+			// still lacks, all of it for the repository that failed.
+			back.Store(true)
+			defer back.Store(false)
+			writes = nil
+			res, _, _, err := copyRepos(t, src, sample.Repositories, copyOptions{targets: []string{dst.Host()}, failFast: true})
+			require.NoError(t, err)
+			require.Empty(t, res.Failed())
+			require.NotEmpty(t, writes)
+			for _, w := range writes {
+				require.Contains(t, w, "/v2/"+registrytest.SampleFrontend+"/", "a re-run writes only where something is missing")
+			}
+			for tag, want := range sample.Tags[registrytest.SampleFrontend] {
+				got, err := registrytest.Repo(t, dst, registrytest.SampleFrontend).Resolve(ctx, tag)
+				require.NoError(t, err, "%s:%s", frontend, tag)
+				require.Equal(t, want.Digest, got.Digest)
+			}
 		})
 	}
 }
