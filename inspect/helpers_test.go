@@ -45,7 +45,7 @@ func backup(t *testing.T, out string, refs ...string) {
 		t.Fatal(err)
 	}
 	_, _, err = pipeline.Run(ctx, pipeline.Job{
-		Registry: p.Registry, Repos: p.Repos, IncludeReferrers: true, Concurrency: 4,
+		Registry: p.Registry, Selections: pipeline.BackupSelections(p.Repos, true), Concurrency: 4,
 		Source: source.NewRegistry(client), Sink: layout, Progress: &pipeline.Progress{},
 	})
 	if err != nil {

@@ -44,7 +44,7 @@ func backup(t *testing.T, srv *registrytest.Server, output string, args []string
 		snk = l
 	}
 	res, _, err := pipeline.Run(context.Background(), pipeline.Job{
-		Registry: p.Registry, Repos: p.Repos, IncludeReferrers: p.IncludeReferrers,
+		Registry: p.Registry, Selections: pipeline.BackupSelections(p.Repos, p.IncludeReferrers),
 		Concurrency: p.Concurrency, Source: source.NewRegistry(c), Sink: snk, SpoolDir: t.TempDir(),
 	})
 	return res, err

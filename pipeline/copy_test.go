@@ -42,9 +42,9 @@ type copyOptions struct {
 }
 
 // copyRepos copies every tag of the source repositories of src (paths)
-// through the restore pipeline with the registry as its source, as
-// `regvault copy` does: the plan is restore's, over the tags the source
-// lists.
+// through the pipeline with the registry as its source, as `regvault
+// copy` does: the selections are those of restore's plan over the tags
+// the source lists.
 func copyRepos(t *testing.T, src *registrytest.Server, repos []string, o copyOptions) (*pipeline.Result, *sink.Registry, *graph.Graph, error) {
 	t.Helper()
 	ctx := context.Background()
@@ -77,7 +77,8 @@ func copyRepos(t *testing.T, src *registrytest.Server, repos []string, o copyOpt
 	c, err := registry.New(src.Host(), registry.Options{PlainHTTP: true})
 	require.NoError(t, err)
 	snk := sink.NewRegistry(registry.NewClients(registry.Options{PlainHTTP: true}), p.FailFast, 8, sink.SourceRegistry(src.Host()))
-	res, g, err := pipeline.RunRestore(ctx, pipeline.RestoreJob{Plan: p, Source: source.NewRegistry(c), Sink: snk, Concurrency: 8})
+	res, g, err := pipeline.Run(ctx, pipeline.Job{Selections: pipeline.RestoreSelections(p), FailFast: p.FailFast,
+		Source: source.NewRegistry(c), Sink: snk, Concurrency: 8})
 	return res, snk, g, err
 }
 
@@ -99,7 +100,7 @@ func contentOf(t *testing.T, srv *registrytest.Server, repos ...string) repoCont
 	for _, r := range repos {
 		prepos = append(prepos, plan.Repo{Name: r})
 	}
-	res, g, err := pipeline.Run(context.Background(), pipeline.Job{Registry: srv.Host(), Repos: prepos, IncludeReferrers: true,
+	res, g, err := pipeline.Run(context.Background(), pipeline.Job{Registry: srv.Host(), Selections: pipeline.BackupSelections(prepos, true),
 		Concurrency: 4, Source: source.NewRegistry(c)})
 	require.NoError(t, err)
 	require.Empty(t, res.Failed())

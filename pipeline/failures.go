@@ -166,12 +166,16 @@ func (l *lostRepos) skip(n *graph.Node) bool {
 	})
 }
 
-// record sets the error of each lost repository in res, and returns how
-// many there are.
-func (l *lostRepos) record(res *Result) int {
+// record sets the error of each lost repository in res, but of those the
+// sink failed by itself (its own error tells), and returns how many there
+// are.
+func (l *lostRepos) record(res *Result, bySink map[string]error) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i := range res.Repos {
+		if bySink[res.Repos[i].Repo] != nil {
+			continue
+		}
 		if err, ok := l.errs[res.Repos[i].Repo]; ok && res.Repos[i].Err == nil {
 			res.Repos[i].Err = err
 		}

@@ -1,7 +1,7 @@
 // Package pipeline moves a content graph from a source to a sink:
 // resolve → walk → dedup → transfer → commit, each stage with bounded
 // concurrency. Backup, restore and copy are this pipeline with different
-// ends.
+// ends: one Run over a Job of Selections.
 package pipeline
 
 import (
@@ -26,19 +26,74 @@ import (
 	"github.com/regvault/regvault/source"
 )
 
+// Selection is one part of a job: tags of a source repository, the
+// repository they go to, and whether their referrers go with them.
+type Selection struct {
+	// Source is the source repository: its path on a registry (a full
+	// name, registry/path, is read at its path), or the name a backup
+	// gives it.
+	Source string
+	// Target names the repository in the graph, the result and the sink:
+	// the source's path for a backup (the archive records it), the
+	// target's registry/path for a restore or copy.
+	Target string
+	// Tags map source tags to target tags; nil takes every tag the source
+	// lists (but the referrers tag schema's), each under its own name.
+	Tags []plan.TagMapping
+	// Referrers: the referrers of what the tags reach go too, referrers
+	// of referrers included.
+	Referrers bool
+}
+
+// BackupSelections selects the repositories of a backup plan, each under
+// its own name.
+func BackupSelections(repos []plan.Repo, referrers bool) []Selection {
+	out := make([]Selection, len(repos))
+	for i, r := range repos {
+		out[i] = Selection{Source: r.Name, Target: r.Name, Referrers: referrers}
+		if r.Tags != nil {
+			out[i].Tags = make([]plan.TagMapping, len(r.Tags))
+			for j, t := range r.Tags {
+				out[i].Tags[j] = plan.TagMapping{From: t, To: t}
+			}
+		}
+	}
+	return out
+}
+
+// RestoreSelections selects what a restore plan (or a copy's) maps: each
+// mapping's tags into its target.
+func RestoreSelections(p *plan.Restore) []Selection {
+	out := make([]Selection, len(p.Mappings))
+	for i, m := range p.Mappings {
+		out[i] = Selection{Source: m.Source, Target: m.Target.String(), Tags: m.Tags,
+			Referrers: !m.ExcludeReferrers && !p.ExcludeReferrers}
+		if out[i].Tags == nil {
+			out[i].Tags = []plan.TagMapping{} // the plan's tags, even none: not every tag
+		}
+	}
+	return out
+}
+
 // Job is one run from a source to a sink.
 type Job struct {
-	Registry         string // the source registry, for names in the result
-	Repos            []plan.Repo
-	IncludeReferrers bool
-	Concurrency      int
-	FailFast         bool
+	Registry   string // the source registry of a backup, for names in the result
+	Selections []Selection
+	// Concurrency counts blob transfers (see MetadataRequests).
+	Concurrency int
+	FailFast    bool
+	// WholeSource says the source is read as one whole (a backup being
+	// restored): an error resolving or walking it fails the run, not one
+	// target repository, and targets that all fail during the transfer
+	// are reported each, not as ErrNothingDone.
+	WholeSource bool
 
 	Source source.Source
 	// Sink receives the content; nil resolves and walks only (--dry-run).
 	Sink sink.Sink
-	// SpoolDir holds blobs downloaded ahead of an in-order sink; "" is the
-	// system temporary directory.
+	// SpoolDir holds blobs downloaded ahead of an in-order sink and copies
+	// of streamed blobs that a sink reads twice; "" is the system
+	// temporary directory.
 	SpoolDir string
 
 	Observe  Observer  // may be nil
@@ -58,17 +113,21 @@ var ErrNothingDone = errors.New("no repository could be read")
 // tags a user made, so listing all tags leaves them out.
 var referrerTag = regexp.MustCompile(`^(sha256|sha512)-[a-f0-9]{64,128}$`)
 
-// Run resolves and walks every repository of the job, then (unless Sink is
-// nil) transfers each unique node once and commits. The graph is returned
-// for reporting (a dry run prints it). A repository that fails is recorded
-// in the result and left out, unless FailFast: while it is resolved and
-// walked, or, if the sink can still leave it out (sink.Dropper), when the
-// source cannot deliver a node it needs. The error is for failures of the
-// whole run (the sink, fail-fast, a stream that cannot leave a repository
-// out: ErrCannotDrop, cancellation, nothing to do).
+// Run resolves and walks every selection of the job, then (unless Sink is
+// nil) transfers each unique node once and commits. The graph's
+// repositories are the selections' targets, so a node shared by several
+// is read from the source once and written to the sink once (a registry
+// sink: once per target registry). The graph is returned for reporting (a
+// dry run prints it). A target repository that fails is recorded in the
+// result and left out, unless FailFast: while it is resolved and walked
+// (unless WholeSource), or, if the sink can still leave it out
+// (sink.Dropper), when the source cannot deliver a node it needs. The
+// error is for failures of the whole run (the sink, fail-fast, a stream
+// that cannot leave a repository out: ErrCannotDrop, cancellation,
+// nothing to do).
 func Run(ctx context.Context, job Job) (*Result, *graph.Graph, error) {
 	start := time.Now()
-	r := &run{job: job, observe: job.Observe, progress: job.Progress}
+	r := &run{job: job, observe: job.Observe, progress: job.Progress, name: sourceName(job.Source)}
 	if r.observe == nil {
 		r.observe = func(Event) {}
 	}
@@ -77,41 +136,106 @@ func Run(ctx context.Context, job Job) (*Result, *graph.Graph, error) {
 	}
 	conc := max(job.Concurrency, 1)
 	r.graph = graph.New(job.Registry)
-	r.walker = &source.Walker{Src: job.Source, Graph: r.graph, IncludeReferrers: job.IncludeReferrers,
-		Requests: semaphore.NewWeighted(MetadataRequests(conc))}
+	sources := map[string][]string{} // target → the source repositories selected into it
+	for _, s := range job.Selections {
+		if n := r.name(s.Source); !slices.Contains(sources[s.Target], n) {
+			sources[s.Target] = append(sources[s.Target], n)
+		}
+	}
+	requests := semaphore.NewWeighted(MetadataRequests(conc))
+	targetSources := func(target string) []string { return sources[target] }
+	r.walkers[1] = &source.Walker{Src: job.Source, Graph: r.graph, IncludeReferrers: true, Requests: requests, Sources: targetSources}
+	r.walkers[0] = &source.Walker{Src: job.Source, Graph: r.graph, Requests: requests, Sources: targetSources}
+	r.walker = r.walkers[1]
 
-	res, err := r.resolveAll(ctx)
-	res.Duration = time.Since(start)
-	if err != nil {
+	fail := func(res *Result, err error) (*Result, *graph.Graph, error) {
+		res.Duration = time.Since(start)
 		if job.Sink != nil {
 			_ = job.Sink.Abort()
 		}
 		return res, r.graph, err
 	}
+	res, err := r.resolveAll(ctx)
+	if err != nil {
+		return fail(res, err)
+	}
+	// A backup read with random access tells at once whether it holds
+	// every blob at the size the manifests give: a blob missing or of
+	// another size is found before anything is pushed.
+	if c, ok := job.Source.(Checker); ok {
+		for _, n := range r.graph.Nodes() {
+			if n.Content != nil {
+				continue
+			}
+			if err := c.Check(ctx, n.Desc); err != nil {
+				return fail(res, nodeError(n, err))
+			}
+		}
+	}
+	if job.Sink == nil && r.graph.HasOptional() {
+		// A dry run moves nothing that would tell whether a stream holds
+		// its optional layers: read it to its end, keeping nothing, and
+		// ask again.
+		if err := r.settleOptional(ctx, job.Source); err != nil {
+			return fail(res, err)
+		}
+	}
+	if err := r.walked(res); err != nil {
+		return fail(res, err)
+	}
 	if job.Sink == nil {
+		res.Duration = time.Since(start)
 		return res, r.graph, nil
 	}
 	err = r.transfer(ctx, res, conc)
-	if r.lost != nil && r.lost.record(res) > 0 && err == nil {
+	if r.lost != nil && r.lost.record(res, r.sinkFailures()) > 0 && err == nil {
 		err = r.dropLost(ctx, res)
+	}
+	if r.leftOut.Load() {
+		// Optional layers the stream turned out not to hold are left out
+		// now: count again as the walk would have.
+		for i := range res.Repos {
+			r.resummarize(&res.Repos[i])
+		}
+		res.UniqueNodes = r.graph.Len()
+		res.UniqueBytes = r.graph.Size()
+	}
+	if f, ok := job.Source.(Finisher); ok && err == nil {
+		err = f.Finish(ctx)
+	}
+	if err == nil {
+		r.observe(Event{Kind: Committing})
+		err = job.Sink.Commit(ctx)
 	}
 	if err != nil {
 		_ = job.Sink.Abort()
-		res.Duration = time.Since(start)
-		return res, r.graph, err
 	}
-	r.observe(Event{Kind: Committing})
-	if err := job.Sink.Commit(ctx); err != nil {
-		_ = job.Sink.Abort()
-		res.Duration = time.Since(start)
-		return res, r.graph, err
+	// A registry sink fails a target by itself (a refused push): those
+	// are its targets' errors.
+	index := map[string]int{}
+	for i, rr := range res.Repos {
+		index[rr.Repo] = i
+	}
+	for repo, ferr := range r.sinkFailures() {
+		if i, ok := index[repo]; ok && res.Repos[i].Err == nil {
+			res.Repos[i].Err = ferr
+			r.observe(Event{Kind: RepoFailed, Repo: repo, Err: ferr})
+		}
 	}
 	res.Duration = time.Since(start)
-	return res, r.graph, nil
+	return res, r.graph, err
+}
+
+// sinkFailures are the target repositories the sink failed by itself.
+func (r *run) sinkFailures() map[string]error {
+	if f, ok := r.job.Sink.(interface{ Failures() map[string]error }); ok {
+		return f.Failures()
+	}
+	return nil
 }
 
 // dropLost leaves the repositories that failed during the transfer out of
-// the graph and the sink, so that the others are committed as a backup of
+// the graph and the sink, so that the others are committed as a run of
 // them alone would be.
 func (r *run) dropLost(ctx context.Context, res *Result) error {
 	ok := 0
@@ -127,7 +251,7 @@ func (r *run) dropLost(ctx context.Context, res *Result) error {
 			r.graph.RemoveRepo(rr.Repo)
 		}
 	}
-	if ok == 0 {
+	if ok == 0 && !r.job.WholeSource {
 		return fmt.Errorf("%w: %w", ErrNothingDone, first)
 	}
 	d, can := r.job.Sink.(sink.Dropper)
@@ -143,9 +267,13 @@ func (r *run) dropLost(ctx context.Context, res *Result) error {
 }
 
 type run struct {
-	job      Job
-	graph    *graph.Graph
+	job   Job
+	graph *graph.Graph
+	// walkers: with referrers ([1]) and without ([0]); walker is one of
+	// them, for their shared request slots.
+	walkers  [2]*source.Walker
 	walker   *source.Walker
+	name     func(string) string // a selection's source as the source names it
 	observe  Observer
 	progress *Progress
 	// streaming: the source reads each blob once (see teeOpener), and
@@ -162,47 +290,90 @@ type run struct {
 	leftOut atomic.Bool
 }
 
-// resolveAll resolves and walks every repository at once; the shared
-// request semaphore bounds the work across repositories and tags.
+func (r *run) walkerFor(referrers bool) *source.Walker {
+	if referrers {
+		return r.walkers[1]
+	}
+	return r.walkers[0]
+}
+
+// resolveAll resolves and walks every selection at once; the shared
+// request semaphore bounds the work across selections and tags. The
+// result has one repository per target, in the order the selections
+// first name them.
 func (r *run) resolveAll(ctx context.Context) (*Result, error) {
-	res := &Result{Registry: r.job.Registry, Repos: make([]RepoResult, len(r.job.Repos))}
+	sels := r.job.Selections
+	res := &Result{Registry: r.job.Registry}
+	index := map[string]int{}
+	count := map[string]int{} // target → its selections
+	for _, s := range sels {
+		if _, ok := index[s.Target]; !ok {
+			index[s.Target] = len(res.Repos)
+			res.Repos = append(res.Repos, RepoResult{Repo: s.Target})
+		}
+		count[s.Target]++
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	// Repositories and (in resolveRepo) tags are worked on a bounded
+	// Selections and (in resolveSelection) tags are worked on a bounded
 	// number at a time: the requests are bounded anyway (walker.Acquire),
 	// and a goroutine per repository and tag created up front was most of
 	// the memory of planning 10,000 tags.
 	limit := int(MetadataRequests(r.job.Concurrency))
 	slots := make(chan struct{}, limit)
+	outs := make([][]TagResult, len(sels))
+	errs := make([]error, len(sels))
+	var started sync.Map
 	var wg sync.WaitGroup
-	for i, repo := range r.job.Repos {
-		res.Repos[i].Repo = repo.Name
+	for i, sel := range sels {
 		slots <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			tags, err := r.resolveRepo(ctx, repo, limit)
-			res.Repos[i].Tags = tags
+			if _, again := started.LoadOrStore(sel.Target, true); !again {
+				r.observe(Event{Kind: RepoStarted, Repo: sel.Target})
+			}
+			tags, err := r.resolveSelection(ctx, sel, limit)
+			outs[i] = tags
 			if err != nil {
 				if ctx.Err() != nil && context.Cause(ctx) != nil && !errors.Is(context.Cause(ctx), err) {
 					// Cancelled because another repository failed first.
 					err = context.Cause(ctx)
 				}
-				res.Repos[i].Err = err
-				if r.job.FailFast {
+				errs[i] = err
+				if r.job.FailFast || r.job.WholeSource {
 					cancel(err)
 				}
 			}
 		}()
 	}
 	wg.Wait()
+	for i, sel := range sels {
+		rr := &res.Repos[index[sel.Target]]
+		rr.Tags = append(rr.Tags, outs[i]...)
+		if errs[i] != nil && rr.Err == nil && !r.job.WholeSource {
+			rr.Err = errs[i]
+		}
+	}
+	for i := range res.Repos {
+		if rr := &res.Repos[i]; count[rr.Repo] > 1 {
+			// several sources into one target: its tags by name
+			sort.SliceStable(rr.Tags, func(a, b int) bool { return rr.Tags[a].Name < rr.Tags[b].Name })
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		if cause := context.Cause(ctx); cause != nil {
 			return res, cause
 		}
 		return res, err
 	}
+	return res, nil
+}
+
+// walked leaves the repositories that failed out of the graph and counts
+// what the others hold; ErrNothingDone when none is left.
+func (r *run) walked(res *Result) error {
 	ok := 0
 	for i := range res.Repos {
 		rr := &res.Repos[i]
@@ -226,53 +397,60 @@ func (r *run) resolveAll(ctx context.Context) (*Result, error) {
 	res.UniqueNodes = r.graph.Len()
 	res.UniqueBytes = r.graph.Size()
 	if ok == 0 {
-		return res, ErrNothingDone
+		return ErrNothingDone
 	}
-	return res, nil
+	return nil
 }
 
-func (r *run) resolveRepo(ctx context.Context, repo plan.Repo, limit int) ([]TagResult, error) {
-	r.observe(Event{Kind: RepoStarted, Repo: repo.Name})
-	tags := repo.Tags
+// resolveSelection resolves the tags of one selection (listing them when
+// it names none) and walks what each reaches.
+func (r *run) resolveSelection(ctx context.Context, sel Selection, limit int) ([]TagResult, error) {
+	w := r.walkerFor(sel.Referrers)
+	from := r.name(sel.Source)
+	tags := sel.Tags
 	if tags == nil {
-		release, err := r.walker.Acquire(ctx)
+		release, err := w.Acquire(ctx)
 		if err != nil {
 			return nil, err
 		}
-		all, err := r.job.Source.Tags(ctx, repo.Name)
+		all, err := r.job.Source.Tags(ctx, from)
 		release()
 		if err != nil {
 			return nil, err
 		}
+		var names []string
 		for _, t := range all {
 			if !referrerTag.MatchString(t) {
-				tags = append(tags, t)
+				names = append(names, t)
 			}
 		}
-		if len(tags) == 0 {
-			return nil, fmt.Errorf("%s/%s has no tags", r.job.Registry, repo.Name)
+		if len(names) == 0 {
+			return nil, fmt.Errorf("%s/%s has no tags", r.job.Registry, sel.Source)
 		}
-		sort.Strings(tags)
+		sort.Strings(names)
+		for _, t := range names {
+			tags = append(tags, plan.TagMapping{From: t, To: t})
+		}
 	}
 	out := make([]TagResult, len(tags))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(limit)
-	for i, tag := range tags {
+	for i, tm := range tags {
 		g.Go(func() error {
-			release, err := r.walker.Acquire(gctx)
+			release, err := w.Acquire(gctx)
 			if err != nil {
 				return err
 			}
-			desc, body, err := r.job.Source.Resolve(gctx, repo.Name, tag)
+			desc, body, err := r.job.Source.Resolve(gctx, from, tm.From)
 			release()
 			if err != nil {
 				return err
 			}
 			desc = graph.Plain(desc)
-			out[i] = TagResult{Name: tag, Desc: desc}
-			r.graph.AddTag(graph.Tag{Repo: repo.Name, Name: tag, Desc: desc})
-			r.observe(Event{Kind: TagResolved, Repo: repo.Name, Tag: tag, Desc: desc})
-			return r.walker.Walk(gctx, repo.Name, desc, body)
+			out[i] = TagResult{Name: tm.To, Desc: desc}
+			r.graph.AddTag(graph.Tag{Repo: sel.Target, Name: tm.To, Desc: desc})
+			r.observe(Event{Kind: TagResolved, Repo: sel.Target, Tag: tm.To, Desc: desc})
+			return w.WalkFrom(gctx, sel.Target, from, desc, body)
 		})
 	}
 	if err := g.Wait(); err != nil {

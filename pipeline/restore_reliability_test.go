@@ -80,7 +80,8 @@ func TestRestoreReferrerAfterSubjectReliability(t *testing.T) {
 		require.NoError(t, err)
 		snk := &orderSink{Registry: sink.NewRegistry(registry.NewClients(registry.Options{PlainHTTP: true}), true, 8),
 			start: map[digest.Digest]int{}, end: map[digest.Digest]int{}}
-		_, g, err := pipeline.RunRestore(ctx, pipeline.RestoreJob{Plan: p, Source: l, Sink: snk, Concurrency: 8})
+		_, g, err := pipeline.Run(ctx, pipeline.Job{Selections: pipeline.RestoreSelections(p), FailFast: p.FailFast, WholeSource: true,
+			Source: l, Sink: snk, Concurrency: 8})
 		l.Close()
 		require.NoError(t, err)
 		refs := g.Referrers()

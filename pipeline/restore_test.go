@@ -41,11 +41,12 @@ func restoreGraph(t *testing.T, input string, targets []string, dryRun bool, opt
 	p, err := plan.NewRestore(entries, targets, "", o)
 	require.NoError(t, err)
 	snk := sink.NewRegistry(registry.NewClients(registry.Options{PlainHTTP: true}), p.FailFast, 8)
-	job := pipeline.RestoreJob{Plan: p, Source: l, Sink: snk, Concurrency: 8}
+	job := pipeline.Job{Selections: pipeline.RestoreSelections(p), FailFast: p.FailFast, WholeSource: true,
+		Source: l, Sink: snk, Concurrency: 8}
 	if dryRun {
 		job.Sink = nil
 	}
-	res, g, err := pipeline.RunRestore(ctx, job)
+	res, g, err := pipeline.Run(ctx, job)
 	return res, snk, g, err
 }
 

@@ -251,14 +251,13 @@ func (b *backupCmd) run(ctx context.Context, args []string) error {
 	}
 
 	job := pipeline.Job{
-		Registry:         p.Registry,
-		Repos:            p.Repos,
-		IncludeReferrers: p.IncludeReferrers,
-		Concurrency:      p.Concurrency,
-		FailFast:         p.FailFast,
-		Source:           source.NewRegistry(client),
-		Observe:          rep.observe,
-		Progress:         &pipeline.Progress{},
+		Registry:    p.Registry,
+		Selections:  pipeline.BackupSelections(p.Repos, p.IncludeReferrers),
+		Concurrency: p.Concurrency,
+		FailFast:    p.FailFast,
+		Source:      source.NewRegistry(client),
+		Observe:     rep.observe,
+		Progress:    &pipeline.Progress{},
 	}
 	if layout != nil { // not a typed nil in the interface
 		job.Sink = layout

@@ -308,10 +308,12 @@ func (r *restoreCmd) run(ctx context.Context, args []string, failFast *bool) err
 	}
 
 	clients := registry.NewClients(regOpts)
-	job := pipeline.RestoreJob{
-		Plan:        p,
-		Source:      layout,
+	job := pipeline.Job{
+		Selections:  pipeline.RestoreSelections(p),
 		Concurrency: p.Concurrency,
+		FailFast:    p.FailFast,
+		WholeSource: true, // a damaged backup fails the run
+		Source:      layout,
 		Observe:     rep.observe,
 		Progress:    &pipeline.Progress{},
 	}
@@ -323,7 +325,7 @@ func (r *restoreCmd) run(ctx context.Context, args []string, failFast *bool) err
 		rep.actionLine()
 	}
 	rep.start(job.Progress)
-	res, g, runErr := pipeline.RunRestore(ctx, job)
+	res, g, runErr := pipeline.Run(ctx, job)
 	rep.stop()
 	printNotes(c.stderr, r.input, layout, noted) // a stream notes what it meets
 
