@@ -426,3 +426,33 @@ func TestCopyLargeBlobStreams(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 }
+
+// A source repository of a copy whose tag cannot be resolved fails its
+// target alone, as a backup fails that repository: a registry is not one
+// whole the way a backup is (Job.WholeSource).
+func TestCopyUnresolvableTagFailsOnlyItsTarget(t *testing.T) {
+	gone := "/v2/" + registrytest.SampleFrontend + "/manifests/v2"
+	src := registrytest.NewInProcess(t, registrytest.WithHandler(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && r.URL.Path == gone {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusNotFound)
+				fmt.Fprint(w, `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}`)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}))
+	sample := registrytest.Seed(t, src, registrytest.SampleOptions{})
+	dst := registrytest.NewInProcess(t)
+	res, _, _, err := copyRepos(t, src, sample.Repositories, copyOptions{targets: []string{dst.Host()}})
+	require.NoError(t, err)
+	failed := res.Failed()
+	require.Len(t, failed, 1)
+	require.Equal(t, dst.Host()+"/"+registrytest.SampleFrontend, failed[0].Repo)
+	require.ErrorContains(t, failed[0].Err, "v2")
+	_, err = registrytest.Repo(t, dst, registrytest.SampleFrontend).Resolve(context.Background(), "v1")
+	require.Error(t, err, "a tag of the failed target set")
+	others := slices.DeleteFunc(slices.Clone(sample.Repositories), func(r string) bool { return r == registrytest.SampleFrontend })
+	requireCopied(t, src, dst, others, func(r string) string { return r })
+}
