@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -29,10 +28,6 @@ import (
 	"github.com/regvault/regvault/source"
 )
 
-// referrerTag matches the tags of the referrers tag schema, which a copy
-// of every tag leaves out.
-var referrerTag = regexp.MustCompile(`^sha256-[a-f0-9]{64}$`)
-
 // copyOptions say where a copy goes: positional targets or a rules file
 // (JSON), and whether it stops at the first failure.
 type copyOptions struct {
@@ -54,7 +49,7 @@ func copyRepos(t *testing.T, src *registrytest.Server, repos []string, o copyOpt
 		tags, err := registry.ListTags(ctx, r)
 		require.NoError(t, err)
 		for _, tag := range tags {
-			if referrerTag.MatchString(tag) {
+			if plan.IsReferrerTag(tag) {
 				continue
 			}
 			d, err := r.Resolve(ctx, tag)

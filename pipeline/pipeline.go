@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"slices"
 	"sort"
 	"sync"
@@ -108,10 +107,6 @@ func MetadataRequests(concurrency int) int64 { return int64(max(concurrency, 1) 
 
 // ErrNothingDone is returned when every repository failed.
 var ErrNothingDone = errors.New("no repository could be read")
-
-// referrerTag matches the tags of the referrers tag schema; they are not
-// tags a user made, so listing all tags leaves them out.
-var referrerTag = regexp.MustCompile(`^(sha256|sha512)-[a-f0-9]{64,128}$`)
 
 // Run resolves and walks every selection of the job, then (unless Sink is
 // nil) transfers each unique node once and commits. The graph's
@@ -420,7 +415,8 @@ func (r *run) resolveSelection(ctx context.Context, sel Selection, limit int) ([
 		}
 		var names []string
 		for _, t := range all {
-			if !referrerTag.MatchString(t) {
+			// not a tag a user made: an index of the referrers tag schema
+			if !plan.IsReferrerTag(t) {
 				names = append(names, t)
 			}
 		}
