@@ -186,6 +186,11 @@ func TestCopyConsolidatesTwoSources(t *testing.T) {
 			if referrersAPI {
 				// (The tag schema asks for tags that do not exist.)
 				require.Zero(t, src.Stats().Status[http.StatusNotFound], "nothing asked for where it is not")
+				// Each source is asked for the referrers of its own
+				// manifests (an image and its SBOM), not of every
+				// manifest of the target: consolidating many sources
+				// stays linear.
+				require.EqualValues(t, 4, src.Stats().Count(http.MethodGet, registrytest.KindReferrers))
 			}
 			require.Equal(t, contentOf(t, src, "team/a", "team/b"), contentOf(t, dst, "all/one"))
 		})

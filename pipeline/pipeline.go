@@ -131,16 +131,9 @@ func Run(ctx context.Context, job Job) (*Result, *graph.Graph, error) {
 	}
 	conc := max(job.Concurrency, 1)
 	r.graph = graph.New(job.Registry)
-	sources := map[string][]string{} // target → the source repositories selected into it
-	for _, s := range job.Selections {
-		if n := r.name(s.Source); !slices.Contains(sources[s.Target], n) {
-			sources[s.Target] = append(sources[s.Target], n)
-		}
-	}
 	requests := semaphore.NewWeighted(MetadataRequests(conc))
-	targetSources := func(target string) []string { return sources[target] }
-	r.walkers[1] = &source.Walker{Src: job.Source, Graph: r.graph, IncludeReferrers: true, Requests: requests, Sources: targetSources}
-	r.walkers[0] = &source.Walker{Src: job.Source, Graph: r.graph, Requests: requests, Sources: targetSources}
+	r.walkers[1] = &source.Walker{Src: job.Source, Graph: r.graph, IncludeReferrers: true, Requests: requests}
+	r.walkers[0] = &source.Walker{Src: job.Source, Graph: r.graph, Requests: requests}
 	r.walker = r.walkers[1]
 
 	fail := func(res *Result, err error) (*Result, *graph.Graph, error) {

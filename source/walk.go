@@ -39,10 +39,6 @@ type Walker struct {
 	IncludeReferrers bool
 	// Requests bounds the requests under way at once, across all walks.
 	Requests *semaphore.Weighted
-	// Sources lists the source repositories whose referrers a repository
-	// of the graph gets (a restore or copy: every source consolidated
-	// into a target); nil is the repository itself (a backup).
-	Sources func(repo string) []string
 
 	manifests once[digest.Digest, []byte]
 	visited   set[string]
@@ -100,9 +96,14 @@ func (w *Walker) WalkFrom(ctx context.Context, repo, from string, root ocispec.D
 // walk records desc, depth referrers and nest index children away from
 // the tag it was reached from, read from the source repository from.
 func (w *Walker) walk(ctx context.Context, repo, from string, desc ocispec.Descriptor, body []byte, depth, nest int) error {
-	// The cycle guard: a manifest is walked once per repository, so a
+	// The cycle guard: a manifest is walked once per repository (and per
+	// source repository feeding it: each lists its own referrers), so a
 	// referrer that refers (transitively) to itself ends here.
-	if !w.visited.Add(repo + "@" + desc.Digest.String()) {
+	key := repo + "@" + desc.Digest.String()
+	if from != repo {
+		key = repo + "<" + from + "@" + desc.Digest.String()
+	}
+	if !w.visited.Add(key) {
 		return nil
 	}
 	w.Graph.AddNodeFrom(repo, from, desc, graph.KindManifest)
@@ -157,42 +158,22 @@ func (w *Walker) walk(ctx context.Context, repo, from string, desc ocispec.Descr
 	}
 	if w.IncludeReferrers {
 		g.Go(func() error {
-			// Each referrer once, read from the first source that lists it.
-			seen := map[digest.Digest]bool{}
-			for _, s := range w.sources(repo, from) {
-				refs, err := w.referrers(gctx, s, desc)
-				if err != nil {
-					return err
-				}
-				if len(refs) > 0 && depth >= MaxReferrerDepth {
-					return fmt.Errorf("%s@%s: referrers nested more than %d deep (a referrer of a referrer of …), regvault's limit: the registry's chain of referrers does not end",
-						repo, desc.Digest, MaxReferrerDepth)
-				}
-				for _, r := range refs {
-					if seen[r.Digest] {
-						continue
-					}
-					seen[r.Digest] = true
-					w.Graph.AddReferrer(repo, r, desc.Digest)
-					g.Go(func() error { return w.walk(gctx, repo, s, r, nil, depth+1, nest) })
-				}
+			refs, err := w.referrers(gctx, from, desc)
+			if err != nil {
+				return err
+			}
+			if len(refs) > 0 && depth >= MaxReferrerDepth {
+				return fmt.Errorf("%s@%s: referrers nested more than %d deep (a referrer of a referrer of …), regvault's limit: the registry's chain of referrers does not end",
+					repo, desc.Digest, MaxReferrerDepth)
+			}
+			for _, r := range refs {
+				w.Graph.AddReferrer(repo, r, desc.Digest)
+				g.Go(func() error { return w.walk(gctx, repo, from, r, nil, depth+1, nest) })
 			}
 			return nil
 		})
 	}
 	return g.Wait()
-}
-
-// sources are the source repositories asked for the referrers of a
-// manifest of repo reached through from.
-func (w *Walker) sources(repo, from string) []string {
-	if w.Sources == nil {
-		return []string{from}
-	}
-	if s := w.Sources(repo); len(s) > 0 {
-		return s
-	}
-	return []string{from}
 }
 
 // Acquire takes one of the request slots shared by all walks; call the
