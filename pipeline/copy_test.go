@@ -456,3 +456,35 @@ func TestCopyUnresolvableTagFailsOnlyItsTarget(t *testing.T) {
 	others := slices.DeleteFunc(slices.Clone(sample.Repositories), func(r string) bool { return r == registrytest.SampleFrontend })
 	requireCopied(t, src, dst, others, func(r string) string { return r })
 }
+
+// Consolidated sources each bring their own referrers: of one image that
+// both hold, the target gets the referrer of the source that takes
+// referrers, and not that of the source mapped with exclude-referrers.
+func TestCopyConsolidatedSourcesBringTheirOwnReferrers(t *testing.T) {
+	src := registrytest.NewInProcess(t)
+	dst := registrytest.NewInProcess(t)
+	ctx := context.Background()
+	refs := map[string]ocispec.Descriptor{}
+	var img ocispec.Descriptor
+	for _, name := range []string{"a", "b"} {
+		repo := registrytest.Repo(t, src, "team/"+name)
+		var err error
+		img, err = registrytest.PushImage(ctx, repo, name, registrytest.Bytes("shared-image", 2048))
+		require.NoError(t, err)
+		refs[name], err = registrytest.PushReferrer(ctx, repo, img, "application/vnd.example.sbom", []byte("sbom from "+name))
+		require.NoError(t, err)
+	}
+	rules := fmt.Sprintf(`{"mappings": [
+  {"source": "%[1]s/team/a", "target": "%[2]s/all/one"},
+  {"source": "%[1]s/team/b", "target": "%[2]s/all/one", "exclude-referrers": true}]}`, src.Host(), dst.Host())
+	res, _, _, err := copyRepos(t, src, []string{"team/a", "team/b"}, copyOptions{rules: rules, failFast: true})
+	require.NoError(t, err)
+	require.Empty(t, res.Failed())
+	got, err := registry.ListReferrers(ctx, registrytest.Repo(t, dst, "all/one"), img)
+	require.NoError(t, err)
+	var digests []digest.Digest
+	for _, d := range got {
+		digests = append(digests, d.Digest)
+	}
+	require.Equal(t, []digest.Digest{refs["a"].Digest}, digests)
+}
