@@ -200,28 +200,37 @@ func TestCopyConsolidatesTwoSources(t *testing.T) {
 // A copy within one registry mounts every blob from its source
 // repository: no blob is downloaded or uploaded.
 func TestCopySameRegistryMountsEveryBlob(t *testing.T) {
-	srv := registrytest.NewInProcess(t)
-	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{})
-	var mappings []string
-	for _, r := range sample.Repositories {
-		mappings = append(mappings, fmt.Sprintf(`{"source": "%[1]s/%[2]s", "target": "%[1]s/copy/%[2]s"}`, srv.Host(), r))
+	for _, kind := range []string{"in-process", "distribution"} {
+		t.Run(kind, func(t *testing.T) {
+			var srv *registrytest.Server
+			if kind == "distribution" {
+				srv = registrytest.NewDistribution(t, registrytest.DistConfig{})
+			} else {
+				srv = registrytest.NewInProcess(t)
+			}
+			sample := registrytest.Seed(t, srv, registrytest.SampleOptions{})
+			var mappings []string
+			for _, r := range sample.Repositories {
+				mappings = append(mappings, fmt.Sprintf(`{"source": "%[1]s/%[2]s", "target": "%[1]s/copy/%[2]s"}`, srv.Host(), r))
+			}
+			srv.ResetStats()
+			res, snk, g, err := copyRepos(t, srv, sample.Repositories, copyOptions{rules: `{"mappings": [` + strings.Join(mappings, ",") + `]}`, failFast: true})
+			require.NoError(t, err)
+			require.Empty(t, res.Failed())
+			st := srv.Stats()
+			require.Zero(t, st.Count(http.MethodGet, registrytest.KindBlob), "a blob was downloaded")
+			require.Zero(t, snk.Stats().Uploaded.Load(), "a blob was uploaded")
+			var pairs int64
+			for _, n := range g.Nodes() {
+				if n.Kind != graph.KindManifest {
+					pairs += int64(len(n.Repos))
+				}
+			}
+			require.Equal(t, pairs, snk.Stats().Mounted.Load())
+			require.Equal(t, pairs, st.Mounts, "every blob of every target mounted by the registry")
+			requireCopied(t, srv, srv, sample.Repositories, func(r string) string { return "copy/" + r })
+		})
 	}
-	srv.ResetStats()
-	res, snk, g, err := copyRepos(t, srv, sample.Repositories, copyOptions{rules: `{"mappings": [` + strings.Join(mappings, ",") + `]}`, failFast: true})
-	require.NoError(t, err)
-	require.Empty(t, res.Failed())
-	st := srv.Stats()
-	require.Zero(t, st.Count(http.MethodGet, registrytest.KindBlob), "a blob was downloaded")
-	require.Zero(t, snk.Stats().Uploaded.Load(), "a blob was uploaded")
-	var pairs int64
-	for _, n := range g.Nodes() {
-		if n.Kind != graph.KindManifest {
-			pairs += int64(len(n.Repos))
-		}
-	}
-	require.Equal(t, pairs, snk.Stats().Mounted.Load())
-	require.Equal(t, pairs, st.Mounts, "every blob of every target mounted by the registry")
-	requireCopied(t, srv, srv, sample.Repositories, func(r string) string { return "copy/" + r })
 }
 
 // missingBlob answers 404 for the blob whose digest d names, as a
