@@ -50,11 +50,21 @@ type Node struct {
 	// source repositories of a backup, the target repositories of a
 	// restore or copy.
 	Repos []string
-	// From are the source repositories the node can be read from, sorted:
-	// its Repos for a backup; for a restore or copy, the source
-	// repositories whose tags reached it, so that a target that several
-	// sources are consolidated into reads each node where it is.
+	// From are the source repositories the node can be read from, sorted,
+	// when they are not its Repos (read them with Sources): for a restore
+	// or copy, the source repositories whose tags reached it, so that a
+	// target that several sources are consolidated into reads each node
+	// where it is. nil for a backup, which reads each node where it is
+	// reached: one list of repositories per node, not two.
 	From []string
+}
+
+// Sources are the source repositories n can be read from, sorted.
+func (n *Node) Sources() []string {
+	if n.From != nil {
+		return n.From
+	}
+	return n.Repos
 }
 
 // Tag is one backed-up tag: a repository, a tag name and its root.
@@ -229,8 +239,14 @@ func (g *Graph) AddNodeFrom(repo, from string, desc ocispec.Descriptor, kind Kin
 	if kind < n.Kind {
 		n.Kind = kind
 	}
+	if from != repo && n.From == nil {
+		// Until now read where reached (every add had from == repo).
+		n.From = append(make([]string, 0, len(n.Repos)+1), n.Repos...) // not nil, even empty
+	}
 	n.Repos = addSorted(n.Repos, repo)
-	n.From = addSorted(n.From, from)
+	if n.From != nil {
+		n.From = addSorted(n.From, from)
+	}
 	return n, !ok
 }
 
@@ -348,9 +364,9 @@ func (g *Graph) RemoveRepo(repo string) {
 			delete(g.nodes, d)
 		}
 		if len(n.From) > 1 {
-			// A backup's failed repository is no place to read from; a
-			// restore's targets are not among the sources anyway. The
-			// last source stays: it is where the node was found.
+			// A failed repository is no place to read from (a restore's
+			// targets are not among its sources anyway). The last
+			// source stays: it is where the node was found.
 			n.From = slices.DeleteFunc(n.From, func(r string) bool { return r == repo })
 		}
 	}

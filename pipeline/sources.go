@@ -23,8 +23,8 @@ func (r *run) settleOptional(ctx context.Context, src source.Source) error {
 		for _, d := range descs {
 			has := true
 			var err error
-			if n := r.graph.Node(d.Digest); ok && n != nil && len(n.From) > 0 {
-				has, err = h.Has(ctx, n.From[0], d)
+			if n := r.graph.Node(d.Digest); ok && n != nil && len(n.Sources()) > 0 {
+				has, err = h.Has(ctx, n.Sources()[0], d)
 			}
 			if err != nil {
 				return fmt.Errorf("%s: layer %s: %w", repo, d.Digest, err)

@@ -171,14 +171,14 @@ func (tr *teeReader) Close() error {
 
 // open returns a verified reader of a node's bytes: a manifest from memory
 // (the walk already fetched it), a blob from the source, trying each
-// source repository that reached it (graph.Node.From) until one answers.
+// source repository that reached it (graph.Node.Sources) until one answers.
 func (r *run) open(ctx context.Context, n *graph.Node) (io.ReadCloser, error) {
 	if n.Content != nil {
 		r.progress.Done.Add(int64(len(n.Content)))
 		return io.NopCloser(source.VerifyReader(bytes.NewReader(n.Content), n.Desc)), nil
 	}
 	var errs []error
-	for _, repo := range n.From {
+	for _, repo := range n.Sources() {
 		release, err := r.walker.Acquire(ctx)
 		if err != nil {
 			return nil, err
@@ -452,7 +452,7 @@ func (r *run) transferParts(ctx context.Context, g *errgroup.Group, n *graph.Nod
 // broke off where it stopped.
 func (r *run) copyPart(ctx context.Context, pw sink.PartWriter, n *graph.Node, off, length int64, src *sourceFaults) error {
 	rf := r.job.Source.(source.RangeFetcher)
-	rr := &rangeReader{ctx: ctx, rf: rf, repos: n.From, desc: n.Desc, off: off, end: off + length, r: r}
+	rr := &rangeReader{ctx: ctx, rf: rf, repos: n.Sources(), desc: n.Desc, off: off, end: off + length, r: r}
 	defer rr.Close()
 	// Ask for the first range before handing the reader on, so a source
 	// without ranges is found out before the sink writes anything.

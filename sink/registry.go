@@ -69,7 +69,7 @@ type RegistryOption func(*Registry)
 // SourceRegistry says that the content comes from the registry host (a
 // copy from a registry, source.Registry): a blob that a target repository
 // on that same registry lacks is mounted from the source repository that
-// holds it (graph.Node.From), never downloaded and uploaded again. The
+// holds it (graph.Node.Sources), never downloaded and uploaded again. The
 // target's credentials must be allowed to pull from there; a registry
 // that declines the mount gets the blob uploaded.
 func SourceRegistry(host string) RegistryOption {
@@ -464,9 +464,9 @@ func (s *Registry) Write(ctx context.Context, n *graph.Node, open Opener) error 
 
 func (s *Registry) writeBlobToHost(ctx context.Context, n *graph.Node, host string, repos []string, open Opener) error {
 	from, held := s.holderOn(n.Desc.Digest, host)
-	if !held && host == s.source && len(n.From) > 0 {
+	if !held && host == s.source && len(n.Sources()) > 0 {
 		// A copy within one registry: the source repository holds it.
-		from, held = graph.Repository{Registry: host, Path: n.From[0]}, true
+		from, held = graph.Repository{Registry: host, Path: n.Sources()[0]}, true
 	}
 	rest := repos
 	if !held {

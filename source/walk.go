@@ -88,7 +88,7 @@ func (w *Walker) Walk(ctx context.Context, repo string, root ocispec.Descriptor,
 
 // WalkFrom is Walk for a tag of the source repository from recorded in
 // the graph's repository repo (a restore or copy: repo is the target).
-// The nodes record from as where to read them (graph.Node.From).
+// The nodes record from as where to read them (graph.Node.Sources).
 func (w *Walker) WalkFrom(ctx context.Context, repo, from string, root ocispec.Descriptor, rootContent []byte) error {
 	return w.walk(ctx, repo, from, root, rootContent, 0, 0)
 }
