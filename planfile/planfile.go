@@ -1,0 +1,177 @@
+// Package planfile is the plan file (plan.json): a source selection
+// resolved once — every repository, tag, digest, manifest and blob with its
+// size — written so that the same registry state always gives the same
+// bytes, and read back with strict validation. Shards (package shard) are
+// computed from it alone. The format is documented in docs/plan-format.md.
+package planfile
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Version is the format version this package writes and reads.
+const Version = 1
+
+// MaxSize bounds the plan file Read takes: far beyond a plan of millions
+// of tags, it stops a wrong file (a disk image given as a plan) early.
+const MaxSize = 4 << 30
+
+// Plan is a resolved selection of one source registry.
+type Plan struct {
+	Version int `json:"version"`
+	// Registry is the source registry host, e.g. 127.0.0.1:5000.
+	Registry string `json:"registry"`
+	// IncludeReferrers is the referrer policy the plan was made with:
+	// whether the referrers of each tag's manifests (recursively) are part
+	// of what the tag needs.
+	IncludeReferrers bool `json:"includeReferrers"`
+	// Repositories, sorted by name.
+	Repositories []Repository `json:"repositories"`
+	// Content is every manifest and blob some tag needs, once, sorted by
+	// digest: its sizes add up to the plan's unique bytes.
+	Content []Content `json:"content"`
+	// Referrers are the referrer manifests, sorted by digest, with the
+	// subject and the repositories they were found in (a referrer is part
+	// of a tag's needs only in those repositories).
+	Referrers []Referrer `json:"referrers,omitempty"`
+}
+
+// Repository is one source repository and its tags, sorted by name.
+type Repository struct {
+	Name string `json:"name"` // path without the registry host
+	Tags []Tag  `json:"tags"`
+}
+
+// Tag is a tag and the manifest it points at.
+type Tag struct {
+	Name      string        `json:"name"`
+	Digest    digest.Digest `json:"digest"`
+	MediaType string        `json:"mediaType"`
+	Size      int64         `json:"size"`
+}
+
+// Kinds of content, as graph.Kind names them.
+const (
+	KindManifest = "manifest" // an image manifest or index (any media type)
+	KindConfig   = "config"
+	KindLayer    = "layer" // layers and any other blob
+)
+
+// Content is one manifest or blob.
+type Content struct {
+	Digest    digest.Digest `json:"digest"`
+	MediaType string        `json:"mediaType"`
+	Size      int64         `json:"size"`
+	Kind      string        `json:"kind"`
+	// Children are what a manifest references (config, layers, blobs,
+	// index children; the subject excluded), in the manifest's order;
+	// empty for blobs.
+	Children []digest.Digest `json:"children,omitempty"`
+}
+
+// Referrer is a referrer manifest (its content is in Content).
+type Referrer struct {
+	Digest       digest.Digest `json:"digest"`
+	Subject      digest.Digest `json:"subject"`
+	Repositories []string      `json:"repositories"`
+}
+
+// Encode writes p in its one canonical form (indented JSON, fields in a
+// fixed order, every list sorted), after validating it: the same plan
+// always gives the same bytes.
+func (p *Plan) Encode(w io.Writer) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	_, err = w.Write(b)
+	return err
+}
+
+// Read reads and validates a plan file: an unknown version, an unknown
+// field, a bad digest, an unsorted or duplicate entry, or a reference to
+// content the plan does not list is an error that says what is wrong.
+func Read(r io.Reader) (*Plan, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading the plan: %w", err)
+	}
+	if len(data) > MaxSize {
+		return nil, fmt.Errorf("the plan is larger than %d bytes, regvault's limit: is it a plan file?", int64(MaxSize))
+	}
+	return Parse(data)
+}
+
+// Parse is Read of a plan file's bytes.
+func Parse(data []byte) (*Plan, error) {
+	// The version first, so that a plan of a later format is named as
+	// such rather than by its first unknown field.
+	var head struct {
+		Version *int `json:"version"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return nil, fmt.Errorf("not a plan file (invalid JSON): %w", err)
+	}
+	if head.Version == nil {
+		return nil, fmt.Errorf("not a plan file: no \"version\" field (make one with regvault plan)")
+	}
+	if *head.Version != Version {
+		return nil, fmt.Errorf("plan format version %d is not supported: this regvault reads version %d; make the plan with the regvault that runs it", *head.Version, Version)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var p Plan
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("invalid plan file: %w", err)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// UniqueBytes is the size of all content, each manifest and blob counted
+// once: what one unsharded run moves.
+func (p *Plan) UniqueBytes() int64 {
+	var n int64
+	for _, c := range p.Content {
+		n += c.Size
+	}
+	return n
+}
+
+// TagCount is the number of tags of all repositories.
+func (p *Plan) TagCount() int {
+	n := 0
+	for _, r := range p.Repositories {
+		n += len(r.Tags)
+	}
+	return n
+}
+
+// Repository returns the repository named name, or nil.
+func (p *Plan) Repository(name string) *Repository {
+	i, ok := searchRepo(p.Repositories, name)
+	if !ok {
+		return nil
+	}
+	return &p.Repositories[i]
+}
+
+// Tag returns the tag name of the repository, or nil.
+func (r *Repository) Tag(name string) *Tag {
+	i, ok := searchTag(r.Tags, name)
+	if !ok {
+		return nil
+	}
+	return &r.Tags[i]
+}

@@ -1,0 +1,176 @@
+package planfile
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	"oras.land/oras-go/v2/registry"
+)
+
+// Validate checks everything Read checks: the version, names, digests,
+// sizes, the order of every list (sorted, no duplicates), that every
+// digest a tag, a manifest's children or a referrer names is in Content
+// with the same size and media type, and that every piece of content is
+// needed by some tag.
+func (p *Plan) Validate() error {
+	if p.Version != Version {
+		return fmt.Errorf("plan format version %d is not supported: this regvault reads version %d", p.Version, Version)
+	}
+	if err := (registry.Reference{Registry: p.Registry}).ValidateRegistry(); err != nil || p.Registry == "" {
+		return fmt.Errorf("plan: registry %q is not a registry host (host[:port])", p.Registry)
+	}
+	content := make(map[digest.Digest]int, len(p.Content))
+	for i, c := range p.Content {
+		where := fmt.Sprintf("content[%d]", i)
+		if err := checkDigest(where, c.Digest); err != nil {
+			return err
+		}
+		if i > 0 && p.Content[i-1].Digest >= c.Digest {
+			return orderError(where, "content", "digest", string(p.Content[i-1].Digest), string(c.Digest))
+		}
+		if c.Size < 0 {
+			return fmt.Errorf("plan: %s %s: size %d is negative", where, c.Digest, c.Size)
+		}
+		if c.MediaType == "" {
+			return fmt.Errorf("plan: %s %s: no mediaType", where, c.Digest)
+		}
+		switch c.Kind {
+		case KindManifest:
+		case KindConfig, KindLayer:
+			if len(c.Children) > 0 {
+				return fmt.Errorf("plan: %s %s: a %s has no children", where, c.Digest, c.Kind)
+			}
+		default:
+			return fmt.Errorf("plan: %s %s: kind %q is not one of %s, %s, %s", where, c.Digest, c.Kind, KindManifest, KindConfig, KindLayer)
+		}
+		content[c.Digest] = i
+	}
+	manifest := func(where string, d digest.Digest) (int, error) {
+		if err := checkDigest(where, d); err != nil {
+			return 0, err
+		}
+		i, ok := content[d]
+		if !ok {
+			return 0, fmt.Errorf("plan: %s: %s is not in the plan's content", where, d)
+		}
+		if p.Content[i].Kind != KindManifest {
+			return 0, fmt.Errorf("plan: %s: %s is a %s in the plan's content, not a manifest", where, d, p.Content[i].Kind)
+		}
+		return i, nil
+	}
+	for i, c := range p.Content {
+		for j, d := range c.Children {
+			where := fmt.Sprintf("content[%d] %s: children[%d]", i, c.Digest, j)
+			if err := checkDigest(where, d); err != nil {
+				return err
+			}
+			if _, ok := content[d]; !ok {
+				return fmt.Errorf("plan: %s: %s is not in the plan's content", where, d)
+			}
+		}
+	}
+	for i, r := range p.Repositories {
+		where := fmt.Sprintf("repositories[%d]", i)
+		if err := (registry.Reference{Registry: p.Registry, Repository: r.Name}).ValidateRepository(); err != nil {
+			return fmt.Errorf("plan: %s: %q is not a repository name", where, r.Name)
+		}
+		if i > 0 && p.Repositories[i-1].Name >= r.Name {
+			return orderError(where, "repositories", "name", p.Repositories[i-1].Name, r.Name)
+		}
+		for j, t := range r.Tags {
+			where := fmt.Sprintf("repository %s: tags[%d]", r.Name, j)
+			if err := (registry.Reference{Registry: p.Registry, Repository: r.Name, Reference: t.Name}).ValidateReferenceAsTag(); err != nil {
+				return fmt.Errorf("plan: %s: %q is not a tag name", where, t.Name)
+			}
+			if j > 0 && r.Tags[j-1].Name >= t.Name {
+				return orderError(where, "tags of "+r.Name, "name", r.Tags[j-1].Name, t.Name)
+			}
+			ci, err := manifest(where+" "+t.Name, t.Digest)
+			if err != nil {
+				return err
+			}
+			if c := p.Content[ci]; c.Size != t.Size || c.MediaType != t.MediaType {
+				return fmt.Errorf("plan: %s %s: %s is %s of %d bytes, the plan's content gives %s of %d bytes",
+					where, t.Name, t.Digest, t.MediaType, t.Size, c.MediaType, c.Size)
+			}
+		}
+	}
+	for i, r := range p.Referrers {
+		where := fmt.Sprintf("referrers[%d]", i)
+		if !p.IncludeReferrers {
+			return fmt.Errorf("plan: %s: the plan lists referrers but includeReferrers is false", where)
+		}
+		if _, err := manifest(where, r.Digest); err != nil {
+			return err
+		}
+		if i > 0 && p.Referrers[i-1].Digest >= r.Digest {
+			return orderError(where, "referrers", "digest", string(p.Referrers[i-1].Digest), string(r.Digest))
+		}
+		if _, err := manifest(where+" "+string(r.Digest)+": subject", r.Subject); err != nil {
+			return err
+		}
+		if len(r.Repositories) == 0 {
+			return fmt.Errorf("plan: %s %s: no repositories", where, r.Digest)
+		}
+		for j, name := range r.Repositories {
+			if j > 0 && r.Repositories[j-1] >= name {
+				return orderError(fmt.Sprintf("%s %s: repositories[%d]", where, r.Digest, j), "repositories of a referrer", "name", r.Repositories[j-1], name)
+			}
+			if p.Repository(name) == nil {
+				return fmt.Errorf("plan: %s %s: repository %q is not one of the plan's repositories", where, r.Digest, name)
+			}
+		}
+	}
+	// Everything listed is needed by some tag: a plan's unique bytes are
+	// what a run moves, nothing else.
+	need := NewIndex(p).reached()
+	for i, ok := range need {
+		if !ok {
+			return fmt.Errorf("plan: content %s is needed by no tag of the plan", p.Content[i].Digest)
+		}
+	}
+	return nil
+}
+
+func checkDigest(where string, d digest.Digest) error {
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("plan: %s: %q is not a digest: %v", where, string(d), err)
+	}
+	return nil
+}
+
+func orderError(where, list, key, prev, cur string) error {
+	if prev == cur {
+		return fmt.Errorf("plan: %s: %s %q is listed twice in the %s", where, key, cur, list)
+	}
+	return fmt.Errorf("plan: %s: the %s are not sorted by %s (%q after %q): the plan file was edited or damaged; make it again with regvault plan", where, list, key, cur, prev)
+}
+
+func searchRepo(rs []Repository, name string) (int, bool) {
+	return slices.BinarySearchFunc(rs, name, func(r Repository, n string) int { return strings.Compare(r.Name, n) })
+}
+
+func searchTag(ts []Tag, name string) (int, bool) {
+	return slices.BinarySearchFunc(ts, name, func(t Tag, n string) int { return strings.Compare(t.Name, n) })
+}
+
+// Sort puts every list of p in the plan file's order; a builder calls it
+// before Encode.
+func (p *Plan) Sort() {
+	sort.Slice(p.Repositories, func(i, j int) bool { return p.Repositories[i].Name < p.Repositories[j].Name })
+	for _, r := range p.Repositories {
+		sort.Slice(r.Tags, func(i, j int) bool { return r.Tags[i].Name < r.Tags[j].Name })
+	}
+	sort.Slice(p.Content, func(i, j int) bool { return p.Content[i].Digest < p.Content[j].Digest })
+	sort.Slice(p.Referrers, func(i, j int) bool { return p.Referrers[i].Digest < p.Referrers[j].Digest })
+	for _, r := range p.Referrers {
+		slices.Sort(r.Repositories)
+	}
+}
+
+func searchContent(cs []Content, d digest.Digest) (int, bool) {
+	return slices.BinarySearchFunc(cs, d, func(c Content, d digest.Digest) int { return strings.Compare(string(c.Digest), string(d)) })
+}
