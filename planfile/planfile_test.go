@@ -312,3 +312,17 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+func TestFilter(t *testing.T) {
+	p := small()
+	q := p.Filter(func(repo, tag string) bool { return repo == "c" })
+	if err := q.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(q.Repositories) != 1 || q.Repositories[0].Name != "c" || len(q.Referrers) != 0 || q.UniqueBytes() != 1210 {
+		t.Errorf("filtered to c: %+v", q)
+	}
+	if all := p.Filter(func(string, string) bool { return true }); !bytes.Equal(encode(t, all), encode(t, p)) {
+		t.Errorf("filtered to every tag, the plan differs")
+	}
+}
