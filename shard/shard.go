@@ -146,7 +146,7 @@ func Assign(p *planfile.Plan, n int) (*Assignment, error) {
 	load := make([]int64, n)
 	owner := make([]int32, len(units))
 	for i, u := range units {
-		fit, fitAdd := -1, int64(0)    // least added bytes within the limit
+		fit, fitAdd := -1, int64(0)      // least added bytes within the limit
 		least, leastLoad := -1, int64(0) // least load after
 		for s := range n {
 			if least >= 0 && load[s] >= leastLoad && load[s] > limit {
