@@ -9,9 +9,9 @@
 // each shard that needs it: a shard fetches everything its tags need, so
 // a base layer used by repositories in k shards is fetched k times (and
 // stored in k archives, where a restore of the parts uploads it once).
-// The assignment prefers the shard that already holds a unit's content
-// when that does not unbalance the shards, which keeps that cost low;
-// Assignment.MovedBytes against the plan's unique bytes is what it is.
+// The assignment puts a repository where its content already is as long
+// as that shard stays within 5% of its fair share, which keeps that cost
+// low; Assignment.MovedBytes against the plan's unique bytes is what it is.
 //
 // A repository larger than its fair share (the plan's unique bytes ÷ N),
 // typically one CI repository with tens of thousands of tags, is split by
