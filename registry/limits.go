@@ -16,3 +16,14 @@ const (
 	// MaxReferrers bounds the referrers of one manifest.
 	MaxReferrers = 10_000
 )
+
+// Limits on the repository listing (_catalog), as the tag list's.
+const (
+	// MaxCatalogPages bounds the pages of a registry's repository list.
+	MaxCatalogPages = 10_000
+	// MaxRepositories bounds the repositories of a registry.
+	MaxRepositories = 1_000_000
+	// CatalogPageSize is the page size asked for (a registry may clamp
+	// it: distribution's default maximum is 1,000).
+	CatalogPageSize = 1000
+)
