@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -203,10 +204,16 @@ func TestReadRefuses(t *testing.T) {
 		{name: "later version", damage: func(p *planfile.Plan) { p.Version = 2 }, want: "plan format version 2 is not supported"},
 		{name: "no version", raw: func(b []byte) []byte { return bytes.Replace(b, []byte(`"version": 1,`), nil, 1) }, want: `no "version" field`},
 		{name: "not JSON", raw: func([]byte) []byte { return []byte("repositories:\n") }, want: "not a plan file"},
+		{name: "not an object", raw: func([]byte) []byte { return []byte("[1]") }, want: "not a plan file: it is not a JSON object"},
+		{name: "version not a number", raw: func(b []byte) []byte { return bytes.Replace(b, []byte(`"version": 1`), []byte(`"version": "1"`), 1) }, want: "its version is not a number"},
+		{name: "version last", raw: func(b []byte) []byte {
+			b = bytes.Replace(b, []byte(`"version": 1,`), nil, 1)
+			return bytes.Replace(b, []byte(`"registry":`), []byte(`"shards": 4, "version": 7, "registry":`), 1)
+		}, want: "plan format version 7 is not supported"},
 		{name: "unknown field", raw: func(b []byte) []byte {
 			return bytes.Replace(b, []byte(`"registry":`), []byte(`"shards": 4, "registry":`), 1)
 		}, want: `unknown field "shards"`},
-		{name: "trailing data", raw: func(b []byte) []byte { return append(b, []byte("{}")...) }, want: "invalid JSON"},
+		{name: "trailing data", raw: func(b []byte) []byte { return append(b, []byte("{}")...) }, want: "data after the plan's JSON object"},
 		{name: "bad registry", damage: func(p *planfile.Plan) { p.Registry = "" }, want: "not a registry host"},
 		{name: "bad tag digest", damage: func(p *planfile.Plan) { p.Repositories[0].Tags[0].Digest = "sha256:1234" }, want: `"sha256:1234" is not a digest`},
 		{name: "bad content digest", damage: func(p *planfile.Plan) { p.Content[0].Digest = "md5:x" }, want: "is not a digest"},
@@ -324,5 +331,17 @@ func TestFilter(t *testing.T) {
 	}
 	if all := p.Filter(func(string, string) bool { return true }); !bytes.Equal(encode(t, all), encode(t, p)) {
 		t.Errorf("filtered to every tag, the plan differs")
+	}
+}
+
+// The encoding is pinned: a change of it is a change of the format
+// (docs/plan-format.md), which needs a new version.
+func TestEncodeGolden(t *testing.T) {
+	want, err := os.ReadFile("testdata/small.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := encode(t, small()); !bytes.Equal(got, want) {
+		t.Errorf("the plan encodes as\n%s\ntestdata/small.json holds\n%s", got, want)
 	}
 }

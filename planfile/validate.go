@@ -22,112 +22,112 @@ func (p *Plan) Validate() error {
 	if err := (registry.Reference{Registry: p.Registry}).ValidateRegistry(); err != nil || p.Registry == "" {
 		return fmt.Errorf("plan: registry %q is not a registry host (host[:port])", p.Registry)
 	}
-	content := make(map[digest.Digest]int, len(p.Content))
+	// The places in messages are made only for an error: a plan holds
+	// hundreds of thousands of entries.
 	for i, c := range p.Content {
-		where := fmt.Sprintf("content[%d]", i)
+		where := func() string { return fmt.Sprintf("content[%d]", i) }
 		if err := checkDigest(where, c.Digest); err != nil {
 			return err
 		}
 		if i > 0 && p.Content[i-1].Digest >= c.Digest {
-			return orderError(where, "content", "digest", string(p.Content[i-1].Digest), string(c.Digest))
+			return orderError(where(), "content", "digest", string(p.Content[i-1].Digest), string(c.Digest))
 		}
 		if c.Size < 0 {
-			return fmt.Errorf("plan: %s %s: size %d is negative", where, c.Digest, c.Size)
+			return fmt.Errorf("plan: %s %s: size %d is negative", where(), c.Digest, c.Size)
 		}
 		if c.MediaType == "" {
-			return fmt.Errorf("plan: %s %s: no mediaType", where, c.Digest)
+			return fmt.Errorf("plan: %s %s: no mediaType", where(), c.Digest)
 		}
 		switch c.Kind {
 		case KindManifest:
 		case KindConfig, KindLayer:
 			if len(c.Children) > 0 {
-				return fmt.Errorf("plan: %s %s: a %s has no children", where, c.Digest, c.Kind)
+				return fmt.Errorf("plan: %s %s: a %s has no children", where(), c.Digest, c.Kind)
 			}
 		default:
-			return fmt.Errorf("plan: %s %s: kind %q is not one of %s, %s, %s", where, c.Digest, c.Kind, KindManifest, KindConfig, KindLayer)
+			return fmt.Errorf("plan: %s %s: kind %q is not one of %s, %s, %s", where(), c.Digest, c.Kind, KindManifest, KindConfig, KindLayer)
 		}
-		content[c.Digest] = i
 	}
-	manifest := func(where string, d digest.Digest) (int, error) {
+	x := NewIndex(p)
+	manifest := func(where func() string, d digest.Digest) (int, error) {
 		if err := checkDigest(where, d); err != nil {
 			return 0, err
 		}
-		i, ok := content[d]
+		i, ok := x.content[string(d)]
 		if !ok {
-			return 0, fmt.Errorf("plan: %s: %s is not in the plan's content", where, d)
+			return 0, fmt.Errorf("plan: %s: %s is not in the plan's content", where(), d)
 		}
 		if p.Content[i].Kind != KindManifest {
-			return 0, fmt.Errorf("plan: %s: %s is a %s in the plan's content, not a manifest", where, d, p.Content[i].Kind)
+			return 0, fmt.Errorf("plan: %s: %s is a %s in the plan's content, not a manifest", where(), d, p.Content[i].Kind)
 		}
-		return i, nil
+		return int(i), nil
 	}
 	for i, c := range p.Content {
 		for j, d := range c.Children {
-			where := fmt.Sprintf("content[%d] %s: children[%d]", i, c.Digest, j)
+			where := func() string { return fmt.Sprintf("content[%d] %s: children[%d]", i, c.Digest, j) }
 			if err := checkDigest(where, d); err != nil {
 				return err
 			}
-			if _, ok := content[d]; !ok {
-				return fmt.Errorf("plan: %s: %s is not in the plan's content", where, d)
+			if _, ok := x.content[string(d)]; !ok {
+				return fmt.Errorf("plan: %s: %s is not in the plan's content", where(), d)
 			}
 		}
 	}
 	for i, r := range p.Repositories {
-		where := fmt.Sprintf("repositories[%d]", i)
+		where := func() string { return fmt.Sprintf("repositories[%d]", i) }
 		if err := (registry.Reference{Registry: p.Registry, Repository: r.Name}).ValidateRepository(); err != nil {
-			return fmt.Errorf("plan: %s: %q is not a repository name", where, r.Name)
+			return fmt.Errorf("plan: %s: %q is not a repository name", where(), r.Name)
 		}
 		if i > 0 && p.Repositories[i-1].Name >= r.Name {
-			return orderError(where, "repositories", "name", p.Repositories[i-1].Name, r.Name)
+			return orderError(where(), "repositories", "name", p.Repositories[i-1].Name, r.Name)
 		}
 		for j, t := range r.Tags {
-			where := fmt.Sprintf("repository %s: tags[%d]", r.Name, j)
-			if err := (registry.Reference{Registry: p.Registry, Repository: r.Name, Reference: t.Name}).ValidateReferenceAsTag(); err != nil {
-				return fmt.Errorf("plan: %s: %q is not a tag name", where, t.Name)
+			where := func() string { return fmt.Sprintf("repository %s: tags[%d] %s", r.Name, j, t.Name) }
+			if !validTag(t.Name) {
+				return fmt.Errorf("plan: %s: %q is not a tag name", where(), t.Name)
 			}
 			if j > 0 && r.Tags[j-1].Name >= t.Name {
-				return orderError(where, "tags of "+r.Name, "name", r.Tags[j-1].Name, t.Name)
+				return orderError(where(), "tags of "+r.Name, "name", r.Tags[j-1].Name, t.Name)
 			}
-			ci, err := manifest(where+" "+t.Name, t.Digest)
+			ci, err := manifest(where, t.Digest)
 			if err != nil {
 				return err
 			}
 			if c := p.Content[ci]; c.Size != t.Size || c.MediaType != t.MediaType {
-				return fmt.Errorf("plan: %s %s: %s is %s of %d bytes, the plan's content gives %s of %d bytes",
-					where, t.Name, t.Digest, t.MediaType, t.Size, c.MediaType, c.Size)
+				return fmt.Errorf("plan: %s: %s is %s of %d bytes, the plan's content gives %s of %d bytes",
+					where(), t.Digest, t.MediaType, t.Size, c.MediaType, c.Size)
 			}
 		}
 	}
 	for i, r := range p.Referrers {
-		where := fmt.Sprintf("referrers[%d]", i)
+		where := func() string { return fmt.Sprintf("referrers[%d]", i) }
 		if !p.IncludeReferrers {
-			return fmt.Errorf("plan: %s: the plan lists referrers but includeReferrers is false", where)
+			return fmt.Errorf("plan: %s: the plan lists referrers but includeReferrers is false", where())
 		}
 		if _, err := manifest(where, r.Digest); err != nil {
 			return err
 		}
 		if i > 0 && p.Referrers[i-1].Digest >= r.Digest {
-			return orderError(where, "referrers", "digest", string(p.Referrers[i-1].Digest), string(r.Digest))
+			return orderError(where(), "referrers", "digest", string(p.Referrers[i-1].Digest), string(r.Digest))
 		}
-		if _, err := manifest(where+" "+string(r.Digest)+": subject", r.Subject); err != nil {
+		if _, err := manifest(func() string { return where() + " " + string(r.Digest) + ": subject" }, r.Subject); err != nil {
 			return err
 		}
 		if len(r.Repositories) == 0 {
-			return fmt.Errorf("plan: %s %s: no repositories", where, r.Digest)
+			return fmt.Errorf("plan: %s %s: no repositories", where(), r.Digest)
 		}
 		for j, name := range r.Repositories {
 			if j > 0 && r.Repositories[j-1] >= name {
-				return orderError(fmt.Sprintf("%s %s: repositories[%d]", where, r.Digest, j), "repositories of a referrer", "name", r.Repositories[j-1], name)
+				return orderError(fmt.Sprintf("%s %s: repositories[%d]", where(), r.Digest, j), "repositories of a referrer", "name", r.Repositories[j-1], name)
 			}
 			if p.Repository(name) == nil {
-				return fmt.Errorf("plan: %s %s: repository %q is not one of the plan's repositories", where, r.Digest, name)
+				return fmt.Errorf("plan: %s %s: repository %q is not one of the plan's repositories", where(), r.Digest, name)
 			}
 		}
 	}
 	// Everything listed is needed by some tag: a plan's unique bytes are
 	// what a run moves, nothing else.
-	need := NewIndex(p).reached()
-	for i, ok := range need {
+	for i, ok := range x.reached() {
 		if !ok {
 			return fmt.Errorf("plan: content %s is needed by no tag of the plan", p.Content[i].Digest)
 		}
@@ -135,11 +135,32 @@ func (p *Plan) Validate() error {
 	return nil
 }
 
-func checkDigest(where string, d digest.Digest) error {
+func checkDigest(where func() string, d digest.Digest) error {
+	// sha256 by hand (the common case, and go-digest's check is a
+	// regular expression: a plan holds hundreds of thousands of digests).
+	if s := string(d); len(s) == 71 && s[:7] == "sha256:" && lowerHex(s[7:]) {
+		return nil
+	}
 	if err := d.Validate(); err != nil {
-		return fmt.Errorf("plan: %s: %q is not a digest: %v", where, string(d), err)
+		return fmt.Errorf("plan: %s: %q is not a digest: %v", where(), string(d), err)
 	}
 	return nil
+}
+
+// validTag is the distribution spec's tag rule, [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127},
+// by hand (oras-go's check is a regular expression).
+func validTag(t string) bool {
+	if len(t) == 0 || len(t) > 128 {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || i > 0 && (c == '.' || c == '-')
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func orderError(where, list, key, prev, cur string) error {
@@ -173,4 +194,13 @@ func (p *Plan) Sort() {
 
 func searchContent(cs []Content, d digest.Digest) (int, bool) {
 	return slices.BinarySearchFunc(cs, d, func(c Content, d digest.Digest) int { return strings.Compare(string(c.Digest), string(d)) })
+}
+
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -332,3 +332,23 @@ func BenchmarkAssign(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReadAndSelect is what a pod does at start: read a plan of
+// 100,000 tags and compute its shard.
+func BenchmarkReadAndSelect(b *testing.B) {
+	var buf bytes.Buffer
+	if err := large.generate().Encode(&buf); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("plan file of %d bytes", buf.Len())
+	b.ResetTimer()
+	for b.Loop() {
+		p, err := planfile.Parse(buf.Bytes())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := shard.SelectEnv(p, "auto/16", func(string) string { return "3" }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
