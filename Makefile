@@ -14,7 +14,7 @@ DIST_STAMP   := $(CACHE)/bin/.registry-$(DIST_VERSION).stamp
 # FUZZMINIMIZETIME bounds the minimizing of each new interesting input; 0
 # leaves it out, so that a short run explores instead of shrinking the
 # (multi-kilobyte) archive inputs of ./source/ byte by byte.
-FUZZ_PKGS ?= ./archive/ ./plan/ ./source/
+FUZZ_PKGS ?= ./archive/ ./plan/ ./planfile/ ./source/
 FUZZTIME  ?= 60s
 FUZZMINIMIZETIME ?= 0
 
