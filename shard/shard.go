@@ -114,6 +114,9 @@ func Assign(p *planfile.Plan, n int) (*Assignment, error) {
 	// order: a total order, so the result depends on the plan alone.
 	var units, tagUnits []unit
 	for r, repo := range p.Repositories {
+		if len(repo.Tags) == 0 {
+			continue // nothing to move: no shard names it
+		}
 		needs := x.RepositoryNeeds(r, nil)
 		size := x.Size(needs)
 		if size <= fair || len(repo.Tags) < 2 {

@@ -225,10 +225,18 @@ func TestAssignRefuses(t *testing.T) {
 			t.Errorf("Assign(%d): %v", n, err)
 		}
 	}
-	empty := &planfile.Plan{Version: 1, Registry: "r.example"}
+	empty := &planfile.Plan{Version: 1, Registry: "r.example", Repositories: []planfile.Repository{{Name: "no-tags"}}}
+	if err := empty.Validate(); err != nil {
+		t.Fatal(err)
+	}
 	a, err := shard.Assign(empty, 3)
 	if err != nil || len(a.Shards) != 3 || a.MovedBytes != 0 {
-		t.Errorf("empty plan: %+v, %v", a, err)
+		t.Fatalf("empty plan: %+v, %v", a, err)
+	}
+	for _, s := range a.Shards {
+		if len(s.Parts) != 0 {
+			t.Errorf("shard %s of a plan without tags: %+v", s.Name(), s.Parts)
+		}
 	}
 }
 
