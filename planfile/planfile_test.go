@@ -345,3 +345,27 @@ func TestEncodeGolden(t *testing.T) {
 		t.Errorf("the plan encodes as\n%s\ntestdata/small.json holds\n%s", got, want)
 	}
 }
+
+// The same content in another registry (distribution: referrers by the
+// tag schema, not the Referrers API) gives the same plan, but for the
+// registry's name.
+func TestFromGraphDistributionSameAsInProcess(t *testing.T) {
+	dist := registrytest.NewDistribution(t, registrytest.DistConfig{})
+	mem := registrytest.NewInProcess(t)
+	plans := map[string][]byte{}
+	for name, srv := range map[string]*registrytest.Server{"distribution": dist, "in-process": mem} {
+		sample := registrytest.Seed(t, srv, registrytest.SampleOptions{})
+		p, err := planfile.FromGraph(walkSample(t, srv, sample, true), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Referrers) == 0 {
+			t.Fatalf("%s: no referrers", name)
+		}
+		p.Registry = "registry.example"
+		plans[name] = encode(t, p)
+	}
+	if !bytes.Equal(plans["distribution"], plans["in-process"]) {
+		t.Errorf("the plans of one content in two registries differ:\n%s\n%s", plans["distribution"], plans["in-process"])
+	}
+}

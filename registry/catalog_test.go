@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -131,5 +132,31 @@ func TestListRepositoriesInvalidName(t *testing.T) {
 	_, err := client(t, srv).ListRepositories(context.Background(), "")
 	if err == nil || !strings.Contains(err.Error(), `the catalog lists "../etc", which is not a repository name`) {
 		t.Fatalf("a catalog with an invalid name: %v", err)
+	}
+}
+
+// The catalog of a registry with authentication: oras-go asks for the
+// registry:catalog:* scope with the credentials given.
+func TestListRepositoriesDistributionAuth(t *testing.T) {
+	users := map[string]string{"alice": "s3cret"}
+	srv := registrytest.NewDistribution(t, registrytest.DistConfig{Htpasswd: users})
+	pushCatalog(t, srv, catalogRepos)
+	c, err := registry.New(srv.Host(), registry.Options{PlainHTTP: true, Username: "alice", Password: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.ListRepositories(context.Background(), "team")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"team/a", "team/b/c", "team/bb"}; !slices.Equal(got, want) {
+		t.Errorf("%v, want %v", got, want)
+	}
+	anon, err := registry.New(srv.Host(), registry.Options{PlainHTTP: true, RegistryConfig: filepath.Join(t.TempDir(), "none.json")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := anon.ListRepositories(context.Background(), "team"); err == nil || !strings.Contains(err.Error(), "listing the repositories of "+srv.Host()) {
+		t.Errorf("without credentials: %v", err)
 	}
 }
