@@ -99,7 +99,9 @@ type unit struct {
 }
 
 // Assign splits p into n shards. It is deterministic: the same plan and n
-// give the same assignment.
+// give the same assignment. p must be valid (planfile.Read validates; a
+// plan built in code: Plan.Validate). Its time is linear in the plan times
+// n: each repository or tag placed looks at what each shard holds.
 func Assign(p *planfile.Plan, n int) (*Assignment, error) {
 	if n < 1 || n > MaxShards {
 		return nil, fmt.Errorf("%d shards: the number of shards must be 1 to %d", n, MaxShards)
