@@ -19,6 +19,15 @@ import (
 // stream: its index.json, which names every repository, is out).
 var ErrCannotDrop = errors.New("the output cannot leave out a repository that fails during the transfer")
 
+// StoppedError is the error of a repository that did not fail by itself:
+// the run stopped (fail-fast) because of Cause, another repository's
+// failure. It reads as Cause.
+type StoppedError struct{ Cause error }
+
+func (e *StoppedError) Error() string { return e.Cause.Error() }
+
+func (e *StoppedError) Unwrap() error { return e.Cause }
+
 // TransferError is a node that could not be moved, and why.
 type TransferError struct {
 	Kind  graph.Kind

@@ -326,8 +326,10 @@ func (r *run) resolveAll(ctx context.Context) (*Result, error) {
 			outs[i] = tags
 			if err != nil {
 				if ctx.Err() != nil && context.Cause(ctx) != nil && !errors.Is(context.Cause(ctx), err) {
-					// Cancelled because another repository failed first.
-					err = context.Cause(ctx)
+					// Cancelled because another repository failed first:
+					// its cause, marked so that the repository is told
+					// apart from the one that failed.
+					err = &StoppedError{Cause: context.Cause(ctx)}
 				}
 				errs[i] = err
 				if r.job.FailFast || r.job.WholeSource {

@@ -10,12 +10,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	api "github.com/regvault/regvault"
 	"github.com/regvault/regvault/archive"
-	"github.com/regvault/regvault/graph"
 	"github.com/regvault/regvault/pipeline"
 	"github.com/regvault/regvault/plan"
 	"github.com/regvault/regvault/registry"
-	"github.com/regvault/regvault/sink"
 	"github.com/regvault/regvault/source"
 )
 
@@ -180,13 +179,22 @@ func (b *backupCmd) run(ctx context.Context, args []string) error {
 	if b.format != "text" && b.format != "json" {
 		return usageError("--format %q: use text or json", b.format)
 	}
-	p, err := plan.NewBackup(args, plan.BackupOptions{
+	opts := api.BackupOptions{
+		Sources:          args,
 		Output:           b.output,
+		Stdout:           c.stdout,
 		FullReference:    b.fullReference,
 		IncludeReferrers: b.includeReferrers,
 		DryRun:           b.dryRun,
 		FailFast:         b.failFast,
 		Concurrency:      b.reg.concurrency,
+		Progress:         &pipeline.Progress{},
+	}
+	// The arguments are checked before the registry flags are read (a
+	// password from standard input): a mistake there is the whole message.
+	p, err := plan.NewBackup(args, plan.BackupOptions{
+		Output: b.output, FullReference: b.fullReference, IncludeReferrers: b.includeReferrers,
+		DryRun: b.dryRun, FailFast: b.failFast, Concurrency: b.reg.concurrency,
 	})
 	if err != nil {
 		return err
@@ -194,8 +202,7 @@ func (b *backupCmd) run(ctx context.Context, args []string) error {
 	if p.Kind == archive.Stdout && !p.DryRun && isTerminal(c.stdout) {
 		return usageError("--output -: standard output is a terminal; redirect it to a file or a pipe, or give a file name")
 	}
-	opts, err := b.reg.options(c.stdin)
-	if err != nil {
+	if opts.Registry, err = b.reg.options(c.stdin); err != nil {
 		return err
 	}
 	// The report goes where the archive does not.
@@ -212,72 +219,30 @@ func (b *backupCmd) run(ctx context.Context, args []string) error {
 		signal.Notify(sigpipe, syscall.SIGPIPE)
 		defer signal.Stop(sigpipe)
 	}
-	client, err := registry.New(p.Registry, opts)
-	if err != nil {
-		return err
-	}
-	// The output is opened before anything is printed: a bad --output is
-	// the whole message. So is a directory this backup may not add to.
-	if p.Output != "" {
-		repo := ""
-		if !p.FullReference {
-			repo = graph.FullRepo(p.Registry, p.Repos[0].Name)
-		}
-		if err := sink.CheckAddTo(p.Output, p.FullReference, repo); err != nil {
-			// Only a refusal to mix names is a usage error; a layout that
-			// cannot be read (I/O, permissions, a broken index.json) is a
-			// failure.
-			var mix *archive.MixError
-			if errors.As(err, &mix) {
-				return &plan.UsageError{Msg: err.Error()}
-			}
-			return err
-		}
-	}
-	var layout *sink.Layout
-	if !p.DryRun {
-		if layout, err = sink.NewLayout(p.Output, sink.LayoutOptions{FullReference: p.FullReference, Stdout: c.stdout}); err != nil {
-			return err
-		}
-	}
-	b.reg.warnInsecure(p.Registry)
 	rep := &reporter{
 		c: c, out: out, plan: p,
 		json: b.format == "json",
 		tty:  b.reg.tty(out) && isTerminal(c.stderr),
 	}
-	if !rep.json {
-		rep.header()
+	opts.Observe = rep.observe
+	opts.OnStart = func(*api.Report) {
+		b.reg.warnInsecure(p.Registry)
+		if !rep.json {
+			rep.header()
+		}
+		rep.start(opts.Progress)
 	}
-
-	job := pipeline.Job{
-		Registry:    p.Registry,
-		Selections:  pipeline.BackupSelections(p.Repos, p.IncludeReferrers),
-		Concurrency: p.Concurrency,
-		FailFast:    p.FailFast,
-		Source:      source.NewRegistry(client),
-		Observe:     rep.observe,
-		Progress:    &pipeline.Progress{},
-	}
-	if layout != nil { // not a typed nil in the interface
-		job.Sink = layout
-	}
-	rep.start(job.Progress)
-	res, g, runErr := pipeline.Run(ctx, job)
+	report, err := api.Backup(ctx, opts)
 	rep.stop()
-
+	if report == nil {
+		return err // nothing was started: the options or the output were refused
+	}
 	var mix *archive.MixError
-	if errors.As(runErr, &mix) {
-		// Another run changed the directory since the check above.
-		return &exitError{code: exitUsage, err: runErr}
+	if errors.As(report.Err, &mix) {
+		// Another run changed the directory since it was checked.
+		return &exitError{code: exitUsage, err: report.Err}
 	}
-	sum := summarize(p, res, g, runErr)
-	if ctx.Err() != nil {
-		sum.interrupted = true
-	}
-	if layout != nil && runErr == nil {
-		sum.moved, sum.resumed = layout.MovedTags(), layout.Resumed()
-	}
+	sum := summarize(report)
 	code := sum.exitCode()
 	if rep.json {
 		if err := rep.printJSON(sum, code); err != nil {
@@ -287,26 +252,11 @@ func (b *backupCmd) run(ctx context.Context, args []string) error {
 		rep.printSummary(sum)
 	}
 	var whole error
-	if runErr != nil && !errors.Is(runErr, pipeline.ErrNothingDone) && len(sum.failed) == 0 {
-		whole = runErr // the sink, the disk: no repository to blame
+	if sum.runErr != nil && !errors.Is(sum.runErr, pipeline.ErrNothingDone) && len(sum.failed) == 0 {
+		whole = sum.runErr // the sink, the disk: no repository to blame
 	}
 	return runOutcome(code, sum.interrupted, p.DryRun,
 		fmt.Sprintf("interrupted: the backup to %s was not completed", outputName(p)), whole)
-}
-
-// outputSize is the size of what was written: the file for an archive,
-// the unique content for a directory or a stream.
-func outputSize(p *plan.Backup, res *pipeline.Result) int64 {
-	switch p.Kind {
-	case archive.Tar, archive.TarGzip, archive.TarZstd:
-		if fi, err := os.Stat(p.Output); err == nil && fi.Mode().IsRegular() {
-			return fi.Size()
-		}
-	}
-	if res == nil {
-		return 0
-	}
-	return res.UniqueBytes
 }
 
 func outputName(p *plan.Backup) string {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	api "github.com/regvault/regvault"
 	"github.com/regvault/regvault/archive"
 	"github.com/regvault/regvault/graph"
 	"github.com/regvault/regvault/pipeline"
@@ -120,21 +121,25 @@ type summary struct {
 	interrupted bool
 	ok          []pipeline.RepoResult
 	failed      []pipeline.RepoResult
+	culprit     map[string]bool // the failed repositories named as failing by themselves
 	moved       []archive.Moved // tags of the directory moved to another digest
 	resumed     bool            // a killed run's new directory was resumed
+	size        int64           // what was written
 }
 
-func summarize(p *plan.Backup, res *pipeline.Result, g *graph.Graph, runErr error) *summary {
-	if res == nil {
-		res = &pipeline.Result{Registry: p.Registry}
-	}
-	s := &summary{plan: p, res: res, graph: g, runErr: runErr}
-	for _, rr := range res.Repos {
+func summarize(rep *api.Report) *summary {
+	s := &summary{plan: rep.BackupPlan, res: rep.Result, graph: rep.Graph, runErr: rep.Err,
+		interrupted: rep.Interrupted, moved: rep.MovedTags, resumed: rep.Resumed, size: rep.OutputSize,
+		culprit: map[string]bool{}}
+	for _, rr := range s.res.Repos {
 		if rr.Err != nil {
 			s.failed = append(s.failed, rr)
 		} else {
 			s.ok = append(s.ok, rr)
 		}
+	}
+	for _, rr := range rep.Failed() {
+		s.culprit[rr.Repository.Path] = true
 	}
 	return s
 }
@@ -166,19 +171,17 @@ func (s *summary) failedNames() string {
 	return strings.Join(names, ", ")
 }
 
-// culprits are the repositories to name in "Failed to backup": all that
-// failed, except under --fail-fast, where the others were stopped with the
-// first one's error and only that one is named.
+// culprits are the repositories to name in "Failed to backup": those the
+// report says failed by themselves (under --fail-fast, the one that
+// stopped the others).
 func (s *summary) culprits() []pipeline.RepoResult {
-	if !s.plan.FailFast || len(s.failed) <= 1 {
-		return s.failed
-	}
+	var out []pipeline.RepoResult
 	for _, rr := range s.failed {
-		if strings.Contains(rr.Err.Error(), graph.FullRepo(s.plan.Registry, rr.Repo)) {
-			return []pipeline.RepoResult{rr}
+		if s.culprit[rr.Repo] {
+			out = append(out, rr)
 		}
 	}
-	return s.failed[:1]
+	return out
 }
 
 func (r *reporter) printSummary(s *summary) {
@@ -190,7 +193,7 @@ func (r *reporter) printSummary(s *summary) {
 		r.printDryRun(s)
 	} else if s.written() {
 		fmt.Fprintln(r.out)
-		line := fmt.Sprintf("Exported to %s (%s)", outputName(p), humanBytes(outputSize(p, s.res)))
+		line := fmt.Sprintf("Exported to %s (%s)", outputName(p), humanBytes(s.size))
 		if s.res.Skipped > 0 {
 			line += fmt.Sprintf("; %d blob(s) were already there", s.res.Skipped)
 		}
