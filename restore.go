@@ -1,8 +1,291 @@
 package regvault
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/regvault/regvault/archive"
+	"github.com/regvault/regvault/graph"
+	"github.com/regvault/regvault/inspect"
+	"github.com/regvault/regvault/pipeline"
+	"github.com/regvault/regvault/plan"
+	"github.com/regvault/regvault/registry"
+	"github.com/regvault/regvault/sink"
 	"github.com/regvault/regvault/source"
 )
+
+// RestoreOptions say what Restore pushes where.
+type RestoreOptions struct {
+	// Input is the backup: a directory, a tar, a gzip- or zstd-compressed
+	// tar, or "-" for such a tar read from Stdin.
+	Input string
+	Stdin io.Reader
+	// Targets are the targets as the arguments of regvault restore
+	// (<registry>[/<repository>][:<tag>[,<tag>...]]), or, instead of them,
+	// a rules file: RulesFile names it, Rules holds it parsed (read from
+	// RulesFile when nil).
+	Targets   []string
+	RulesFile string
+	Rules     *plan.Rules
+	// FailFast stops at the first repository that fails; nil: the rules
+	// file's settings.fail-fast, else true.
+	FailFast         *bool
+	ExcludeReferrers bool
+	// DryRun walks the backup and asks the targets, read-only, what they
+	// already have; nothing is pushed.
+	DryRun bool
+	// Concurrency is how many blob transfers may be under way at once
+	// (0: 8; Validate refuses 0 and less).
+	Concurrency int
+	// Registry holds the credentials and transport settings of every
+	// target registry.
+	Registry registry.Options
+
+	Observe  pipeline.Observer
+	Progress *pipeline.Progress
+	// OnStart, if not nil, is called once the backup is read and the plan
+	// made, before anything is pushed.
+	OnStart func(*Report)
+	// Note, if not nil, receives what the backup's reader notes on the way
+	// (parts of a docker save archive it ignores, ...).
+	Note func(string)
+}
+
+// inputFormsHint says what Input accepts.
+const inputFormsHint = archive.FormsIntro + " " +
+	"(as regvault backup or oras backup write them), or such a tar on standard input with --input -"
+
+// Validate checks the options that need no backup and no registry, and
+// reads the rules file. Restore calls it; a command calls it first to
+// report a mistake before it asks for a password.
+func (o *RestoreOptions) Validate() error {
+	popts := o.planOptions()
+	rules := o.RulesFile
+	if rules == "" && o.Rules != nil {
+		rules = o.Rules.Name
+	}
+	if (rules != "") == (len(o.Targets) > 0) {
+		// both or neither: the plan's error says which
+		_, err := plan.NewRestore(nil, o.Targets, rules, popts)
+		return err
+	}
+	if o.Input == "" {
+		return &plan.UsageError{Msg: "--input is required: " + inputFormsHint}
+	}
+	if o.Concurrency < 1 {
+		return &plan.UsageError{Msg: fmt.Sprintf("--concurrency must be at least 1, got %d", o.Concurrency)}
+	}
+	for _, a := range o.Targets {
+		if _, err := plan.ParseTarget(a); err != nil {
+			return err
+		}
+	}
+	if o.Rules == nil && o.RulesFile != "" {
+		r, err := plan.LoadRules(o.RulesFile)
+		if err != nil {
+			return err
+		}
+		o.Rules = r
+	}
+	return nil
+}
+
+func (o *RestoreOptions) planOptions() plan.RestoreOptions {
+	return plan.RestoreOptions{
+		FailFast:         o.FailFast,
+		ExcludeReferrers: o.ExcludeReferrers,
+		DryRun:           o.DryRun,
+		Concurrency:      o.Concurrency,
+	}
+}
+
+// Restore pushes a backup into registries as its targets or rules say.
+// The error is that of the run as a whole, or the failed repositories'
+// errors joined; the report says what was done either way. Bad options
+// and an input that is no backup are a *plan.UsageError with a nil
+// report: nothing was pushed.
+func Restore(ctx context.Context, o RestoreOptions) (*Report, error) {
+	if o.Concurrency == 0 {
+		o.Concurrency = 8
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	note := o.Note
+	if note == nil {
+		note = func(string) {}
+	}
+	spool, err := os.MkdirTemp("", "regvault-restore-")
+	if err != nil {
+		return nil, fmt.Errorf("creating a spool directory: %w", err)
+	}
+	defer os.RemoveAll(spool)
+	layout, err := source.OpenLayout(ctx, o.Input, o.Stdin, spool)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, notABackup(o.Input, err)
+	}
+	defer layout.Close()
+	noted := notes(layout, 0, note)
+
+	in, entries := readInput(ctx, layout)
+	if len(entries) == 0 {
+		// What verify says of it too.
+		return nil, &plan.UsageError{Msg: fmt.Sprintf("--input %s: %s", in.Name(), inspect.NoTags(len(layout.Entries())))}
+	}
+	var p *plan.Restore
+	if o.Rules != nil {
+		p, err = plan.NewRestoreWithRules(entries, o.Rules, o.planOptions())
+	} else {
+		p, err = plan.NewRestore(entries, o.Targets, "", o.planOptions())
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // interrupted while planning: nothing was pushed
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = &pipeline.Progress{}
+	}
+	rep := &Report{RestorePlan: p, Input: in, DryRun: p.DryRun, Progress: progress}
+	clients := registry.NewClients(o.Registry)
+	job := pipeline.Job{
+		Selections:  pipeline.RestoreSelections(p),
+		Concurrency: p.Concurrency,
+		FailFast:    p.FailFast,
+		WholeSource: true, // a damaged backup fails the run
+		Source:      layout,
+		Observe:     o.Observe,
+		Progress:    progress,
+	}
+	if !p.DryRun {
+		rep.Sink = sink.NewRegistry(clients, p.FailFast, p.Concurrency)
+		job.Sink = rep.Sink
+	}
+	if o.OnStart != nil {
+		o.OnStart(rep)
+	}
+	res, g, runErr := pipeline.Run(ctx, job)
+	notes(layout, noted, note) // a stream notes what it meets
+	finishRestore(ctx, rep, clients, res, g, runErr, OpRestore)
+	return rep, rep.outcome()
+}
+
+// finishRestore fills the report of a restore or a copy once its
+// pipeline is done: for a dry run, what the targets already have.
+func finishRestore(ctx context.Context, rep *Report, clients *registry.Clients, res *pipeline.Result, g *graph.Graph, runErr error, op string) {
+	if res == nil {
+		res = &pipeline.Result{}
+	}
+	p := rep.RestorePlan
+	rep.Result, rep.Graph, rep.Err = res, g, runErr
+	rep.Duration = res.Duration
+	rep.Interrupted = ctx.Err() != nil
+	if p.DryRun && runErr == nil && !rep.Interrupted {
+		// How much of it the targets have, asked read-only.
+		rep.Check = sink.NewRegistry(clients, true, p.Concurrency)
+		rep.CheckErr = rep.Check.Check(ctx, g)
+	}
+	rep.Repositories = targetRepositories(res, runErr, rep.Interrupted, op)
+}
+
+// targetRepositories types the result of each target repository. When
+// the run was stopped (fail-fast), the repository that failed by itself
+// is the one whose error stopped it: the others were cancelled, their
+// errors carry the cancellation's cause.
+func targetRepositories(res *pipeline.Result, runErr error, interrupted bool, op string) []RepositoryReport {
+	out := make([]RepositoryReport, len(res.Repos))
+	var failed []int
+	for i, rr := range res.Repos {
+		repo, _ := graph.ParseRepository(rr.Repo)
+		out[i] = RepositoryReport{Repository: repo, Bytes: rr.Bytes}
+		if rr.Err != nil {
+			failed = append(failed, i)
+			continue
+		}
+		if runErr == nil && !interrupted {
+			out[i].Tags = rr.Tags
+		} else {
+			out[i].Stopped = true
+		}
+	}
+	var culprits []int
+	if runErr != nil {
+		for _, i := range failed {
+			if errors.Is(runErr, res.Repos[i].Err) {
+				culprits = append(culprits, i)
+			}
+		}
+	}
+	if len(culprits) == 0 {
+		for _, i := range failed {
+			if !errors.Is(res.Repos[i].Err, context.Canceled) {
+				culprits = append(culprits, i)
+			}
+		}
+		if len(culprits) == 0 && !interrupted {
+			culprits = failed
+		}
+	}
+	for _, i := range failed {
+		if slices.Contains(culprits, i) {
+			out[i].Err = newRepositoryError(op, out[i].Repository, res.Repos[i].Err)
+		} else {
+			out[i].Stopped = true
+		}
+	}
+	return out
+}
+
+// notes passes on the backup's notes after the first skip, and returns
+// how many there are.
+func notes(l *source.Layout, skip int, note func(string)) int {
+	all := l.Notes()
+	for _, n := range all[min(skip, len(all)):] {
+		note(n)
+	}
+	return len(all)
+}
+
+// notABackup is the usage error for an Input that cannot be read as a
+// backup: nothing was pushed.
+func notABackup(input string, err error) error {
+	msg := err.Error()
+	if !strings.Contains(msg, archive.FormsIntro) {
+		msg += "; " + inputFormsHint
+	}
+	name := input
+	if input == "-" {
+		name = "- (standard input)"
+	}
+	return &plan.UsageError{Msg: fmt.Sprintf("--input %s: not a backup: %s", name, msg)}
+}
+
+// readInput reads what the backup's index.json lists: the report's view
+// and the plan's entries.
+func readInput(ctx context.Context, l *source.Layout) (*Input, []plan.BackupEntry) {
+	cont := archive.Summarize(l.Entries())
+	in := &Input{Path: l.Path(), Kind: l.Kind(), Size: l.Size(), Repos: cont.TagRepos, Tags: cont.Tags}
+	var entries []plan.BackupEntry
+	for _, e := range cont.TagEntries {
+		entries = append(entries, plan.BackupEntry{Repo: e.Repo, Tag: e.Tag, Digest: e.Desc.Digest, Size: e.Desc.Size})
+	}
+	if in.Size < 0 && in.Kind == source.LayoutDirectory {
+		in.Size = dirSize(ctx, in.Path)
+	}
+	return in, entries
+}
 
 // Input is what a backup read by Restore lists in its index.json.
 type Input struct {
@@ -11,4 +294,45 @@ type Input struct {
 	Size  int64               // -1: not known
 	Repos []string            // sorted
 	Tags  map[string][]string // repository → its tags, sorted
+}
+
+// TagCount is the number of tags the backup lists.
+func (in *Input) TagCount() int {
+	n := 0
+	for _, tags := range in.Tags {
+		n += len(tags)
+	}
+	return n
+}
+
+// Name is how a report names the input.
+func (in *Input) Name() string {
+	if in.Path == "-" {
+		return "standard input"
+	}
+	return in.Path
+}
+
+// dirSize is the size of the regular files under dir, or -1 (also when
+// ctx ends: a directory of 100,000 blobs takes a while).
+func dirSize(ctx context.Context, dir string) int64 {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return -1
+	}
+	return n
 }

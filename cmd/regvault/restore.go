@@ -3,12 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -16,12 +12,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/regvault/regvault/archive"
+	api "github.com/regvault/regvault"
 	"github.com/regvault/regvault/graph"
-	"github.com/regvault/regvault/inspect"
 	"github.com/regvault/regvault/pipeline"
 	"github.com/regvault/regvault/plan"
-	"github.com/regvault/regvault/registry"
 	"github.com/regvault/regvault/sink"
 	"github.com/regvault/regvault/source"
 )
@@ -212,45 +206,26 @@ backup refuses) are not read.`,
 	return cmd
 }
 
-// inputFormsHint says what --input accepts.
-const inputFormsHint = archive.FormsIntro + " " +
-	"(as regvault backup or oras backup write them), or such a tar on standard input with --input -"
-
 func (r *restoreCmd) run(ctx context.Context, args []string, failFast *bool) error {
 	c := r.c
 	if r.format != "text" && r.format != "json" {
 		return usageError("--format %q: use text or json", r.format)
 	}
-	opts := plan.RestoreOptions{
+	opts := api.RestoreOptions{
+		Input:            r.input,
+		Stdin:            c.stdin,
+		Targets:          args,
+		RulesFile:        r.rules,
 		FailFast:         failFast,
 		ExcludeReferrers: r.excludeReferrers,
 		DryRun:           r.dryRun,
 		Concurrency:      r.reg.concurrency,
+		Progress:         &pipeline.Progress{},
 	}
 	// What can be checked without the backup is checked first: a mistake
 	// costs no reading.
-	if (r.rules != "") == (len(args) > 0) {
-		// both or neither: the plan's error says which
-		_, err := plan.NewRestore(nil, args, r.rules, opts)
+	if err := opts.Validate(); err != nil {
 		return err
-	}
-	if r.input == "" {
-		return usageError("--input is required: %s", inputFormsHint)
-	}
-	if opts.Concurrency < 1 {
-		return usageError("--concurrency must be at least 1, got %d", opts.Concurrency)
-	}
-	for _, a := range args {
-		if _, err := plan.ParseTarget(a); err != nil {
-			return err
-		}
-	}
-	var rules *plan.Rules
-	if r.rules != "" {
-		var err error
-		if rules, err = plan.LoadRules(r.rules); err != nil {
-			return err
-		}
 	}
 	if r.input == "-" && (r.reg.passwordStdin || r.reg.identityTokenStdin) {
 		return usageError("--input - reads the backup from standard input, which --password-stdin and --identity-token-stdin read too: use one of them")
@@ -258,87 +233,38 @@ func (r *restoreCmd) run(ctx context.Context, args []string, failFast *bool) err
 	if r.input == "-" && isTerminal(c.stdin) {
 		return usageError("--input -: standard input is a terminal; pipe the backup in, or give a file or directory")
 	}
-	regOpts, err := r.reg.options(c.stdin)
-	if err != nil {
+	var err error
+	if opts.Registry, err = r.reg.options(c.stdin); err != nil {
 		return err
 	}
-
-	spool, err := os.MkdirTemp("", "regvault-restore-")
-	if err != nil {
-		return fmt.Errorf("creating a spool directory: %w", err)
+	noteName := r.input
+	if noteName == "-" {
+		noteName = "standard input"
 	}
-	defer os.RemoveAll(spool)
-	layout, err := source.OpenLayout(ctx, r.input, c.stdin, spool)
-	if err != nil {
-		if ctx.Err() != nil {
-			return &exitError{code: exitFailure, err: errors.New("interrupted")}
-		}
-		return notABackup(r.input, err)
-	}
-	defer layout.Close()
-	noted := printNotes(c.stderr, r.input, layout, 0)
-
-	in := readBackupIndex(ctx, layout)
-	if len(in.entries) == 0 {
-		// What verify says of it too.
-		return usageError("--input %s: %s", in.name(), inspect.NoTags(len(layout.Entries())))
-	}
-	var p *plan.Restore
-	if rules != nil {
-		p, err = plan.NewRestoreWithRules(in.entries, rules, opts)
-	} else {
-		p, err = plan.NewRestore(in.entries, args, "", opts)
-	}
-	if err != nil {
-		return err
-	}
-	if ctx.Err() != nil {
-		// interrupted while planning: say so at once, nothing was pushed
-		return &exitError{code: exitFailure, err: errors.New("interrupted")}
-	}
-	r.reg.warnInsecure(p.Registries()...)
-
+	opts.Note = func(n string) { fmt.Fprintf(c.stderr, "Note: %s: %s\n", noteName, n) }
 	rep := &restoreReporter{
-		c: c, out: c.stdout, plan: p, in: in, rulesFile: r.rules, targets: args,
+		c: c, out: c.stdout, rulesFile: r.rules, targets: args,
 		json: r.format == "json",
 		tty:  r.reg.tty(c.stdout) && isTerminal(c.stderr),
 	}
-	if !rep.json {
-		rep.header()
+	opts.Observe = rep.observe
+	opts.OnStart = func(report *api.Report) {
+		rep.plan, rep.in, rep.snk = report.RestorePlan, newBackupIndex(report.Input), report.Sink
+		r.reg.warnInsecure(rep.plan.Registries()...)
+		if !rep.json {
+			rep.header()
+		}
+		if !rep.plan.DryRun {
+			rep.actionLine()
+		}
+		rep.start(opts.Progress)
 	}
-
-	clients := registry.NewClients(regOpts)
-	job := pipeline.Job{
-		Selections:  pipeline.RestoreSelections(p),
-		Concurrency: p.Concurrency,
-		FailFast:    p.FailFast,
-		WholeSource: true, // a damaged backup fails the run
-		Source:      layout,
-		Observe:     rep.observe,
-		Progress:    &pipeline.Progress{},
-	}
-	var snk *sink.Registry
-	if !p.DryRun {
-		snk = sink.NewRegistry(clients, p.FailFast, p.Concurrency)
-		job.Sink = snk
-		rep.snk = snk
-		rep.actionLine()
-	}
-	rep.start(job.Progress)
-	res, g, runErr := pipeline.Run(ctx, job)
+	report, err := api.Restore(ctx, opts)
 	rep.stop()
-	printNotes(c.stderr, r.input, layout, noted) // a stream notes what it meets
-
-	sum := &restoreSummary{plan: p, res: res, graph: g, runErr: runErr, snk: snk, moved: job.Progress}
-	if ctx.Err() != nil {
-		sum.interrupted = true
+	if report == nil {
+		return err // nothing was pushed: the options, the backup or the plan were refused
 	}
-	if p.DryRun && runErr == nil && !sum.interrupted {
-		// How much of it the targets have, asked read-only.
-		sum.check = sink.NewRegistry(clients, true, p.Concurrency)
-		sum.checkErr = sum.check.Check(ctx, g)
-	}
-	sum.classify()
+	sum := newRestoreSummary(report)
 	code := sum.exitCode()
 	if rep.json {
 		if err := rep.printJSON(sum, code); err != nil {
@@ -348,47 +274,25 @@ func (r *restoreCmd) run(ctx context.Context, args []string, failFast *bool) err
 		rep.printSummary(sum)
 	}
 	var whole error
-	if runErr != nil && len(sum.culprits()) == 0 {
-		whole = fmt.Errorf("restore failed: %w", runErr) // reading the backup: no repository to blame
+	if sum.runErr != nil && len(sum.culprits()) == 0 {
+		whole = fmt.Errorf("restore failed: %w", sum.runErr) // reading the backup: no repository to blame
 	}
-	return runOutcome(code, sum.interrupted, p.DryRun,
+	return runOutcome(code, sum.interrupted, sum.plan.DryRun,
 		"interrupted: the restore was not completed; run it again to complete it", whole)
 }
 
-// notABackup is the usage error for an --input that cannot be read as a
-// backup: nothing was pushed.
-func notABackup(input string, err error) error {
-	msg := err.Error()
-	if !strings.Contains(msg, archive.FormsIntro) {
-		msg += "; " + inputFormsHint
-	}
-	name := input
-	if input == "-" {
-		name = "- (standard input)"
-	}
-	return usageError("--input %s: not a backup: %s", name, msg)
-}
-
-// backupIndex is what the backup's index.json lists.
+// backupIndex is what the backup's index.json lists, as the report
+// shows it.
 type backupIndex struct {
-	path    string
-	kind    source.LayoutKind
-	size    int64 // -1: not known
-	entries []plan.BackupEntry
-	repos   []string            // sorted
-	tags    map[string][]string // repo → sorted tags
+	path  string
+	kind  source.LayoutKind
+	size  int64               // -1: not known
+	repos []string            // sorted
+	tags  map[string][]string // repo → sorted tags
 }
 
-func readBackupIndex(ctx context.Context, l *source.Layout) *backupIndex {
-	cont := archive.Summarize(l.Entries())
-	in := &backupIndex{path: l.Path(), kind: l.Kind(), size: l.Size(), repos: cont.TagRepos, tags: cont.Tags}
-	for _, e := range cont.TagEntries {
-		in.entries = append(in.entries, plan.BackupEntry{Repo: e.Repo, Tag: e.Tag, Digest: e.Desc.Digest, Size: e.Desc.Size})
-	}
-	if in.size < 0 && in.kind == source.LayoutDirectory {
-		in.size = dirSize(ctx, in.path)
-	}
-	return in
+func newBackupIndex(in *api.Input) *backupIndex {
+	return &backupIndex{path: in.Path, kind: in.Kind, size: in.Size, repos: in.Repos, tags: in.Tags}
 }
 
 func (in *backupIndex) tagCount() int {
@@ -405,30 +309,6 @@ func (in *backupIndex) name() string {
 		return "standard input"
 	}
 	return in.path
-}
-
-// dirSize is the size of the regular files under dir, or -1 (also when
-// ctx ends: a directory of 100,000 blobs takes a while).
-func dirSize(ctx context.Context, dir string) int64 {
-	var n int64
-	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if d.Type().IsRegular() {
-			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return -1
-	}
-	return n
 }
 
 // restoreReporter turns restore events into lines and, on a terminal, a
@@ -556,6 +436,22 @@ type restoreSummary struct {
 	checkErr error
 
 	ok, failed []pipeline.RepoResult
+	// errs are the typed errors of the repositories that failed by
+	// themselves (the report's), by full name.
+	errs map[string]*api.RepositoryError
+}
+
+func newRestoreSummary(rep *api.Report) *restoreSummary {
+	s := &restoreSummary{plan: rep.RestorePlan, res: rep.Result, graph: rep.Graph, runErr: rep.Err,
+		interrupted: rep.Interrupted, snk: rep.Sink, moved: rep.Progress, check: rep.Check, checkErr: rep.CheckErr,
+		errs: map[string]*api.RepositoryError{}}
+	for _, rr := range rep.Repositories {
+		if rr.Err != nil {
+			s.errs[rr.Repository.String()] = rr.Err
+		}
+	}
+	s.classify()
+	return s
 }
 
 func (s *restoreSummary) classify() {
@@ -587,30 +483,14 @@ func (s *restoreSummary) exitCode() int {
 	return exitOK
 }
 
-// culprits are the repositories that failed by themselves. When the run
-// was stopped (fail-fast), that is the one whose error stopped it: the
-// others were cancelled, and their errors carry the cancellation's cause,
-// so their messages look like the culprit's.
-func (s *restoreSummary) culprits() []pipeline.RepoResult {
-	if s.runErr != nil {
-		var out []pipeline.RepoResult
-		for _, rr := range s.failed {
-			if errors.Is(s.runErr, rr.Err) {
-				out = append(out, rr)
-			}
-		}
-		if len(out) > 0 {
-			return out
-		}
-	}
-	var out []pipeline.RepoResult
+// culprits are the repositories that failed by themselves, as the report
+// types them; the others were stopped.
+func (s *restoreSummary) culprits() []*api.RepositoryError {
+	var out []*api.RepositoryError
 	for _, rr := range s.failed {
-		if !errors.Is(rr.Err, context.Canceled) {
-			out = append(out, rr)
+		if e := s.errs[rr.Repo]; e != nil {
+			out = append(out, e)
 		}
-	}
-	if len(out) == 0 && !s.interrupted {
-		return s.failed
 	}
 	return out
 }
@@ -791,13 +671,12 @@ func (r *restoreReporter) printFailures(s *restoreSummary) {
 	var errs []error
 	var hosts []string
 	fmt.Fprintln(w)
-	for _, rr := range culprits {
-		isCulprit[rr.Repo] = true
-		fmt.Fprintf(w, "Error: Failed to restore %s\n", rr.Repo)
-		fmt.Fprintf(w, "  Reason: %s\n", strings.ReplaceAll(r.c.redact(rr.Err.Error()), "\n", "\n    "))
-		errs = append(errs, rr.Err)
-		host, _, _ := strings.Cut(rr.Repo, "/")
-		hosts = append(hosts, host)
+	for _, e := range culprits {
+		isCulprit[e.Repository.String()] = true
+		fmt.Fprintf(w, "Error: Failed to restore %s\n", e.Repository)
+		fmt.Fprintf(w, "  Reason: %s\n", strings.ReplaceAll(r.c.redact(e.Err.Error()), "\n", "\n    "))
+		errs = append(errs, e.Err)
+		hosts = append(hosts, e.Repository.Registry)
 	}
 	fmt.Fprintln(w)
 	total := len(s.res.Repos)
@@ -1042,12 +921,11 @@ func (r *restoreReporter) printJSON(s *restoreSummary, code int) error {
 	isCulprit := map[string]bool{}
 	var hosts []string
 	var errs []error
-	for _, rr := range s.culprits() {
-		isCulprit[rr.Repo] = true
-		js.Failures = append(js.Failures, restoreJSONFailure{Target: rr.Repo, Reason: r.c.redact(reason(rr.Err)), Error: r.c.redact(rr.Err.Error())})
-		host, _, _ := strings.Cut(rr.Repo, "/")
-		hosts = append(hosts, host)
-		errs = append(errs, rr.Err)
+	for _, e := range s.culprits() {
+		isCulprit[e.Repository.String()] = true
+		js.Failures = append(js.Failures, restoreJSONFailure{Target: e.Repository.String(), Reason: r.c.redact(reason(e.Err)), Error: r.c.redact(e.Err.Error())})
+		hosts = append(hosts, e.Repository.Registry)
+		errs = append(errs, e.Err)
 	}
 	var recs recommendationList
 	for i, err := range errs {
