@@ -4,7 +4,8 @@
 // signature referrers, a multi-repository backup into one archive, an
 // inspection of it, and a rules-based restore into the second registry,
 // whose result is then listed. Every regvault command is printed before it
-// runs, so it can be copied.
+// runs, so it can be copied; the backup and the restore are made from Go,
+// with the regvault package's Backup and Restore, as a program would.
 package main
 
 import (
@@ -17,7 +18,9 @@ import (
 	"sort"
 	"strings"
 
+	rv "github.com/regvault/regvault"
 	"github.com/regvault/regvault/internal/registrytest"
+	"github.com/regvault/regvault/registry"
 )
 
 func main() {
@@ -73,10 +76,19 @@ func demo(bin, dir string) error {
 	for _, repo := range sample.Repositories {
 		refs = append(refs, src.Host()+"/"+repo)
 	}
-	step("Backing up %d repositories into one archive", len(refs))
-	if err := regvault(bin, append([]string{"backup", "--plain-http", "--no-tty", "--include-referrers", "--output", archive}, refs...)...); err != nil {
+	step("Backing up %d repositories into one archive, from Go: regvault.Backup", len(refs))
+	fmt.Printf("  regvault.Backup(ctx, regvault.BackupOptions{Sources: %q, Output: %q, IncludeReferrers: true, Registry: registry.Options{PlainHTTP: true}})\n", refs, archive)
+	backup, err := rv.Backup(ctx, rv.BackupOptions{
+		Sources:          refs,
+		Output:           archive,
+		IncludeReferrers: true,
+		Registry:         registry.Options{PlainHTTP: true},
+	})
+	if err != nil {
 		return err
 	}
+	printReport(backup)
+	fmt.Printf("  %d unique manifests and blobs, %d bytes written (the shared base layer once)\n", backup.Result.UniqueNodes, backup.OutputSize)
 
 	step("Looking into the archive")
 	for _, args := range [][]string{
@@ -121,11 +133,18 @@ func demo(bin, dir string) error {
 	if err := os.WriteFile(rules, []byte(rulesText), 0o644); err != nil {
 		return err
 	}
-	step("Restoring into %s with a rules file (%s):", dst.Host(), rules)
+	step("Restoring into %s with a rules file (%s), from Go: regvault.Restore", dst.Host(), rules)
 	fmt.Print(rulesText)
-	if err := regvault(bin, "restore", "--plain-http", "--no-tty", "--input", archive, "--rules", rules); err != nil {
+	fmt.Printf("  regvault.Restore(ctx, regvault.RestoreOptions{Input: %q, RulesFile: %q, Registry: registry.Options{PlainHTTP: true}})\n", archive, rules)
+	restore, err := rv.Restore(ctx, rv.RestoreOptions{
+		Input:     archive,
+		RulesFile: rules,
+		Registry:  registry.Options{PlainHTTP: true},
+	})
+	if err != nil {
 		return err
 	}
+	printReport(restore)
 
 	step("Restoring the same again: nothing is pushed twice")
 	if err := regvault(bin, "restore", "--plain-http", "--no-tty", "--input", archive, "--rules", rules); err != nil {
@@ -163,6 +182,22 @@ func demo(bin, dir string) error {
 	}
 	fmt.Println("\nDemo complete.")
 	return nil
+}
+
+// printReport prints a line per repository of a report: its tags, or why
+// it failed.
+func printReport(r *rv.Report) {
+	for _, rr := range r.Repositories {
+		if rr.Err != nil {
+			fmt.Printf("  ✗ %s: %v\n", rr.Repository, rr.Err.Err)
+			continue
+		}
+		tags := make([]string, len(rr.Tags))
+		for i, t := range rr.Tags {
+			tags[i] = fmt.Sprintf("%s (%s, %d referrer(s))", t.Name, short(t.Desc.Digest.String()), t.Referrers)
+		}
+		fmt.Printf("  ✓ %s: %s\n", rr.Repository, strings.Join(tags, ", "))
+	}
 }
 
 func step(format string, a ...any) {
