@@ -42,7 +42,8 @@ type Report struct {
 
 	// Restore and Copy.
 	RestorePlan *plan.Restore
-	Input       *Input // Restore only: what the backup lists
+	Input       *Input      // Restore only: what the backup lists
+	Sources     *SourceTags // Copy only: the source tags resolved
 	// Sink is what pushed into the targets (its Stats); nil for a dry run.
 	Sink *sink.Registry
 	// Check is the read-only look of a dry run at what the targets

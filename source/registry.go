@@ -32,6 +32,9 @@ func NewRegistry(c *registry.Client) *Registry { return &Registry{client: c} }
 // Host is the registry host.
 func (r *Registry) Host() string { return r.client.Host() }
 
+// Repository is the oras-go repository of a path of this registry.
+func (r *Registry) Repository(path string) (*remote.Repository, error) { return r.repo(path) }
+
 func (r *Registry) repo(name string) (*remote.Repository, error) {
 	return r.client.Repository(name)
 }

@@ -326,7 +326,18 @@ type restoreReporter struct {
 
 	mu       sync.Mutex
 	restored bool // a "✓ Restored" line was printed
-	bar      progressBar
+	// copy: the report of regvault copy (source registry, "copied")
+	// rather than restore's.
+	copy bool
+	bar  progressBar
+}
+
+// say is restore's word, or copy's for regvault copy.
+func (r *restoreReporter) say(restore, copy string) string {
+	if r.copy {
+		return copy
+	}
+	return restore
 }
 
 // header prints what the backup holds and the plan's mappings.
@@ -337,7 +348,11 @@ func (r *restoreReporter) header() {
 	if in.size >= 0 {
 		size = " (" + humanBytes(in.size) + ")"
 	}
-	fmt.Fprintf(w, "Loaded backup archive: %s%s\n", in.name(), size)
+	if r.copy {
+		fmt.Fprintf(w, "Source registry: %s\n", in.path)
+	} else {
+		fmt.Fprintf(w, "Loaded backup archive: %s%s\n", in.name(), size)
+	}
 	if r.rulesFile != "" {
 		fmt.Fprintf(w, "Loaded rules configuration: %s\n", r.rulesFile)
 	}
@@ -372,16 +387,16 @@ func (r *restoreReporter) actionLine() {
 	p := r.plan
 	switch {
 	case p.Rules > 0:
-		fmt.Fprintln(r.out, "Restoring with mappings...")
+		fmt.Fprintln(r.out, r.say("Restoring", "Copying")+" with mappings...")
 	case len(r.targets) == 1 && !strings.Contains(r.targets[0], "/"):
-		fmt.Fprintf(r.out, "Restoring to %s...\n", r.targets[0])
+		fmt.Fprintf(r.out, "%s to %s...\n", r.say("Restoring", "Copying"), r.targets[0])
 	case slices.ContainsFunc(r.targets, func(t string) bool {
 		ref, err := plan.ParseTarget(t)
 		return err == nil && ref.Tags != nil
 	}):
-		fmt.Fprintf(r.out, "Restoring selected tags from %d repository(ies)...\n", len(p.Sources()))
+		fmt.Fprintf(r.out, "%s selected tags from %d repository(ies)...\n", r.say("Restoring", "Copying"), len(p.Sources()))
 	default:
-		fmt.Fprintf(r.out, "Restoring to %s...\n", strings.Join(p.Registries(), ", "))
+		fmt.Fprintf(r.out, "%s to %s...\n", r.say("Restoring", "Copying"), strings.Join(p.Registries(), ", "))
 	}
 }
 
@@ -396,7 +411,7 @@ func (r *restoreReporter) observe(ev pipeline.Event) {
 	}
 	var b strings.Builder
 	for _, t := range ev.Tags {
-		fmt.Fprintf(&b, "✓ Restored %s:%s with %d referrer(s)\n", ev.Repo, t.Name, t.Referrers)
+		fmt.Fprintf(&b, "✓ %s %s:%s with %d referrer(s)\n", r.say("Restored", "Copied"), ev.Repo, t.Name, t.Referrers)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -410,7 +425,7 @@ func (r *restoreReporter) start(pr *pipeline.Progress) {
 	if !r.tty || r.json || r.plan.DryRun {
 		return
 	}
-	r.bar = progressBar{w: r.c.stderr, desc: "Restoring", mu: &r.mu}
+	r.bar = progressBar{w: r.c.stderr, desc: r.say("Restoring", "Copying"), mu: &r.mu}
 	r.bar.start(pr)
 	r.c.bar.Store(&r.bar)
 }
@@ -445,9 +460,23 @@ func newRestoreSummary(rep *api.Report) *restoreSummary {
 	s := &restoreSummary{plan: rep.RestorePlan, res: rep.Result, graph: rep.Graph, runErr: rep.Err,
 		interrupted: rep.Interrupted, snk: rep.Sink, moved: rep.Progress, check: rep.Check, checkErr: rep.CheckErr,
 		errs: map[string]*api.RepositoryError{}}
+	if s.res == nil {
+		s.res = &pipeline.Result{}
+	}
+	inResult := map[string]bool{}
+	for _, rr := range s.res.Repos {
+		inResult[rr.Repo] = true
+	}
 	for _, rr := range rep.Repositories {
 		if rr.Err != nil {
 			s.errs[rr.Repository.String()] = rr.Err
+			if !inResult[rr.Repository.String()] {
+				// a copy's source that could not be read: no target
+				// repository of the run stands for it
+				res := *s.res
+				res.Repos = append(slices.Clone(res.Repos), pipeline.RepoResult{Repo: rr.Repository.String(), Err: rr.Err.Err})
+				s.res = &res
+			}
 		}
 	}
 	s.classify()
@@ -611,14 +640,14 @@ func (r *restoreReporter) printSummary(s *restoreSummary) {
 		what := fmt.Sprintf("%d tag(s) from %d repository(ies) to %s%s in %s.",
 			tags, sources, strings.Join(s.plan.Registries(), ", "), remap, humanDuration(s.res.Duration))
 		if len(s.failed) == 0 {
-			fmt.Fprintf(w, "Successfully restored %s\n", what)
+			fmt.Fprintf(w, "Successfully %s %s\n", r.say("restored", "copied"), what)
 		} else if len(s.ok) > 0 {
-			fmt.Fprintf(w, "Restored %s\n", what)
+			fmt.Fprintf(w, "%s %s\n", r.say("Restored", "Copied"), what)
 		}
 		if n := len(s.plan.Skipped); n > 0 && len(s.ok) > 0 {
-			fmt.Fprintf(w, "Note: %d repository(ies) in backup were not restored.\n", n)
+			fmt.Fprintf(w, "Note: %d repository(ies) in %s were not %s.\n", n, r.say("backup", "the source registry"), r.say("restored", "copied"))
 		}
-		if line := leftOutLine(s.graph, "the backup"); line != "" {
+		if line := leftOutLine(s.graph, r.say("the backup", "the source registry")); line != "" {
 			fmt.Fprintln(w, line)
 		}
 	}
@@ -673,7 +702,7 @@ func (r *restoreReporter) printFailures(s *restoreSummary) {
 	fmt.Fprintln(w)
 	for _, e := range culprits {
 		isCulprit[e.Repository.String()] = true
-		fmt.Fprintf(w, "Error: Failed to restore %s\n", e.Repository)
+		fmt.Fprintf(w, "Error: Failed to %s %s\n", r.say("restore", "copy"), e.Repository)
 		fmt.Fprintf(w, "  Reason: %s\n", strings.ReplaceAll(r.c.redact(e.Err.Error()), "\n", "\n    "))
 		errs = append(errs, e.Err)
 		hosts = append(hosts, e.Repository.Registry)
@@ -682,11 +711,11 @@ func (r *restoreReporter) printFailures(s *restoreSummary) {
 	total := len(s.res.Repos)
 	switch {
 	case !s.done() && p.FailFast:
-		fmt.Fprintf(w, "Restore stopped at the first failure (fail-fast): %d of %d repositories restored\n", 0, total)
+		fmt.Fprintf(w, "%s stopped at the first failure (fail-fast): %d of %d repositories %s\n", r.say("Restore", "Copy"), 0, total, r.say("restored", "copied"))
 	case len(s.ok) == 0:
-		fmt.Fprintf(w, "Nothing restored: %d of %d repositories failed\n", len(s.failed), total)
+		fmt.Fprintf(w, "Nothing %s: %d of %d repositories failed\n", r.say("restored", "copied"), len(s.failed), total)
 	default:
-		fmt.Fprintf(w, "Partial restore: %d of %d repositories restored successfully\n", len(s.ok), total)
+		fmt.Fprintf(w, "Partial %s: %d of %d repositories %s successfully\n", r.say("restore", "copy"), len(s.ok), total, r.say("restored", "copied"))
 	}
 	for _, rr := range s.res.Repos {
 		switch {
@@ -703,9 +732,9 @@ func (r *restoreReporter) printFailures(s *restoreSummary) {
 		recs.add(restoreRecommendations(hosts[i], []error{err})...)
 	}
 	if !s.done() && p.FailFast && total > 1 {
-		recs = append(recs, "Use --fail-fast=false (or \"settings\": {\"fail-fast\": false}) to restore the other repositories anyway")
+		recs = append(recs, "Use --fail-fast=false (or \"settings\": {\"fail-fast\": false}) to "+r.say("restore", "copy")+" the other repositories anyway")
 	}
-	recs = append(recs, "Run the same restore again once fixed: what is already in place is not pushed again")
+	recs = append(recs, "Run the same "+r.say("restore", "copy")+" again once fixed: what is already in place is not pushed again")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Recommendations:")
 	for i, rec := range recs {
@@ -758,15 +787,15 @@ func (r *restoreReporter) printDryRun(s *restoreSummary) {
 	}
 	fmt.Fprintln(w)
 	upload, needed, pairs := uploadEstimate(s.graph)
-	fmt.Fprintf(w, "[DRY RUN] Would restore %d tag(s) from %d repository(ies)\n", p.TagCount(), len(p.Sources()))
+	fmt.Fprintf(w, "[DRY RUN] Would %s %d tag(s) from %d repository(ies)\n", r.say("restore", "copy"), p.TagCount(), len(p.Sources()))
 	fmt.Fprintf(w, "[DRY RUN] Total artifacts: %d (including referrers)\n", artifacts)
 	fmt.Fprintf(w, "[DRY RUN] Estimated upload size: %s\n", humanBytes(upload))
 	fmt.Fprintf(w, "[DRY RUN] %s\n", presentLine(s, r.c.redact, upload, needed, pairs))
-	if line := leftOutLine(s.graph, "the backup"); line != "" {
+	if line := leftOutLine(s.graph, r.say("the backup", "the source registry")); line != "" {
 		fmt.Fprintln(w, "[DRY RUN] "+line)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "No changes were made. Remove --dry-run to perform actual restore.")
+	fmt.Fprintln(w, "No changes were made. Remove --dry-run to perform actual "+r.say("restore", "copy")+".")
 }
 
 // presentLine says how much of the content the targets already have, as
@@ -892,6 +921,9 @@ func (r *restoreReporter) printJSON(s *restoreSummary, code int) error {
 		ExitCode:         code,
 		NonDistributable: leftOut(s.graph),
 	}
+	if r.copy {
+		js.InputKind = "registry"
+	}
 	js.Skipped = append(js.Skipped, p.Skipped...)
 	if st := s.snk; st != nil {
 		stats := st.Stats()
@@ -973,7 +1005,7 @@ func (r *restoreReporter) printJSON(s *restoreSummary, code int) error {
 	if err == nil {
 		// The reasons are in the JSON; stderr gets the short version.
 		for _, f := range js.Failures {
-			fmt.Fprintf(r.c.stderr, "Error: Failed to restore %s: %s\n", f.Target, f.Reason)
+			fmt.Fprintf(r.c.stderr, "Error: Failed to %s %s: %s\n", r.say("restore", "copy"), f.Target, f.Reason)
 		}
 	}
 	return err

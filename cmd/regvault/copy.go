@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	api "github.com/regvault/regvault"
+	"github.com/regvault/regvault/pipeline"
+	"github.com/regvault/regvault/plan"
+	"github.com/regvault/regvault/source"
+)
+
+const copyExamples = `  # Copy two repositories, every tag, with their signatures and SBOMs,
+  # into another registry, paths kept
+  regvault copy --include-referrers \
+    registry-a.mycompany.com/app/frontend registry-a.mycompany.com/app/backend \
+    registry-b.mycompany.com
+
+  # Selected tags, under a prefix (mirror/app/frontend, ...)
+  regvault copy registry-a.mycompany.com/app/frontend:v1,v2 registry-b.mycompany.com/mirror
+
+  # One repository to a new name
+  regvault copy registry-a.mycompany.com/app/frontend registry-b.mycompany.com/web/frontend
+
+  # Several targets: put them after --
+  regvault copy registry-a.mycompany.com/app/frontend -- registry-b.mycompany.com registry-c.mycompany.com
+
+  # Rename, retag and consolidate with a rules file (restore's format; its
+  # sources are named as in the source registry)
+  regvault copy --rules copy-rules.json registry-a.mycompany.com/team-a/app-1 registry-a.mycompany.com/team-b/app-2
+
+  # What the target lacks and the upload size, pushing nothing
+  regvault copy --dry-run registry-a.mycompany.com/app/frontend registry-b.mycompany.com
+
+  # Separate credentials per end: the source's password from standard
+  # input, the target's from the Docker config
+  echo "$SOURCE_PASSWORD" | regvault copy --from-username ci --from-password-stdin \
+    registry-a.mycompany.com/app/frontend registry-b.mycompany.com
+
+  # Machine-readable summary
+  regvault copy --format json registry-a.mycompany.com/app/frontend registry-b.mycompany.com`
+
+type copyCmd struct {
+	c   *cli
+	reg *copyRegistryFlags
+
+	rules            string
+	includeReferrers bool
+	excludeReferrers bool
+	dryRun           bool
+	failFast         bool
+	format           string
+}
+
+func (c *cli) copyCommand() *cobra.Command {
+	cp := &copyCmd{c: c, reg: newCopyRegistryFlags(c)}
+	cmd := &cobra.Command{
+		Use: "copy [flags] <registry>/<repo>[:<tag>[,<tag>...]] ... <target>\n" +
+			"  regvault copy [flags] <registry>/<repo>[:<tag>[,<tag>...]] ... -- <target> <target> ...\n" +
+			"  regvault copy [flags] --rules <file> <registry>/<repo>[:<tag>[,<tag>...]] ...",
+		Short: "Copy repositories from one registry into others, directly, with remapping",
+		Long: `Copy repositories of one registry into one or more registries without an
+archive: what a backup and a restore of the same selection would do, in
+one run. Bytes stream from the source's GET to the target's PUT; nothing
+is written to disk, and every digest is verified on the way.
+
+The sources are named as backup's arguments: <registry>/<repository>[:<tag>[,<tag>...]],
+all of one registry; no tags takes every tag (the referrers tag schema's
+sha256-<hex> tags are not tags and are left out). --include-referrers
+copies the referrers (signatures, SBOMs) of what is copied, recursively.
+
+The last argument is the target, as restore's targets
+(<registry>[/<repository>][:<tag>[,<tag>...]]) with the same table: a
+registry alone keeps the paths, a repository's path keeps it, a prefix
+puts every source under it, a last path element renames the one source
+named so. Several targets go after --. A rules file (--rules, restore's
+format; its sources are named as in the source registry, with the
+registry) renames, retags, consolidates several sources into one target,
+and sets per-target referrer policy. Anything ambiguous, and tags that
+would collide, is an error before anything is pushed.
+
+Every source → target mapping is printed before anything is pushed.
+Blobs go before the manifests that use them, referrers after their
+subjects, tags last. What a target already has is not sent again (a
+re-run sends only what it still lacks), a blob shared by several target
+repositories of one registry is uploaded once and mounted into the
+others. --dry-run says what the targets lack and the upload size.
+
+The first repository that fails stops the copy (rules: settings.fail-fast);
+--fail-fast=false goes on with the others: a source blob that cannot be
+read fails the target repositories that need it (their tags are not set)
+and the others are completed (exit code 3). Exit codes: 0 done, 1 failure,
+2 usage or validation error (nothing pushed), 3 partial.
+
+Each end has its own registry flags, as oras cp names them: --from-* for
+the source registry, --to-* for the targets (credentials, TLS, plain HTTP,
+headers, --resolve, the referrers' distribution spec); both read the
+Docker config and its credential helpers by default. Only one of the
+-stdin flags may be given: standard input is read once.`,
+		Example: copyExamples,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var failFast *bool
+			if cmd.Flags().Changed("fail-fast") {
+				failFast = &cp.failFast
+			}
+			return cp.run(cmd.Context(), args, cmd.ArgsLenAtDash(), failFast)
+		},
+	}
+	fs := cmd.Flags()
+	fs.SortFlags = false
+	fs.StringVar(&cp.rules, "rules", "", "rules file (JSON with comments) mapping the source repositories and tags to targets (restore's format)")
+	fs.BoolVar(&cp.includeReferrers, "include-referrers", false, fmt.Sprintf("also copy referrers (signatures, SBOMs, ...), recursively (up to %d deep)", source.MaxReferrerDepth))
+	fs.BoolVar(&cp.excludeReferrers, "exclude-referrers", false, "do not copy referrers, even with --include-referrers or a rules file that asks for them")
+	fs.BoolVar(&cp.dryRun, "dry-run", false, "print what would be copied (tags, digests, referrers, what the targets lack, upload size) and push nothing")
+	fs.BoolVar(&cp.failFast, "fail-fast", true, "stop at the first repository that fails (unless the rules file's settings.fail-fast is false); --fail-fast=false goes on with the others")
+	fs.StringVar(&cp.format, "format", "text", "output format: text or json")
+	cp.reg.addFlags(fs)
+	return cmd
+}
+
+func (cp *copyCmd) run(ctx context.Context, args []string, dash int, failFast *bool) error {
+	c := cp.c
+	if cp.format != "text" && cp.format != "json" {
+		return usageError("--format %q: use text or json", cp.format)
+	}
+	sources, targets, err := plan.SplitCopyArgs(args, dash, cp.rules != "")
+	if err != nil {
+		return err
+	}
+	opts := api.CopyOptions{
+		Sources:          sources,
+		Targets:          targets,
+		RulesFile:        cp.rules,
+		IncludeReferrers: cp.includeReferrers,
+		ExcludeReferrers: cp.excludeReferrers,
+		FailFast:         failFast,
+		DryRun:           cp.dryRun,
+		Concurrency:      cp.reg.concurrency,
+		Progress:         &pipeline.Progress{},
+	}
+	// What can be checked without a registry is checked first.
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	if opts.From, opts.To, err = cp.reg.options(c.stdin); err != nil {
+		return err
+	}
+	rep := &restoreReporter{
+		c: c, out: c.stdout, rulesFile: cp.rules, targets: targets, copy: true,
+		json: cp.format == "json",
+		tty:  cp.reg.tty(c.stdout) && isTerminal(c.stderr),
+	}
+	opts.Observe = rep.observe
+	opts.OnStart = func(report *api.Report) {
+		st := report.Sources
+		rep.plan, rep.snk = report.RestorePlan, report.Sink
+		rep.in = &backupIndex{path: st.Registry, size: -1, repos: st.Repos, tags: st.Tags}
+		cp.reg.warnInsecure([]string{st.Registry}, rep.plan.Registries())
+		if !rep.json {
+			rep.header()
+		}
+		if !rep.plan.DryRun {
+			rep.actionLine()
+		}
+		rep.start(opts.Progress)
+	}
+	report, err := api.Copy(ctx, opts)
+	rep.stop()
+	if report == nil {
+		return err // nothing was pushed: the options, the sources or the plan were refused
+	}
+	sum := newRestoreSummary(report)
+	code := sum.exitCode()
+	if rep.json {
+		if err := rep.printJSON(sum, code); err != nil {
+			return err
+		}
+	} else {
+		rep.printSummary(sum)
+	}
+	var whole error
+	if sum.runErr != nil && len(sum.culprits()) == 0 {
+		whole = fmt.Errorf("copy failed: %w", sum.runErr)
+	}
+	return runOutcome(code, sum.interrupted, sum.plan.DryRun,
+		"interrupted: the copy was not completed; run it again to complete it", whole)
+}

@@ -1,0 +1,252 @@
+package regvault
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/regvault/regvault/graph"
+	"github.com/regvault/regvault/pipeline"
+	"github.com/regvault/regvault/plan"
+	"github.com/regvault/regvault/registry"
+	"github.com/regvault/regvault/sink"
+	"github.com/regvault/regvault/source"
+)
+
+// CopyOptions say what Copy moves from one registry where.
+type CopyOptions struct {
+	// Sources are the repositories to copy, as backup's arguments:
+	// <registry>/<repository>[:<tag>[,<tag>...]], all of one registry.
+	Sources []string
+	// Targets are restore's targets
+	// (<registry>[/<repository>][:<tag>[,<tag>...]]), or, instead of
+	// them, a rules file whose sources are named as in the source
+	// registry: RulesFile names it.
+	Targets   []string
+	RulesFile string
+	// IncludeReferrers copies the referrers of what is copied
+	// (recursively); ExcludeReferrers (and the rules file) leave them out
+	// again per target.
+	IncludeReferrers bool
+	ExcludeReferrers bool
+	// FailFast stops at the first repository that fails; nil: the rules
+	// file's settings.fail-fast, else true.
+	FailFast *bool
+	// DryRun resolves the sources and asks the targets, read-only, what
+	// they already have; nothing is pushed.
+	DryRun bool
+	// Concurrency is how many blob transfers may be under way at once
+	// (0: 8; Validate refuses less than 1).
+	Concurrency int
+	// From holds the credentials and transport settings of the source
+	// registry, To those of every target registry.
+	From, To registry.Options
+
+	Observe  pipeline.Observer
+	Progress *pipeline.Progress
+	// OnStart, if not nil, is called once the sources are resolved and
+	// the plan made, before anything is pushed.
+	OnStart func(*Report)
+
+	checked *plan.Copy
+}
+
+// Validate checks the sources, the targets or the rules file, and the
+// target table as far as names decide it, without a registry. Copy calls
+// it; a command calls it first to report a mistake before it asks for a
+// password.
+func (o *CopyOptions) Validate() error {
+	c, err := plan.NewCopy(o.Sources, o.Targets, plan.CopyOptions{
+		Rules:            o.RulesFile,
+		IncludeReferrers: o.IncludeReferrers,
+		ExcludeReferrers: o.ExcludeReferrers,
+		FailFast:         o.FailFast,
+		DryRun:           o.DryRun,
+		Concurrency:      o.Concurrency,
+	})
+	if err != nil {
+		return err
+	}
+	o.checked = c
+	return nil
+}
+
+// SourceTags is what Copy found in the source registry: per source
+// repository (full name), its tags, sorted.
+type SourceTags struct {
+	Registry string
+	Repos    []string            // full names, sorted
+	Tags     map[string][]string // full name → sorted tags
+}
+
+// Copy moves repositories from one registry into others, as a backup
+// and a restore of the same selection would, without an archive: bytes
+// stream from the source's GET into the target's PUT, nothing is written
+// to disk. The error is that of the run as a whole, or the failed
+// repositories' errors joined; the report says what was done either way.
+// Bad options, and a plan that cannot be made (a target table that is
+// ambiguous, tags that collide), are a *plan.UsageError with a nil
+// report: nothing was pushed.
+func Copy(ctx context.Context, o CopyOptions) (*Report, error) {
+	if o.Concurrency == 0 {
+		o.Concurrency = 8
+	}
+	if o.checked == nil {
+		if err := o.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	c := o.checked
+	client, err := registry.New(c.Registry, o.From)
+	if err != nil {
+		return nil, err
+	}
+	src := source.NewRegistry(client)
+	entries, failed, err := resolveSources(ctx, src, c, o.Concurrency)
+	if err != nil {
+		return nil, err
+	}
+	p, err := c.Restore(entries)
+	if err != nil {
+		return nil, err
+	}
+	if len(failed) > 0 && p.FailFast {
+		// Nothing is pushed when a source cannot be read under fail-fast.
+		return nil, failed[0]
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = &pipeline.Progress{}
+	}
+	rep := &Report{RestorePlan: p, DryRun: p.DryRun, Progress: progress, Sources: sourceTags(c, entries)}
+	clients := registry.NewClients(o.To)
+	job := pipeline.Job{
+		Selections:  pipeline.RestoreSelections(p),
+		Concurrency: p.Concurrency,
+		FailFast:    p.FailFast,
+		Source:      src,
+		Observe:     o.Observe,
+		Progress:    progress,
+	}
+	if !p.DryRun {
+		// Within one registry a blob is mounted from its source
+		// repository, never downloaded.
+		rep.Sink = sink.NewRegistry(clients, p.FailFast, p.Concurrency, sink.SourceRegistry(c.Registry))
+		job.Sink = rep.Sink
+	}
+	if o.OnStart != nil {
+		o.OnStart(rep)
+	}
+	var res *pipeline.Result
+	var g *graph.Graph
+	var runErr error
+	if len(p.Mappings) > 0 {
+		res, g, runErr = pipeline.Run(ctx, job)
+	}
+	finishRestore(ctx, rep, clients, res, g, runErr, OpCopy)
+	for _, e := range failed {
+		rep.Repositories = append(rep.Repositories, RepositoryReport{Repository: e.Repository, Err: e})
+	}
+	return rep, rep.outcome()
+}
+
+// resolveSources lists (where every tag is taken) and resolves the
+// source tags, as backup does: tags of the referrers tag schema are left
+// out. A source repository that cannot be read is returned as a failure
+// of its own; the others go on.
+func resolveSources(ctx context.Context, src *source.Registry, c *plan.Copy, conc int) ([]plan.BackupEntry, []*RepositoryError, error) {
+	var (
+		mu      sync.Mutex
+		entries []plan.BackupEntry
+		failed  = make([]*RepositoryError, len(c.Repos))
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(int(pipeline.MetadataRequests(conc)))
+	for i, r := range c.Repos {
+		repo := graph.Repository{Registry: c.Registry, Path: r.Name}
+		fail := func(tag string, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if failed[i] == nil {
+				failed[i] = &RepositoryError{Repository: repo, Op: OpCopy, Tag: tag, Err: err}
+			}
+		}
+		g.Go(func() error {
+			tags := r.Tags
+			if tags == nil {
+				all, err := src.Tags(gctx, r.Name)
+				if err != nil {
+					fail("", err)
+					return nil
+				}
+				for _, t := range all {
+					if !plan.IsReferrerTag(t) {
+						tags = append(tags, t)
+					}
+				}
+				if len(tags) == 0 {
+					fail("", fmt.Errorf("%s has no tags", repo))
+					return nil
+				}
+			}
+			rp, err := src.Repository(r.Name)
+			if err != nil {
+				fail("", err)
+				return nil
+			}
+			for _, t := range tags {
+				g.Go(func() error {
+					// A HEAD: the manifest itself is fetched once, by the
+					// walk.
+					desc, err := rp.Resolve(gctx, t)
+					if err != nil {
+						fail(t, fmt.Errorf("resolving %s:%s: %w", repo, t, err))
+						return nil
+					}
+					mu.Lock()
+					entries = append(entries, plan.BackupEntry{Repo: repo.String(), Tag: t, Digest: desc.Digest, Size: desc.Size})
+					mu.Unlock()
+					return nil
+				})
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	var errs []*RepositoryError
+	for _, e := range failed {
+		if e != nil {
+			errs = append(errs, e)
+		}
+	}
+	sort.Slice(entries, func(a, b int) bool {
+		if entries[a].Repo != entries[b].Repo {
+			return entries[a].Repo < entries[b].Repo
+		}
+		return entries[a].Tag < entries[b].Tag
+	})
+	return entries, errs, nil
+}
+
+func sourceTags(c *plan.Copy, entries []plan.BackupEntry) *SourceTags {
+	st := &SourceTags{Registry: c.Registry, Tags: map[string][]string{}}
+	for _, e := range entries {
+		if _, ok := st.Tags[e.Repo]; !ok {
+			st.Repos = append(st.Repos, e.Repo)
+		}
+		st.Tags[e.Repo] = append(st.Tags[e.Repo], e.Tag)
+	}
+	sort.Strings(st.Repos)
+	return st
+}
