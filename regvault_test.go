@@ -130,3 +130,34 @@ func TestRestoreReport(t *testing.T) {
 		t.Errorf("tags %+v, want every tag of demo/frontend set", rr.Tags)
 	}
 }
+
+// Plan resolves tags to digests without writing anything; a repository
+// that cannot be read is a RepositoryError of the plan.
+func TestPlan(t *testing.T) {
+	reg, sample := startSample(t)
+	reg.ResetStats()
+	sel, err := regvault.Plan(context.Background(), regvault.PlanOptions{
+		Sources:  []string{reg.Host() + "/demo/backend", reg.Host() + "/no/such"},
+		Registry: registry.Options{PlainHTTP: true},
+	})
+	var re *regvault.RepositoryError
+	if !errors.As(err, &re) || re.Op != regvault.OpPlan || re.Repository.Path != "no/such" {
+		t.Fatalf("error %v: want the plan's RepositoryError for no/such", err)
+	}
+	if sel == nil || len(sel.Repositories) != 2 || sel.UniqueNodes == 0 {
+		t.Fatalf("selection %+v", sel)
+	}
+	backend := sel.Repositories[0]
+	if len(backend.Tags) != len(sample.Tags["demo/backend"]) {
+		t.Fatalf("demo/backend tags %+v", backend.Tags)
+	}
+	for _, tr := range backend.Tags {
+		if want := sample.Tags["demo/backend"][tr.Name]; tr.Desc.Digest != want.Digest {
+			t.Errorf("%s: %s, want %s", tr.Name, tr.Desc.Digest, want.Digest)
+		}
+	}
+	st := reg.Stats()
+	if n := st.ByMethod("PUT") + st.ByMethod("POST") + st.ByMethod("PATCH") + st.ByMethod("DELETE"); n != 0 {
+		t.Errorf("a plan made %d writes", n)
+	}
+}

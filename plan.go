@@ -1,0 +1,66 @@
+package regvault
+
+import (
+	"context"
+
+	"github.com/regvault/regvault/graph"
+	"github.com/regvault/regvault/pipeline"
+	"github.com/regvault/regvault/registry"
+)
+
+// PlanOptions say which source selection Plan resolves.
+type PlanOptions struct {
+	// Sources are the repositories, as backup's arguments:
+	// <registry>/<repository>[:<tag>[,<tag>...]], all of one registry; no
+	// tags means every tag (tag-schema sha256-<hex> tags left out).
+	Sources          []string
+	IncludeReferrers bool
+	// Concurrency bounds the requests under way (0: 8).
+	Concurrency int
+	Registry    registry.Options
+	Observe     pipeline.Observer
+}
+
+// Selection is a source selection resolved: per repository, each tag's
+// manifest, and the content graph it reaches (each manifest and blob
+// once). Nothing was moved.
+type Selection struct {
+	Registry     string
+	Repositories []RepositoryReport
+	// UniqueNodes and UniqueBytes are the unique manifests and blobs a
+	// copy or backup of the selection moves.
+	UniqueNodes int
+	UniqueBytes int64
+	Graph       *graph.Graph
+}
+
+// Plan resolves a source selection as a backup would (listing tags,
+// resolving each, walking manifests and, with IncludeReferrers, their
+// referrers) and moves nothing. A repository that cannot be read has a
+// *RepositoryError (Op "plan"); the error is those errors joined, or a
+// failure of the whole run. Bad options are a *plan.UsageError.
+func Plan(ctx context.Context, o PlanOptions) (*Selection, error) {
+	rep, err := Backup(ctx, BackupOptions{
+		Sources:          o.Sources,
+		IncludeReferrers: o.IncludeReferrers,
+		DryRun:           true,
+		Concurrency:      o.Concurrency,
+		Registry:         o.Registry,
+		Observe:          o.Observe,
+	})
+	if rep == nil {
+		return nil, err
+	}
+	sel := &Selection{Registry: rep.BackupPlan.Registry, Graph: rep.Graph,
+		UniqueNodes: rep.Result.UniqueNodes, UniqueBytes: rep.Result.UniqueBytes}
+	for _, rr := range rep.Repositories {
+		if rr.Err != nil {
+			e := *rr.Err
+			e.Op = OpPlan
+			rr.Err = &e
+		}
+		sel.Repositories = append(sel.Repositories, rr)
+	}
+	out := &Report{Repositories: sel.Repositories, Err: rep.Err}
+	return sel, out.outcome()
+}
