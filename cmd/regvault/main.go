@@ -1,6 +1,8 @@
 // Command regvault backs up many repositories of one OCI registry into one
-// OCI image layout and restores it. This package is the command line only:
-// flags to a plan, pipeline events to the screen, nothing else.
+// OCI image layout, restores it, and copies repositories between
+// registries. This package is the command line only: flags to the options
+// of the regvault package's Backup, Restore and Copy, their reports and
+// events to the screen, nothing else.
 package main
 
 import (
@@ -174,13 +176,15 @@ func (c *cli) rootCommand() *cobra.Command {
 		Short: "Back up repositories of an OCI registry into one OCI image layout, and restore them",
 		Long: `regvault backs up many repositories of one OCI registry into a single OCI
 image layout (a directory, a tar, or a compressed tar) with each blob stored
-once, and restores such a layout into registries, with remapping.
+once, and restores such a layout into registries, with remapping; copy
+moves repositories from one registry into others directly, with the same
+remapping and no archive.
 
 Credentials come from the Docker config and its credential helpers
 (see 'regvault login'), or from the --username/--password-stdin flags.
 
 Exit codes: 0 done, 1 failure, 2 usage or validation error (nothing done),
-3 partial (some repositories backed up or restored, some failed).`,
+3 partial (some repositories backed up, restored or copied, some failed).`,
 		Version:       versionString(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
