@@ -2,11 +2,14 @@ package regvault
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
+	"oras.land/oras-go/v2/errdef"
 
 	"github.com/regvault/regvault/graph"
 	"github.com/regvault/regvault/pipeline"
@@ -206,7 +209,10 @@ func resolveSources(ctx context.Context, src *source.Registry, c *plan.Copy, con
 					// walk.
 					desc, err := rp.Resolve(gctx, t)
 					if err != nil {
-						fail(t, fmt.Errorf("resolving %s:%s: %w", repo, t, err))
+						if !errors.Is(err, errdef.ErrNotFound) { // that one names repo:tag
+							err = fmt.Errorf("resolving %s:%s: %w", repo, t, err)
+						}
+						fail(t, err)
 						return nil
 					}
 					mu.Lock()
@@ -224,12 +230,17 @@ func resolveSources(ctx context.Context, src *source.Registry, c *plan.Copy, con
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
+	// A repository that fails is left out whole, as backup leaves it
+	// out: none of its tags is copied.
 	var errs []*RepositoryError
+	lost := map[string]bool{}
 	for _, e := range failed {
 		if e != nil {
 			errs = append(errs, e)
+			lost[e.Repository.String()] = true
 		}
 	}
+	entries = slices.DeleteFunc(entries, func(e plan.BackupEntry) bool { return lost[e.Repo] })
 	sort.Slice(entries, func(a, b int) bool {
 		if entries[a].Repo != entries[b].Repo {
 			return entries[a].Repo < entries[b].Repo
@@ -239,12 +250,17 @@ func resolveSources(ctx context.Context, src *source.Registry, c *plan.Copy, con
 	return entries, errs, nil
 }
 
+// sourceTags lists every source repository, with the tags resolved (none
+// for one that could not be read).
 func sourceTags(c *plan.Copy, entries []plan.BackupEntry) *SourceTags {
 	st := &SourceTags{Registry: c.Registry, Tags: map[string][]string{}}
-	for _, e := range entries {
-		if _, ok := st.Tags[e.Repo]; !ok {
-			st.Repos = append(st.Repos, e.Repo)
+	for _, name := range c.Names() {
+		if _, ok := st.Tags[name]; !ok {
+			st.Repos = append(st.Repos, name)
+			st.Tags[name] = nil
 		}
+	}
+	for _, e := range entries {
 		st.Tags[e.Repo] = append(st.Tags[e.Repo], e.Tag)
 	}
 	sort.Strings(st.Repos)

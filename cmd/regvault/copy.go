@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -169,6 +170,11 @@ func (cp *copyCmd) run(ctx context.Context, args []string, dash int, failFast *b
 	report, err := api.Copy(ctx, opts)
 	rep.stop()
 	if report == nil {
+		var re *api.RepositoryError
+		if errors.As(err, &re) {
+			// fail-fast: a source repository could not be read
+			return fmt.Errorf("reading %s: %w\nNothing was copied: --fail-fast stops at the first failure; --fail-fast=false copies the other repositories", re.Repository, re.Err)
+		}
 		return err // nothing was pushed: the options, the sources or the plan were refused
 	}
 	sum := newRestoreSummary(report)

@@ -300,3 +300,30 @@ func TestCopyRulesConsolidate(t *testing.T) {
 	wantSampleReferrers(t, dst, sample, registrytest.SampleFrontend, "unified")
 	wantSampleReferrers(t, dst, sample, registrytest.SampleBackend, "unified")
 }
+
+// A source repository with a tag that is not there fails whole, as in a
+// backup: under fail-fast nothing is pushed (exit code 1); with
+// --fail-fast=false the others are copied and it is not (exit code 3).
+func TestCopyMissingSourceTag(t *testing.T) {
+	src, sample := sampleRegistry(t)
+	dst := registrytest.NewInProcess(t)
+	front := ref(src, registrytest.SampleFrontend) + ":v1,nope"
+	r := regvault(t, "", copyArgs(front, ref(src, registrytest.SampleBackend), dst.Host())...)
+	r.wantCode(t, exitFailure)
+	wantContains(t, "stderr", r.stderr, "Error: reading "+ref(src, registrytest.SampleFrontend)+": ", ":nope: not found",
+		"Nothing was copied: --fail-fast stops at the first failure")
+	if n := writes(dst); n != 0 {
+		t.Errorf("a fail-fast copy of an unreadable source made %d writes", n)
+	}
+
+	r = regvault(t, "", copyArgs("--fail-fast=false", front, ref(src, registrytest.SampleBackend), dst.Host())...)
+	r.wantCode(t, exitPartial)
+	wantContains(t, "stdout", r.stdout, "  - "+ref(src, registrytest.SampleFrontend)+": (could not be read)\n",
+		"  - "+ref(src, registrytest.SampleFrontend)+" (skipped)\n")
+	wantContains(t, "stderr", r.stderr, "Error: Failed to copy "+ref(src, registrytest.SampleFrontend)+"\n",
+		"  ✗ "+ref(src, registrytest.SampleFrontend)+" (tag not found)\n", "Partial copy: 1 of 2 repositories copied successfully\n")
+	for tag, d := range sample.Tags[registrytest.SampleBackend] {
+		wantTag(t, dst, registrytest.SampleBackend, tag, d)
+	}
+	wantNoTag(t, dst, registrytest.SampleFrontend, "v1")
+}

@@ -358,7 +358,11 @@ func (r *restoreReporter) header() {
 	}
 	fmt.Fprintf(w, "Found %d repository(ies) with %d tag(s):\n", len(in.repos), in.tagCount())
 	for _, repo := range in.repos {
-		fmt.Fprintf(w, "  - %s: %s\n", plan.SourceName(repo), strings.Join(in.tags[repo], ", "))
+		tags := strings.Join(in.tags[repo], ", ")
+		if r.copy && tags == "" {
+			tags = "(could not be read)"
+		}
+		fmt.Fprintf(w, "  - %s: %s\n", plan.SourceName(repo), tags)
 	}
 	if r.plan.Rules > 0 {
 		fmt.Fprintf(w, "Applying %d mapping rule(s)\n", r.plan.Rules)
@@ -454,12 +458,15 @@ type restoreSummary struct {
 	// errs are the typed errors of the repositories that failed by
 	// themselves (the report's), by full name.
 	errs map[string]*api.RepositoryError
+	// sourceFailed: a copy's source repositories that could not be read
+	// (no target repository stands for them).
+	sourceFailed map[string]bool
 }
 
 func newRestoreSummary(rep *api.Report) *restoreSummary {
 	s := &restoreSummary{plan: rep.RestorePlan, res: rep.Result, graph: rep.Graph, runErr: rep.Err,
 		interrupted: rep.Interrupted, snk: rep.Sink, moved: rep.Progress, check: rep.Check, checkErr: rep.CheckErr,
-		errs: map[string]*api.RepositoryError{}}
+		errs: map[string]*api.RepositoryError{}, sourceFailed: map[string]bool{}}
 	if s.res == nil {
 		s.res = &pipeline.Result{}
 	}
@@ -476,6 +483,7 @@ func newRestoreSummary(rep *api.Report) *restoreSummary {
 				res := *s.res
 				res.Repos = append(slices.Clone(res.Repos), pipeline.RepoResult{Repo: rr.Repository.String(), Err: rr.Err.Err})
 				s.res = &res
+				s.sourceFailed[rr.Repository.String()] = true
 			}
 		}
 	}
@@ -522,6 +530,16 @@ func (s *restoreSummary) culprits() []*api.RepositoryError {
 		}
 	}
 	return out
+}
+
+// recommendations are what to do about err, the failure of repo on host:
+// a copy's source that could not be read gets backup's (reading), the
+// others restore's (pushing).
+func (s *restoreSummary) recommendations(repo, host string, err error) []string {
+	if s.sourceFailed[repo] {
+		return recommendations(host, []error{err})
+	}
+	return restoreRecommendations(host, []error{err})
 }
 
 // origins says where each target repository and tag come from in the
@@ -729,7 +747,7 @@ func (r *restoreReporter) printFailures(s *restoreSummary) {
 	}
 	var recs recommendationList
 	for i, err := range errs {
-		recs.add(restoreRecommendations(hosts[i], []error{err})...)
+		recs.add(s.recommendations(culprits[i].Repository.String(), hosts[i], err)...)
 	}
 	if !s.done() && p.FailFast && total > 1 {
 		recs = append(recs, "Use --fail-fast=false (or \"settings\": {\"fail-fast\": false}) to "+r.say("restore", "copy")+" the other repositories anyway")
@@ -953,7 +971,8 @@ func (r *restoreReporter) printJSON(s *restoreSummary, code int) error {
 	isCulprit := map[string]bool{}
 	var hosts []string
 	var errs []error
-	for _, e := range s.culprits() {
+	culprits := s.culprits()
+	for _, e := range culprits {
 		isCulprit[e.Repository.String()] = true
 		js.Failures = append(js.Failures, restoreJSONFailure{Target: e.Repository.String(), Reason: r.c.redact(reason(e.Err)), Error: r.c.redact(e.Err.Error())})
 		hosts = append(hosts, e.Repository.Registry)
@@ -961,7 +980,7 @@ func (r *restoreReporter) printJSON(s *restoreSummary, code int) error {
 	}
 	var recs recommendationList
 	for i, err := range errs {
-		recs.add(restoreRecommendations(hosts[i], []error{err})...)
+		recs.add(s.recommendations(culprits[i].Repository.String(), hosts[i], err)...)
 	}
 	js.Recommendations = recs
 	excluded := map[string]bool{}
