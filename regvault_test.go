@@ -161,3 +161,38 @@ func TestPlan(t *testing.T) {
 		t.Errorf("a plan made %d writes", n)
 	}
 }
+
+// Copy reports each target repository; a source repository that cannot
+// be read is a RepositoryError of the copy naming it, and with FailFast
+// off the others are copied.
+func TestCopyReport(t *testing.T) {
+	ctx := context.Background()
+	src, sample := startSample(t)
+	dst, err := registrytest.StartInProcess()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	failFast := false
+	report, err := regvault.Copy(ctx, regvault.CopyOptions{
+		Sources:  []string{src.Host() + "/demo/frontend", src.Host() + "/no/such"},
+		Targets:  []string{dst.Host() + "/mirror"},
+		FailFast: &failFast,
+		From:     registry.Options{PlainHTTP: true},
+		To:       registry.Options{PlainHTTP: true},
+	})
+	var re *regvault.RepositoryError
+	if !errors.As(err, &re) || re.Op != regvault.OpCopy || re.Repository.Registry != src.Host() || re.Repository.Path != "no/such" {
+		t.Fatalf("error %v: want the copy's RepositoryError for %s/no/such", err, src.Host())
+	}
+	if report == nil || len(report.Repositories) != 2 {
+		t.Fatalf("report %+v", report)
+	}
+	front := report.Repositories[0]
+	if front.Repository.String() != dst.Host()+"/mirror/demo/frontend" || !front.OK() || len(front.Tags) != len(sample.Tags["demo/frontend"]) {
+		t.Errorf("target %+v", front)
+	}
+	if report.Repositories[1].Err != re {
+		t.Errorf("the failed source %+v is not the returned error", report.Repositories[1])
+	}
+}
