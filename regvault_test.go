@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/regvault/regvault"
+	"github.com/regvault/regvault/graph"
 	"github.com/regvault/regvault/internal/registrytest"
 	"github.com/regvault/regvault/plan"
 	"github.com/regvault/regvault/registry"
@@ -54,7 +55,7 @@ func TestBackupRepositoryError(t *testing.T) {
 	if missing.Err != re || missing.Stopped {
 		t.Errorf("no/such: %+v, want the returned error", missing)
 	}
-	if got := report.Failure(reg.Host() + "/no/such"); got != re {
+	if got := report.Failure(graph.Repository{Registry: reg.Host(), Path: "no/such"}); got != re {
 		t.Errorf("Failure(no/such) = %v", got)
 	}
 }

@@ -83,10 +83,11 @@ func (r *Report) Failed() []RepositoryReport {
 	return out
 }
 
-// Failure returns the repository error of repo (its full name), or nil.
-func (r *Report) Failure(repo string) *RepositoryError {
+// Failure returns the error of repo, or nil when it did not fail by
+// itself.
+func (r *Report) Failure(repo graph.Repository) *RepositoryError {
 	for _, rr := range r.Repositories {
-		if rr.Err != nil && rr.Repository.String() == repo {
+		if rr.Err != nil && rr.Repository == repo {
 			return rr.Err
 		}
 	}

@@ -571,10 +571,17 @@ func (o *origins) sourcesOf(target string) []string { return o.sources[target] }
 
 // pathOf is a repository's path without its registry ("" stays "").
 func pathOf(repo string) string {
-	if _, path, ok := strings.Cut(repo, "/"); ok {
-		return path
+	if r, err := graph.ParseRepository(repo); err == nil {
+		return r.Path
 	}
 	return repo
+}
+
+// targetOf is a target repository's registry and path (a target name
+// always has both).
+func targetOf(name string) graph.Repository {
+	r, _ := graph.ParseRepository(name)
+	return r
 }
 
 // tagSource finds the backup's repository and tag pushed as target:tag.
@@ -620,8 +627,7 @@ func uploadEstimate(g *graph.Graph) (upload, needed int64, pairs int) {
 		}
 		hosts := map[string]bool{}
 		for _, repo := range n.Repos {
-			host, _, _ := strings.Cut(repo, "/")
-			hosts[host] = true
+			hosts[targetOf(repo).Registry] = true
 		}
 		upload += int64(len(hosts)) * n.Desc.Size
 	}
@@ -769,7 +775,7 @@ func (r *restoreReporter) printDryRun(s *restoreSummary) {
 	byHost := map[string][]pipeline.RepoResult{}
 	var hosts []string
 	for _, rr := range s.res.Repos {
-		host, _, _ := strings.Cut(rr.Repo, "/")
+		host := targetOf(rr.Repo).Registry
 		if byHost[host] == nil {
 			hosts = append(hosts, host)
 		}
@@ -783,7 +789,7 @@ func (r *restoreReporter) printDryRun(s *restoreSummary) {
 			if i > 0 {
 				fmt.Fprintln(w)
 			}
-			_, path, _ := strings.Cut(rr.Repo, "/")
+			path := targetOf(rr.Repo).Path
 			fmt.Fprintf(w, "  Repository: %s", path)
 			if src := orig.sourcesOf(rr.Repo); len(src) > 1 || len(src) == 1 && pathOf(src[0]) != path {
 				names := make([]string, len(src))
@@ -990,8 +996,12 @@ func (r *restoreReporter) printJSON(s *restoreSummary, code int) error {
 		}
 	}
 	for _, rr := range s.res.Repos {
-		host, path, _ := strings.Cut(rr.Repo, "/")
-		jt := restoreJSONTarget{Target: rr.Repo, Registry: host, Repository: path, Sources: orig.sourcesOf(rr.Repo),
+		target := targetOf(rr.Repo)
+		sources := orig.sourcesOf(rr.Repo)
+		if sources == nil {
+			sources = []string{} // a copy's source that could not be read: no mapping
+		}
+		jt := restoreJSONTarget{Target: rr.Repo, Registry: target.Registry, Repository: target.Path, Sources: sources,
 			ExcludeReferrers: excluded[rr.Repo], Status: "ok", Tags: []restoreJSONTag{}, Artifacts: rr.Artifacts, Bytes: rr.Bytes}
 		switch {
 		case rr.Err != nil && isCulprit[rr.Repo]:
