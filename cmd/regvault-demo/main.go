@@ -2,8 +2,8 @@
 // machine alone: two registries on 127.0.0.1 (in-process, with the
 // Referrers API), sample repositories that share layers and carry SBOM and
 // signature referrers, a multi-repository backup into one archive, an
-// inspection of it, and a rules-based restore into the second registry,
-// whose result is then listed. Every regvault command is printed before it
+// inspection of it, a rules-based restore into the second registry and a
+// direct copy, whose result is then listed. Every regvault command is printed before it
 // runs, so it can be copied; the backup and the restore are made from Go,
 // with the regvault package's Backup and Restore, as a program would.
 package main
@@ -148,6 +148,12 @@ func demo(bin, dir string) error {
 
 	step("Restoring the same again: nothing is pushed twice")
 	if err := regvault(bin, "restore", "--plain-http", "--no-tty", "--input", archive, "--rules", rules); err != nil {
+		return err
+	}
+
+	step("Copying %s/%s into %s directly, without an archive", src.Host(), registrytest.SampleFrontend, dst.Host())
+	if err := regvault(bin, "copy", "--from-plain-http", "--to-plain-http", "--no-tty", "--include-referrers",
+		src.Host()+"/"+registrytest.SampleFrontend, dst.Host()+"/direct/web"); err != nil {
 		return err
 	}
 
