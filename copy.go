@@ -116,6 +116,14 @@ func Copy(ctx context.Context, o CopyOptions) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !o.IncludeReferrers {
+		// As a backup: referrers only when asked for. Every mapping says
+		// so too, so that none reads as an exception to the plan's policy.
+		p.ExcludeReferrers = true
+		for i := range p.Mappings {
+			p.Mappings[i].ExcludeReferrers = true
+		}
+	}
 	if len(failed) > 0 && p.FailFast {
 		// Nothing is pushed when a source cannot be read under fail-fast.
 		return nil, failed[0]

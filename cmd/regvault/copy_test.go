@@ -182,6 +182,12 @@ func TestCopyDryRunAndJSON(t *testing.T) {
 		}
 		wantTag(t, dst, "web", tg.Tag, sample.Tags[registrytest.SampleFrontend][tg.Tag])
 	}
+	// without --include-referrers, as a backup: no referrer goes
+	for _, rf := range sample.Referrers[registrytest.SampleFrontend] {
+		if got := referrersOf(t, dst, "web", rf.Subject); len(got) != 0 {
+			t.Errorf("referrers of %s copied without --include-referrers: %v", rf.Subject.Digest, got)
+		}
+	}
 }
 
 // A source blob that is gone fails the target repository that needs it
