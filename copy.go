@@ -97,10 +97,8 @@ func Copy(ctx context.Context, o CopyOptions) (*Report, error) {
 	if o.Concurrency == 0 {
 		o.Concurrency = 8
 	}
-	if o.checked == nil {
-		if err := o.Validate(); err != nil {
-			return nil, err
-		}
+	if err := o.Validate(); err != nil {
+		return nil, err
 	}
 	c := o.checked
 	client, err := registry.New(c.Registry, o.From)

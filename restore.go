@@ -192,7 +192,7 @@ func finishRestore(ctx context.Context, rep *Report, clients *registry.Clients, 
 	rep.Result, rep.Graph, rep.Err = res, g, runErr
 	rep.Duration = res.Duration
 	rep.Interrupted = ctx.Err() != nil
-	if p.DryRun && runErr == nil && !rep.Interrupted {
+	if p.DryRun && runErr == nil && !rep.Interrupted && g != nil {
 		// How much of it the targets have, asked read-only.
 		rep.Check = sink.NewRegistry(clients, true, p.Concurrency)
 		rep.CheckErr = rep.Check.Check(ctx, g)
