@@ -77,8 +77,9 @@ the whole blob to check it, sending only the range.
 A compressed backup (.tar.gz, .tar.zst) or standard input cannot be served
 in place: decompress it once to a .tar.
 
-The startup line names the address, the repositories and their tags (on
-standard output; one JSON object with --format json). A line per request
+The startup lines name the address, the repositories and their tags (the
+first 10 of each; all of them in the one JSON object of --format json) on
+standard output. A line per request
 is logged on standard error (JSON objects with --format json). SIGINT or
 SIGTERM stops accepting connections and lets requests in flight finish
 within --shutdown-timeout.
@@ -236,6 +237,11 @@ func (s *serveCmd) printStartup(w io.Writer, scheme, addr string, layout *source
 		if r.Source != "" && r.Source != r.Name {
 			from = " (" + r.Source + ")"
 		}
-		fmt.Fprintf(w, "  %s%s: %s\n", r.Name, from, strings.Join(r.Tags, ", "))
+		tags := r.Tags
+		more := ""
+		if len(tags) > 10 { // the JSON line lists them all
+			tags, more = tags[:10], fmt.Sprintf(" and %d more", len(r.Tags)-10)
+		}
+		fmt.Fprintf(w, "  %s%s: %s%s\n", r.Name, from, strings.Join(tags, ", "), more)
 	}
 }
