@@ -143,14 +143,20 @@ func TestServeRegctl(t *testing.T) {
 
 // TestServeCopyEqualsRestore: copying every tag with its referrers from
 // the served backup into a registry (oras-go's ExtendedCopy, a registry
-// client) gives the target `regvault restore` of the file gives.
+// client; and regvault copy) gives the target `regvault restore` of the
+// file gives.
 func TestServeCopyEqualsRestore(t *testing.T) {
 	src, sample := sampleRegistry(t)
 	tarPath := servedBackup(t, src, "sample.tar")
 	srv := startServe(t, "--input", tarPath)
 	viaServe := registrytest.NewInProcess(t)
 	viaFile := registrytest.NewInProcess(t)
+	viaCopy := registrytest.NewInProcess(t)
 	regvault(t, "", "restore", "--plain-http", "--input", tarPath, viaFile.Host()).wantCode(t, exitOK)
+	// regvault copy with the served backup as its source registry.
+	regvault(t, "", "copy", "--from-plain-http", "--to-plain-http", "--include-referrers",
+		srv.addr+"/"+registrytest.SampleBase, srv.addr+"/"+registrytest.SampleBackend, srv.addr+"/"+registrytest.SampleFrontend,
+		viaCopy.Host()).wantCode(t, exitOK)
 	ctx := context.Background()
 	for _, name := range sample.Repositories {
 		from := servedRepo(t, srv.addr, name)
@@ -171,26 +177,40 @@ func TestServeCopyEqualsRestore(t *testing.T) {
 			}
 		}
 	}
+	for _, via := range []struct {
+		what string
+		s    *registrytest.Server
+	}{{"oras-go ExtendedCopy", viaServe}, {"regvault copy", viaCopy}} {
+		t.Run(via.what, func(t *testing.T) { compareTargets(t, sample, via.s, viaFile) })
+	}
+}
+
+// compareTargets fails unless the registry s, filled from the served
+// backup, holds what viaFile, the restore of the file, holds: the tags,
+// the referrers of each subject, the content.
+func compareTargets(t *testing.T, sample registrytest.Sample, s, viaFile *registrytest.Server) {
+	t.Helper()
+	ctx := context.Background()
 	for _, name := range sample.Repositories {
-		a, b := registrytest.Repo(t, viaServe, name), registrytest.Repo(t, viaFile, name)
+		a, b := registrytest.Repo(t, s, name), registrytest.Repo(t, viaFile, name)
 		for tag, want := range sample.Tags[name] {
 			da, err1 := a.Resolve(ctx, tag)
 			db, err2 := b.Resolve(ctx, tag)
 			if err1 != nil || err2 != nil || da.Digest != db.Digest || da.Digest != want.Digest {
-				t.Errorf("%s:%s: via serve %s (%v), via the file %s (%v), source %s", name, tag, da.Digest, err1, db.Digest, err2, want.Digest)
+				t.Errorf("%s:%s: copied %s (%v), via the file %s (%v), source %s", name, tag, da.Digest, err1, db.Digest, err2, want.Digest)
 			}
 		}
 		for _, r := range sample.Referrers[name] {
 			ra, rb := referrerDigests(t, a, r.Subject), referrerDigests(t, b, r.Subject)
 			if !slices.Equal(ra, rb) || !slices.Contains(ra, r.Descriptor.Digest) {
-				t.Errorf("%s: referrers of %s: via serve %v, via the file %v", name, r.Subject.Digest, ra, rb)
+				t.Errorf("%s: referrers of %s: copied %v, via the file %v", name, r.Subject.Digest, ra, rb)
 			}
 		}
 		for _, d := range sample.Content[name] {
 			okA, _ := a.Exists(ctx, d)
 			okB, _ := b.Exists(ctx, d)
 			if okA != okB || !okA {
-				t.Errorf("%s@%s: in the copy via serve %v, in the restore of the file %v", name, d.Digest, okA, okB)
+				t.Errorf("%s@%s: in the copy %v, in the restore of the file %v", name, d.Digest, okA, okB)
 			}
 		}
 	}
