@@ -16,7 +16,10 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regvault/regvault/graph"
 	"oras.land/oras-go/v2/registry"
@@ -80,7 +83,24 @@ type Client struct {
 	auth  *auth.Client
 	mu    sync.Mutex
 	repos map[string]*remote.Repository
+
+	// referrers is what the host answers for referrers, found out by the
+	// first listing (or given by --distribution-spec) and then handed to
+	// every repository of the host: a registry has the Referrers API or
+	// not, whatever the repository, and asking again in each repository
+	// costs a request each.
+	referrers atomic.Int32
+	// probing is held by the one listing that finds it out while the
+	// others wait for its answer (a slot of one, to wait with a context).
+	probing chan struct{}
 }
+
+// Referrers capability of a host (Client.referrers).
+const (
+	referrersUnknown int32 = iota
+	referrersAPI
+	referrersTagSchema
+)
 
 // New builds a client for host (host[:port]).
 func New(host string, o Options) (*Client, error) {
@@ -113,7 +133,14 @@ func New(host string, o Options) (*Client, error) {
 		ua = "regvault"
 	}
 	ac.SetUserAgent(ua)
-	return &Client{host: host, opts: o, auth: ac, repos: map[string]*remote.Repository{}}, nil
+	c := &Client{host: host, opts: o, auth: ac, repos: map[string]*remote.Repository{}, probing: make(chan struct{}, 1)}
+	switch o.DistributionSpec {
+	case SpecReferrersAPI:
+		c.referrers.Store(referrersAPI)
+	case SpecReferrersTag:
+		c.referrers.Store(referrersTagSchema)
+	}
+	return c, nil
 }
 
 // Host is the registry host this client talks to.
@@ -141,14 +168,61 @@ func (c *Client) Repository(path string) (*remote.Repository, error) {
 		TagListMaxPages:      MaxTagPages,
 		ReferrerListMaxPages: MaxReferrerPages,
 	}
-	switch c.opts.DistributionSpec {
-	case SpecReferrersAPI:
-		_ = r.SetReferrersCapability(true)
-	case SpecReferrersTag:
-		_ = r.SetReferrersCapability(false)
-	}
+	c.shareReferrers(r)
 	c.repos[path] = r
 	return r, nil
+}
+
+// shareReferrers gives r the host's referrers capability, once known.
+func (c *Client) shareReferrers(r *remote.Repository) {
+	switch c.referrers.Load() {
+	case referrersAPI:
+		_ = r.SetReferrersCapability(true)
+	case referrersTagSchema:
+		_ = r.SetReferrersCapability(false)
+	}
+}
+
+// ListReferrers is ListReferrers for the repository at path (without the
+// host), asking the host about its Referrers API once: while no listing
+// has found out whether it has one, a listing waits for the one under way
+// and then goes straight to the API or the tag schema, rather than every
+// repository probing the API first (a request each, and on a registry
+// without it a 404 each).
+func (c *Client) ListReferrers(ctx context.Context, path string, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	r, err := c.Repository(path)
+	if err != nil {
+		return nil, err
+	}
+	if c.referrers.Load() == referrersUnknown {
+		select {
+		case c.probing <- struct{}{}:
+			defer func() { <-c.probing }()
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	c.shareReferrers(r)
+	refs, err := ListReferrers(ctx, r, desc)
+	if err == nil && c.referrers.Load() == referrersUnknown {
+		c.learnReferrers(r)
+	}
+	return refs, err
+}
+
+// learnReferrers records the capability r found out in a listing that
+// succeeded. oras-go keeps it unexported; setting it to what it already
+// is succeeds and to the other value fails (SetReferrersCapability), and a
+// successful listing has always set it, so the call changes nothing.
+func (c *Client) learnReferrers(r *remote.Repository) {
+	state := referrersAPI
+	if err := r.SetReferrersCapability(true); errors.Is(err, remote.ErrReferrersCapabilityAlreadySet) {
+		state = referrersTagSchema
+	} else if err != nil {
+		return
+	}
+	c.referrers.CompareAndSwap(referrersUnknown, state)
+	c.Debugf("%s: referrers through the %s", c.host, map[int32]string{referrersAPI: "Referrers API", referrersTagSchema: "tag schema (no Referrers API)"}[state])
 }
 
 // Registry returns the registry-level handle (ping, catalog, login).
@@ -338,11 +412,25 @@ func (cs *Clients) Get(host string) (*Client, error) {
 
 // Debugf writes one line to Options.Debug (--debug), if set: a note of
 // what a run decided that the request lines alone do not tell.
-func (cs *Clients) Debugf(format string, args ...any) {
-	if cs.opts.Debug == nil {
+func (cs *Clients) Debugf(format string, args ...any) { debugf(cs.opts, format, args...) }
+
+// Debugf is Clients.Debugf for one client.
+func (c *Client) Debugf(format string, args ...any) { debugf(c.opts, format, args...) }
+
+func debugf(o Options, format string, args ...any) {
+	if o.Debug == nil {
 		return
 	}
-	_, _ = io.WriteString(cs.opts.Debug, "debug: "+MaskURLs(fmt.Sprintf(format, args...))+"\n")
+	_, _ = io.WriteString(o.Debug, "debug: "+MaskURLs(fmt.Sprintf(format, args...))+"\n")
+}
+
+// ListReferrers is Client.ListReferrers for r on its registry.
+func (cs *Clients) ListReferrers(ctx context.Context, r graph.Repository, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+	c, err := cs.Get(r.Registry)
+	if err != nil {
+		return nil, err
+	}
+	return c.ListReferrers(ctx, r.Path, desc)
 }
 
 // Repository returns the repository r on its registry.

@@ -207,11 +207,7 @@ func (r *resumingReader) Close() error { return r.rc.Close() }
 // Referrers lists the manifests whose subject is desc, within the limits
 // of registry.ListReferrers.
 func (r *Registry) Referrers(ctx context.Context, repo string, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
-	rp, err := r.repo(repo)
-	if err != nil {
-		return nil, err
-	}
-	refs, err := registry.ListReferrers(ctx, rp, desc)
+	refs, err := r.client.ListReferrers(ctx, repo, desc)
 	if err != nil {
 		return nil, fmt.Errorf("listing referrers of %s@%s: %w", r.full(repo), desc.Digest, err)
 	}
