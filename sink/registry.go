@@ -111,24 +111,44 @@ func (s *Registry) Failures() map[string]error {
 func (s *Registry) Check(ctx context.Context, g *graph.Graph) error {
 	s.g = g
 	s.indexTagged(g)
-	absent := s.absentRepos(ctx, g)
+	// Largest first: the blob whose upload is the run's longest is known
+	// missing (and can start) before the small ones are asked about.
+	nodes := slices.Clone(g.Nodes())
+	sort.SliceStable(nodes, func(i, j int) bool { return nodes[i].Desc.Size > nodes[j].Desc.Size })
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.SetLimit(s.concurrency * 4) // small requests: hide their latency
-	for _, n := range g.Nodes() {
-		for _, repo := range n.Repos {
-			if absent[repo] && (n.Kind == graph.KindManifest || n.Desc.Size < headAlways) {
-				continue
+	head := func(repo string, n *graph.Node) {
+		eg.Go(func() error {
+			ok, err := s.exists(ectx, repo, n)
+			if err != nil {
+				return s.fail(repo, fmt.Errorf("checking %s@%s: %w", repo, n.Desc.Digest, err))
 			}
-			eg.Go(func() error {
-				ok, err := s.exists(ectx, repo, n)
-				if err != nil {
-					return s.fail(repo, fmt.Errorf("checking %s@%s: %w", repo, n.Desc.Digest, err))
-				}
-				if ok {
-					s.markHave(n.Desc.Digest, repo)
-				}
-				return nil
-			})
+			if ok {
+				s.markHave(n.Desc.Digest, repo)
+			}
+			return nil
+		})
+	}
+	// A large blob is asked for wherever it goes, whether its repository
+	// exists or not (headAlways): those requests go out at once, beside
+	// the listings that tell which repositories exist.
+	absent, listed := s.absentRepos(ctx, g, eg)
+	for _, n := range nodes {
+		if n.Kind != graph.KindManifest && n.Desc.Size >= headAlways {
+			for _, repo := range n.Repos {
+				head(repo, n)
+			}
+		}
+	}
+	listed.Wait()
+	for _, n := range nodes {
+		if n.Kind != graph.KindManifest && n.Desc.Size >= headAlways {
+			continue
+		}
+		for _, repo := range n.Repos {
+			if !absent[repo] {
+				head(repo, n)
+			}
 		}
 	}
 	if err := eg.Wait(); err != nil {
@@ -180,7 +200,7 @@ func (s *Registry) Check(ctx context.Context, g *graph.Graph) error {
 // listed, and only a listing of the subject shows it. Pushing the
 // referrer again (the same bytes) makes the client write the index; where
 // the listing is complete, nothing is pushed. The listing is bounded as a
-// backup's is (registry.ListReferrers); one that fails (a loop, an error)
+// backup's is (registry.Clients.ListReferrers); one that fails (a loop, an error)
 // counts the subject's referrers as missing, so they are pushed again.
 func (s *Registry) checkListings(ctx context.Context, g *graph.Graph) error {
 	type subjectIn struct {
@@ -207,7 +227,7 @@ func (s *Registry) checkListings(ctx context.Context, g *graph.Graph) error {
 	eg.SetLimit(s.concurrency * 4)
 	for _, k := range keys {
 		eg.Go(func() error {
-			r, err := s.repository(k.repo)
+			r, err := graph.ParseRepository(k.repo)
 			if err != nil {
 				return s.fail(k.repo, err)
 			}
@@ -215,7 +235,7 @@ func (s *Registry) checkListings(ctx context.Context, g *graph.Graph) error {
 			if n := g.Node(k.subject); n != nil {
 				subject = n.Desc
 			}
-			refs, err := registry.ListReferrers(ectx, r, subject)
+			refs, err := s.clients.ListReferrers(ectx, r, subject)
 			if err != nil && ectx.Err() != nil {
 				// interrupted: no sign of the target either way
 				return s.fail(k.repo, fmt.Errorf("listing the referrers of %s@%s: %w", k.repo, k.subject, err))
@@ -253,10 +273,12 @@ func (s *Registry) checkListings(ctx context.Context, g *graph.Graph) error {
 const headAlways = 1 << 20
 
 // absentRepos asks each target repository, one tags/list each, whether it
-// exists. In one that does not, Check skips the per-node HEADs that could
-// only answer "not found" (see headAlways for the exception). A repository
-// that cannot be asked counts as existing: its HEADs tell.
-func (s *Registry) absentRepos(ctx context.Context, g *graph.Graph) map[string]bool {
+// exists, as tasks of eg (whose limit bounds them with Check's other
+// requests). In one that does not, Check skips the per-node HEADs that
+// could only answer "not found" (see headAlways for the exception). A
+// repository that cannot be asked counts as existing: its HEADs tell. The
+// map is complete once the WaitGroup is done.
+func (s *Registry) absentRepos(ctx context.Context, g *graph.Graph, eg *errgroup.Group) (map[string]bool, *sync.WaitGroup) {
 	seen := map[string]bool{}
 	var names []string
 	for _, n := range g.Nodes() {
@@ -269,10 +291,11 @@ func (s *Registry) absentRepos(ctx context.Context, g *graph.Graph) map[string]b
 	}
 	absent := map[string]bool{}
 	var mu sync.Mutex
-	var eg errgroup.Group
-	eg.SetLimit(s.concurrency * 4)
+	var wg sync.WaitGroup
+	wg.Add(len(names))
 	for _, repo := range names {
 		eg.Go(func() error {
+			defer wg.Done()
 			ok, err := s.repositoryExists(ctx, repo)
 			if err == nil && !ok {
 				mu.Lock()
@@ -282,8 +305,7 @@ func (s *Registry) absentRepos(ctx context.Context, g *graph.Graph) map[string]b
 			return nil
 		})
 	}
-	_ = eg.Wait()
-	return absent
+	return absent, &wg
 }
 
 // indexTagged records, per target repository, the manifests that a tag
