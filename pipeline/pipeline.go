@@ -623,8 +623,11 @@ func (r *run) transferChildrenFirst(ctx context.Context, need []*graph.Node, con
 		failOnce.Do(func() { first = err; cancel() })
 		return err
 	}
-	task := func(n *graph.Node) func() error {
+	task := func(n *graph.Node, started func()) func() error {
 		return func() error {
+			if started != nil {
+				defer started() // however it ends
+			}
 			for _, c := range deps(n) {
 				// only what comes before it in the order: a cycle
 				// (impossible with content addressing) cannot deadlock
@@ -643,7 +646,7 @@ func (r *run) transferChildrenFirst(ctx context.Context, need []*graph.Node, con
 				close(finished[n.Desc.Digest])
 				return nil
 			}
-			if err := r.copyNode(tctx, n); err != nil {
+			if err := r.copyNodeStarting(tctx, n, started); err != nil {
 				if err := r.lost.fail(err); err != nil {
 					return fail(err)
 				}
@@ -688,22 +691,45 @@ func (r *run) transferChildrenFirst(ctx context.Context, need []*graph.Node, con
 			}
 			var each errgroup.Group
 			for _, n := range deferred {
-				each.Go(task(n))
+				each.Go(task(n, nil))
 			}
 			return each.Wait()
 		})
 	}
+	isLarge := func(n *graph.Node) bool {
+		return n.Kind != graph.KindManifest && n.Desc.Size >= smallNode && !optional(n)
+	}
+	// The largest blob goes first, alone: its upload is the run's
+	// longest, everything else fits beside it, and its first requests
+	// (HEAD, POST) must not queue behind dozens of small ones at the
+	// registry. The others start once its bytes flow (or it is done
+	// without them). Not from a stream: it hands out its members in its
+	// own order, and waiting for one far into it would only spool the
+	// members before it.
+	var largest *graph.Node
+	for _, n := range order {
+		if !r.streaming && isLarge(n) && (largest == nil || n.Desc.Size > largest.Desc.Size) {
+			largest = n
+		}
+	}
+	going := make(chan struct{})
+	var goingOnce sync.Once
+	started := func() { goingOnce.Do(func() { close(going) }) }
+	if largest == nil {
+		started()
+	}
 	var large, small errgroup.Group
 	large.SetLimit(conc)
 	small.SetLimit(int(MetadataRequests(conc)))
+	if largest != nil {
+		large.Go(task(largest, started))
+	}
 	var launchers sync.WaitGroup
 	for _, pool := range []struct {
 		g     *errgroup.Group
 		takes func(*graph.Node) bool
 	}{
-		{&large, func(n *graph.Node) bool {
-			return n.Kind != graph.KindManifest && n.Desc.Size >= smallNode && !optional(n)
-		}},
+		{&large, func(n *graph.Node) bool { return isLarge(n) && n != largest }},
 		{&small, func(n *graph.Node) bool {
 			return (n.Kind == graph.KindManifest || n.Desc.Size < smallNode) && !optional(n)
 		}},
@@ -711,12 +737,17 @@ func (r *run) transferChildrenFirst(ctx context.Context, need []*graph.Node, con
 		launchers.Add(1)
 		go func() {
 			defer launchers.Done()
+			select {
+			case <-going:
+			case <-tctx.Done():
+				return
+			}
 			for _, n := range order {
 				if tctx.Err() != nil {
 					return
 				}
 				if pool.takes(n) {
-					pool.g.Go(task(n))
+					pool.g.Go(task(n, nil))
 				}
 			}
 		}()

@@ -22,6 +22,16 @@ import (
 
 // copyNode streams one node from the source into the sink, verified.
 func (r *run) copyNode(ctx context.Context, n *graph.Node) error {
+	return r.copyNodeStarting(ctx, n, nil)
+}
+
+// copyNodeStarting is copyNode telling started (if not nil) once the
+// sink reads the first byte of n, or is done with it without reading any
+// (a mount, a failure).
+func (r *run) copyNodeStarting(ctx context.Context, n *graph.Node, started func()) error {
+	if started != nil {
+		defer started()
+	}
 	var src sourceFaults
 	open := func() (io.ReadCloser, error) { return src.track(r.open(ctx, n)) }
 	if n.Content == nil && r.graph.Optional(n.Desc.Digest) {
@@ -65,10 +75,31 @@ func (r *run) copyNode(ctx context.Context, n *graph.Node) error {
 		defer t.cleanup()
 		open = t.Open
 	}
+	if started != nil {
+		first := open
+		open = func() (io.ReadCloser, error) {
+			rc, err := first()
+			if err != nil {
+				return nil, err
+			}
+			return &startReader{ReadCloser: rc, started: started}, nil
+		}
+	}
 	if err := r.job.Sink.Write(ctx, n, open); err != nil {
 		return src.wrap(ctx, n, err)
 	}
 	return nil
+}
+
+// startReader calls started on its first Read.
+type startReader struct {
+	io.ReadCloser
+	started func()
+}
+
+func (s *startReader) Read(p []byte) (int, error) {
+	s.started()
+	return s.ReadCloser.Read(p)
 }
 
 // Verifying is implemented by sources whose Fetch already returns a
