@@ -197,9 +197,14 @@ func (c *Client) ListReferrers(ctx context.Context, path string, desc ocispec.De
 	if c.referrers.Load() == referrersUnknown {
 		select {
 		case c.probing <- struct{}{}:
-			defer func() { <-c.probing }()
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		}
+		if c.referrers.Load() != referrersUnknown {
+			// found out while this one waited: go on beside the others
+			<-c.probing
+		} else {
+			defer func() { <-c.probing }()
 		}
 	}
 	c.shareReferrers(r)
