@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -282,4 +284,38 @@ func TestRestoreLargestBlobStartsFirst(t *testing.T) {
 		require.NotEmpty(t, order.completed[base], "the base layer was uploaded")
 		require.Equal(t, order.first, order.completed[base], "the first upload session opened is not the largest blob's")
 	}
+}
+
+// The HEADs of large blobs (asked for in every target repository, new or
+// not) go out beside the listings that tell which target repositories
+// exist, not after them: a restore's first upload waits one round trip,
+// not two.
+func TestRestoreAsksLargeBlobsBesideTheListings(t *testing.T) {
+	src := registrytest.NewInProcess(t)
+	sample := registrytest.Seed(t, src, registrytest.SampleOptions{BaseLayerSize: 2 << 20})
+	out := filepath.Join(t.TempDir(), "b.tar")
+	_, err := backup(t, src, out, sample.Repositories, false)
+	require.NoError(t, err)
+	// One listing per target repository; a HEAD counts as beside them
+	// when it comes before the last of them is answered.
+	var listed, beside atomic.Int32
+	slowListing := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case strings.HasSuffix(r.URL.Path, "/tags/list"):
+				defer listed.Add(1)
+				time.Sleep(300 * time.Millisecond) // long enough for the HEADs to come
+			case r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/blobs/") && int(listed.Load()) < len(sample.Repositories):
+				beside.Add(1)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	dst := registrytest.NewInProcess(t, registrytest.WithHandler(slowListing))
+	res, _, err := restore(t, out, []string{dst.Host()}, false)
+	require.NoError(t, err)
+	require.Empty(t, res.Failed())
+	require.Positive(t, dst.Stats().Count(http.MethodHead, registrytest.KindBlob))
+	require.EqualValues(t, len(sample.Repositories), dst.Stats().Count(http.MethodGet, registrytest.KindTags))
+	require.Positive(t, beside.Load(), "every HEAD of a large blob waited for the listings")
 }
