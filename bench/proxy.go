@@ -72,6 +72,7 @@ type Proxy struct {
 	bytesOut atomic.Int64
 	ranged   atomic.Int64
 	mounts   atomic.Int64
+	uploads  atomic.Int64
 	inflight atomic.Int64
 	maxInfl  atomic.Int64
 	conns    atomic.Int64 // TCP connections the clients opened
@@ -187,8 +188,15 @@ func (p *Proxy) handler(next http.Handler) http.Handler {
 			p.mu.Lock()
 			p.status[status]++
 			p.mu.Unlock()
-			if kind == "upload" && r.Method == http.MethodPost && status == http.StatusCreated && r.URL.Query().Get("mount") != "" {
-				p.mounts.Add(1)
+			if kind == "upload" && status == http.StatusCreated {
+				switch q := r.URL.Query(); {
+				case r.Method == http.MethodPost && q.Get("mount") != "":
+					p.mounts.Add(1)
+				case r.Method == http.MethodPut, r.Method == http.MethodPost && q.Get("digest") != "":
+					// A blob stored: the PUT that ends an upload, or a
+					// monolithic POST with the digest.
+					p.uploads.Add(1)
+				}
 			}
 		}
 		pw := &pacedWriter{ResponseWriter: w, n: &p.bytesOut, pace: newPacer(p.profile.Rate), onStatus: onStatus}
@@ -215,6 +223,7 @@ type ProxyStats struct {
 	BytesOut int64            `json:"bytesOut"` // response bodies (downloads)
 	Ranged   int64            `json:"ranged"`   // GETs with a Range header
 	Mounts   int64            `json:"mounts"`   // accepted cross-repository mounts
+	Uploads  int64            `json:"uploads"`  // completed blob uploads (201 to a PUT, or to a POST with the digest)
 	MaxConc  int64            `json:"maxConcurrent"`
 	Conns    int64            `json:"conns"` // TCP connections opened by the clients
 }
@@ -223,7 +232,7 @@ type ProxyStats struct {
 func (p *Proxy) Stats() ProxyStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := ProxyStats{Requests: map[string]int64{}, Status: map[int]int64{}, BytesIn: p.bytesIn.Load(), BytesOut: p.bytesOut.Load(), Ranged: p.ranged.Load(), Mounts: p.mounts.Load(), MaxConc: p.maxInfl.Load(), Conns: p.conns.Load()}
+	s := ProxyStats{Requests: map[string]int64{}, Status: map[int]int64{}, BytesIn: p.bytesIn.Load(), BytesOut: p.bytesOut.Load(), Ranged: p.ranged.Load(), Mounts: p.mounts.Load(), Uploads: p.uploads.Load(), MaxConc: p.maxInfl.Load(), Conns: p.conns.Load()}
 	for k, v := range p.requests {
 		s.Requests[k] = v
 	}
@@ -243,6 +252,7 @@ func (p *Proxy) Reset() {
 	p.bytesOut.Store(0)
 	p.ranged.Store(0)
 	p.mounts.Store(0)
+	p.uploads.Store(0)
 	p.maxInfl.Store(0)
 	p.conns.Store(0)
 	p.events = nil

@@ -15,8 +15,11 @@ type RunResult struct {
 	MaxRSS  int64      `json:"maxRSS"` // bytes, the largest of any process
 	Procs   int        `json:"procs"`  // processes started
 	Stats   ProxyStats `json:"stats"`
-	Err     string     `json:"err,omitempty"`
-	Check   string     `json:"check,omitempty"` // "ok" or what is missing
+	// Target is what the target's proxy counted, for a copy (whose Stats
+	// are the source's); nil otherwise.
+	Target *ProxyStats `json:"target,omitempty"`
+	Err    string      `json:"err,omitempty"`
+	Check  string      `json:"check,omitempty"` // "ok" or what is missing
 }
 
 // OK tells whether the run succeeded and its output checked out.
@@ -69,6 +72,20 @@ func (r *Row) Median() (RunResult, bool) {
 	return ok[(len(ok)-1)/2], true
 }
 
+// why says why the row has no result: not applicable, or its last
+// failure.
+func (r *Row) why() string {
+	why := r.NA
+	if why == "" && len(r.Runs) > 0 {
+		last := r.Runs[len(r.Runs)-1]
+		why = "failed: " + last.Err
+		if last.Err == "" {
+			why = "output incomplete: " + last.Check
+		}
+	}
+	return why
+}
+
 // PeakRSS is the largest peak RSS over the successful runs.
 func (r *Row) PeakRSS() int64 {
 	var m int64
@@ -103,6 +120,9 @@ type Section struct {
 	Machine      string   `json:"machine,omitempty"`
 	Rows         []*Row   `json:"rows"`
 	Notes        []string `json:"notes,omitempty"`
+	// Raw is the section as a kept document had it (see MergeDoc): its
+	// Markdown, with no rows to compute targets from.
+	Raw string `json:"-"`
 }
 
 // Row is the row of the tool, or nil.
@@ -120,6 +140,9 @@ func (s *Section) Title() string { return s.Workload + " · " + s.Profile + " ·
 
 // Markdown is the section's table and details.
 func (s *Section) Markdown() string {
+	if s.Raw != "" {
+		return s.Raw
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "### %s\n\n", s.Title())
 	fmt.Fprintf(&b, "%s  \n", s.About)
@@ -134,20 +157,23 @@ func (s *Section) Markdown() string {
 			ref = m.WallSec
 		}
 	}
+	if s.Op == OpCopy {
+		s.copyTable(&b, ref)
+	} else {
+		s.table(&b, ref)
+	}
+	s.details(&b)
+	return b.String()
+}
+
+// table is the rows of a backup, restore or plan section.
+func (s *Section) table(b *strings.Builder, ref float64) {
 	b.WriteString("| tool | wall | MB/s | tool ÷ regvault | GET blob | GET manifest | GET referrers tag | GET tags | HEAD | POST | PUT | PATCH | other | down | up | peak RSS | CPU |\n")
 	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range s.Rows {
 		m, ok := r.Median()
 		if !ok {
-			why := r.NA
-			if why == "" && len(r.Runs) > 0 {
-				last := r.Runs[len(r.Runs)-1]
-				why = "failed: " + last.Err
-				if last.Err == "" {
-					why = "output incomplete: " + last.Check
-				}
-			}
-			fmt.Fprintf(&b, "| %s | — | | | | | | | | | | | | | | | %s |\n", r.Tool, mdEscape(why))
+			fmt.Fprintf(b, "| %s | — | | | | | | | | | | | | | | | %s |\n", r.Tool, mdEscape(r.why()))
 			continue
 		}
 		ratio := "—"
@@ -161,12 +187,17 @@ func (s *Section) Markdown() string {
 		if s.Op == OpPlan {
 			mbps = "—" // a dry run moves no layer
 		}
-		fmt.Fprintf(&b, "| %s | %.2f s | %s | %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s | %s | %s | %.1f s |\n",
+		fmt.Fprintf(b, "| %s | %.2f s | %s | %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s | %s | %s | %.1f s |\n",
 			r.Tool, m.WallSec, mbps, ratio,
 			st.Count("GET", "blob"), st.Count("GET", "manifest"), st.Count("GET", "referrers-tag"), st.Count("GET", "tags"),
 			st.Method("HEAD"), st.Method("POST"), st.Method("PUT"), st.Method("PATCH"), st.Total()-counted,
 			mbString(st.BytesOut), mbString(st.BytesIn), rssString(r.PeakRSS()), m.CPUSec)
 	}
+}
+
+// details are the runs, requests and failures of each row, and the
+// section's notes.
+func (s *Section) details(b *strings.Builder) {
 	b.WriteString("\n")
 	for _, r := range s.Rows {
 		if len(r.Runs) == 0 {
@@ -191,23 +222,74 @@ func (s *Section) Markdown() string {
 		if e := m.Stats.Errors(); e > 0 {
 			extra += fmt.Sprintf(", %d error answers", e)
 		}
-		fmt.Fprintf(&b, "- %s: runs %s s; %d process(es), %d connection(s), at most %d requests at once%s. Requests: %s.\n", r.Tool, strings.Join(walls, ", "), m.Procs, m.Stats.Conns, m.Stats.MaxConc, extra, m.Stats.String())
+		if m.Target != nil {
+			if m.Target.Mounts > 0 {
+				extra += fmt.Sprintf(", %d mounts at the target", m.Target.Mounts)
+			}
+			if e := m.Target.Errors(); e > 0 {
+				extra += fmt.Sprintf(", %d error answers from the target", e)
+			}
+		}
+		reqs := "Requests: " + m.Stats.String()
+		if m.Target != nil {
+			reqs = "Requests at the source: " + orNone(m.Stats.String()) + "; at the target (" + fmt.Sprint(m.Target.Conns) + " connection(s)): " + orNone(m.Target.String())
+		}
+		// A row with no source (a reference restore) says the target's.
+		conns := m.Stats
+		if conns.Total() == 0 && m.Target != nil {
+			conns = *m.Target
+		}
+		fmt.Fprintf(b, "- %s: runs %s s; %d process(es), %d connection(s), at most %d requests at once%s. %s.\n", r.Tool, strings.Join(walls, ", "), m.Procs, conns.Conns, conns.MaxConc, extra, reqs)
 		for _, run := range r.Runs {
 			if !run.OK() {
 				msg := run.Err
 				if msg == "" {
 					msg = "check: " + run.Check
 				}
-				fmt.Fprintf(&b, "  - failed run: %s\n", mdEscape(msg))
+				fmt.Fprintf(b, "  - failed run: %s\n", mdEscape(msg))
 				break
 			}
 		}
 	}
 	for _, n := range s.Notes {
-		fmt.Fprintf(&b, "- %s\n", n)
+		fmt.Fprintf(b, "- %s\n", n)
 	}
 	b.WriteString("\n")
-	return b.String()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// copyTable is the rows of a copy section: the source's downloads, the
+// target's uploads, and the reference rows (regvault's backup from the
+// source and restore into a target, measured alongside).
+func (s *Section) copyTable(b *strings.Builder, ref float64) {
+	b.WriteString("| tool | wall | MB/s | tool ÷ regvault copy | source: GET blob | GET manifest | GET referrers tag | requests | down | target: uploads | mounts | requests | up | peak RSS | CPU |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, r := range s.Rows {
+		m, ok := r.Median()
+		if !ok {
+			fmt.Fprintf(b, "| %s | — | | | | | | | | | | | | | %s |\n", r.Tool, mdEscape(r.why()))
+			continue
+		}
+		ratio := "—"
+		if r.Tool != ToolRegvault && ref > 0 {
+			ratio = fmt.Sprintf("%.2f×", m.WallSec/ref)
+		}
+		src := "— | — | — | — | —"
+		if st := m.Stats; st.Total() > 0 {
+			src = fmt.Sprintf("%d | %d | %d | %d | %s", st.Count("GET", "blob"), st.Count("GET", "manifest"), st.Count("GET", "referrers-tag"), st.Total(), mbString(st.BytesOut))
+		}
+		tgt := "— | — | — | —"
+		if t := m.Target; t != nil {
+			tgt = fmt.Sprintf("%d | %d | %d | %s", t.Uploads, t.Mounts, t.Total(), mbString(t.BytesIn))
+		}
+		fmt.Fprintf(b, "| %s | %.2f s | %.1f | %s | %s | %s | %s | %.1f s |\n", r.Tool, m.WallSec, m.MBps(s.UniqueBytes), ratio, src, tgt, rssString(r.PeakRSS()), m.CPUSec)
+	}
 }
 
 // MachineInfo describes the machine.
@@ -271,6 +353,12 @@ type Report struct {
 	Sections  []*Section
 	PlanScale *PlanScale // nil: not measured
 	Generated string
+	// PriorTools and PriorTargets are the tools table rows and the
+	// measured targets of the document this report replaces, kept where
+	// this report has nothing (see MergeDoc).
+	PriorTools     map[string][5]string
+	PriorTargets   map[string]Target
+	PriorPlanScale string
 }
 
 // Markdown is the whole document.
@@ -290,9 +378,9 @@ func (r *Report) Markdown() string {
 	b.WriteString("Peers are installed into `$XDG_CACHE_HOME/regvault/bench/bin` (or `~/.cache/...`): oras and crane with `go install`, skopeo with `apt-get install skopeo` when it is missing and the harness runs as root. regvault is built from the checkout into the same directory. A seeded registry's storage is kept in `.../regvault/bench/seed/<workload>-<hash>` (keyed by workload, size and seed) and hard-linked into the registry of later runs; the per-section results in `.../regvault/bench/results`.\n\n")
 
 	b.WriteString("## Tools and commands\n\n")
-	b.WriteString("| tool | version | backup | restore |\n| --- | --- | --- | --- |\n")
+	b.WriteString("| tool | version | backup | restore | copy |\n| --- | --- | --- | --- | --- |\n")
 	for _, t := range r.toolRows() {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", t[0], mdEscape(t[1]), mdEscape(t[2]), mdEscape(t[3]))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", t[0], mdEscape(t[1]), mdEscape(t[2]), mdEscape(t[3]), mdEscape(t[4]))
 	}
 	for _, n := range r.ToolNotes {
 		fmt.Fprintf(&b, "\n- %s", n)
@@ -309,6 +397,8 @@ func (r *Report) Markdown() string {
 	b.WriteString("\n## Results\n\n")
 	if r.PlanScale != nil {
 		b.WriteString(r.PlanScale.Markdown())
+	} else if r.PriorPlanScale != "" {
+		b.WriteString(r.PriorPlanScale)
 	}
 	for _, s := range r.Sections {
 		b.WriteString(s.Markdown())
@@ -317,10 +407,11 @@ func (r *Report) Markdown() string {
 }
 
 // toolRows are the tools of the report's sections (and of this run), in
-// AllTools order: name, version, backup and restore command. The newest
-// section that has a tool says its version.
-func (r *Report) toolRows() [][4]string {
-	type info struct{ version, backup, restore, date string }
+// AllTools order: name, version, backup, restore and copy command. The
+// newest section that has a tool says its version; a tool of the kept
+// document (PriorTools) that neither has keeps its row.
+func (r *Report) toolRows() [][5]string {
+	type info struct{ version, backup, restore, copy, date string }
 	infos := map[string]*info{}
 	get := func(name string) *info {
 		if infos[name] == nil {
@@ -346,6 +437,11 @@ func (r *Report) toolRows() [][4]string {
 				if row.NA != "" && strings.Contains(row.NA, "not available") {
 					in.restore += " — " + row.NA
 				}
+			case OpCopy:
+				in.copy = cmd
+				if row.NA != "" && strings.Contains(row.NA, "not available") {
+					in.copy += " — " + row.NA
+				}
 			}
 		}
 	}
@@ -357,11 +453,20 @@ func (r *Report) toolRows() [][4]string {
 		if t.NoRestore != "" {
 			in.restore += " — " + t.NoRestore
 		}
+		in.copy = ""
+		if t.CopyDoc != "" {
+			in.copy = "`" + t.CopyDoc + "`"
+		}
+		if t.NoCopy != "" {
+			in.copy += " — " + t.NoCopy
+		}
 	}
-	var out [][4]string
+	var out [][5]string
 	for _, name := range AllTools {
 		if in, ok := infos[name]; ok {
-			out = append(out, [4]string{name, in.version, in.backup, in.restore})
+			out = append(out, [5]string{name, in.version, in.backup, in.restore, in.copy})
+		} else if p, ok := r.PriorTools[name]; ok {
+			out = append(out, p)
 		}
 	}
 	return out
@@ -431,6 +536,7 @@ func (r *Report) Targets() []Target {
 	ratio("D1 WAN backup ≥ 3× faster than crane (pull of every tag into one layout)", d1b, ToolCrane, 3)
 	ratio("D1 WAN restore ≥ 8× faster than oras restore (per repository)", d1r, ToolOras, 8)
 	ratio("D1 WAN restore ≥ 5× faster than skopeo copy (per tag)", d1r, ToolSkopeo, 5)
+	ts = append(ts, copyTargets(find(WorkloadD1, "wan", OpCopy), r.Sections)...)
 
 	// Each blob fetched once: a GET per unique manifest, and per unique
 	// blob a whole GET or ranged GETs (parallel parts of one blob). A blob
@@ -496,7 +602,7 @@ func (r *Report) Targets() []Target {
 		var parts []string
 		met := true
 		for _, s := range r.Sections {
-			if s.Base != WorkloadS || s.Op == OpPlan {
+			if s.Base != WorkloadS || (s.Op != OpBackup && s.Op != OpRestore) {
 				continue
 			}
 			m, ok := median(s, ToolRegvault)
@@ -663,6 +769,129 @@ func (r *Report) Targets() []Target {
 	return ts
 }
 
+// CopyPeers are the tools regvault copy is measured against.
+var CopyPeers = []string{ToolRegsync, ToolCrane, ToolSkopeo, ToolOras}
+
+// copyTargets are the targets of registry-to-registry copy: d1 is the
+// D1 WAN copy section (nil: not measured), all every section (the RSS
+// target looks at every copy section, B's above all).
+func copyTargets(d1 *Section, all []*Section) []Target {
+	speed := Target{Name: "D1 WAN copy ≥ 5× faster than the fastest of regsync, crane copy, skopeo copy, oras cp (both ends behind the WAN proxy)", Status: "not measured"}
+	overlap := Target{Name: "D1 WAN copy wall ≤ 1.2× the larger of regvault's backup and restore of the same set (measured in the same runs)", Status: "not measured"}
+	gets := Target{Name: "D1 WAN copy: GETs at the source = unique blobs + manifests (ranged parts of one blob count as one)", Status: "not measured"}
+	uploads := Target{Name: "D1 WAN copy: completed uploads ≤ unique blobs per target registry", Status: "not measured"}
+	rss := Target{Name: "copy peak RSS < 150 MiB (the issue names B, one 2 GiB layer)", Status: "not measured"}
+	tag := ""
+	if d1 != nil && d1.Quick {
+		tag = " (quick workload: indicative only)"
+	}
+	var rv RunResult
+	ok := false
+	if d1 != nil {
+		row := d1.Row(ToolRegvault)
+		switch {
+		case row == nil:
+		case row.NA != "":
+			for _, t := range []*Target{&speed, &overlap, &gets, &uploads} {
+				t.Measured = row.NA
+			}
+		default:
+			if rv, ok = row.Median(); !ok {
+				for _, t := range []*Target{&speed, &overlap, &gets, &uploads} {
+					t.Measured = "no successful regvault copy: " + row.why()
+				}
+			}
+		}
+	}
+	if ok {
+		var best RunResult
+		bestName := ""
+		var others []string
+		for _, p := range CopyPeers {
+			row := d1.Row(p)
+			if row == nil {
+				continue
+			}
+			m, pok := row.Median()
+			if !pok {
+				others = append(others, p+" no result")
+				continue
+			}
+			others = append(others, fmt.Sprintf("%s %.2f s", p, m.WallSec))
+			if bestName == "" || m.WallSec < best.WallSec {
+				best, bestName = m, p
+			}
+		}
+		if bestName == "" {
+			speed.Measured = "no successful peer copy"
+		} else {
+			x := best.WallSec / rv.WallSec
+			speed.Measured = fmt.Sprintf("%.2f× the fastest peer, %s (regvault %.2f s; %s)%s", x, bestName, rv.WallSec, strings.Join(others, ", "), tag)
+			speed.Status = metOr(x >= 5)
+		}
+		b, bok := rowMedian(d1, RowRefBackup)
+		rs, rok := rowMedian(d1, RowRefRestore)
+		if bok && rok {
+			larger := max(b.WallSec, rs.WallSec)
+			x := rv.WallSec / larger
+			overlap.Measured = fmt.Sprintf("%.2f× (copy %.2f s; backup %.2f s, restore %.2f s)%s", x, rv.WallSec, b.WallSec, rs.WallSec, tag)
+			overlap.Status = metOr(x <= 1.2)
+		} else {
+			overlap.Measured = "no successful reference backup and restore in the copy section"
+		}
+		gb, gm, ranged := rv.Stats.Count("GET", "blob"), rv.Stats.Count("GET", "manifest"), rv.Stats.Ranged
+		whole := gb - ranged
+		gets.Measured = fmt.Sprintf("%d blob GETs (%d whole, %d ranged) for %d unique blobs, %d manifest GETs for %d manifests, %s down for %s unique%s",
+			gb, whole, ranged, d1.Blobs, gm, d1.Manifests, mbString(rv.Stats.BytesOut), mbString(d1.UniqueBytes), tag)
+		gets.Status = metOr(gm == int64(d1.Manifests) && whole <= int64(d1.Blobs) && gb >= int64(d1.Blobs) && (ranged > 0 || gb == int64(d1.Blobs)))
+		if rv.Target != nil {
+			uploads.Measured = fmt.Sprintf("%d completed uploads for %d unique blobs, %d mounts, %s up for %s unique%s", rv.Target.Uploads, d1.Blobs, rv.Target.Mounts, mbString(rv.Target.BytesIn), mbString(d1.UniqueBytes), tag)
+			uploads.Status = metOr(rv.Target.Uploads <= int64(d1.Blobs))
+		}
+	}
+	var parts []string
+	met, measuredB := true, false
+	for _, s := range all {
+		if s.Op != OpCopy {
+			continue
+		}
+		row := s.Row(ToolRegvault)
+		if row == nil {
+			continue
+		}
+		if _, ok := row.Median(); !ok {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %s: %s", s.Workload, s.Profile, rssString(row.PeakRSS())))
+		if row.PeakRSS() >= 150*MiB {
+			met = false
+		}
+		if s.Base == WorkloadB {
+			measuredB = true
+		}
+	}
+	if len(parts) > 0 {
+		rss.Measured = strings.Join(parts, "; ")
+		if !measuredB {
+			rss.Measured += " (B not measured: -w B -ops copy)"
+		}
+		rss.Status = metOr(met)
+	}
+	return []Target{speed, overlap, gets, uploads, rss}
+}
+
+// rowMedian is the median run of the row called tool in s.
+func rowMedian(s *Section, tool string) (RunResult, bool) {
+	if s == nil {
+		return RunResult{}, false
+	}
+	row := s.Row(tool)
+	if row == nil {
+		return RunResult{}, false
+	}
+	return row.Median()
+}
+
 func metOr(ok bool) string {
 	if ok {
 		return "met"
@@ -670,10 +899,22 @@ func metOr(ok bool) string {
 	return "missed"
 }
 
+// targets are Targets, with the prior document's result for a target
+// this report cannot measure.
+func (r *Report) targets() []Target {
+	ts := r.Targets()
+	for i, t := range ts {
+		if p, ok := r.PriorTargets[t.Name]; ok && t.Status == "not measured" && p.Status != "not measured" {
+			ts[i] = p
+		}
+	}
+	return ts
+}
+
 func (r *Report) targetsMarkdown() string {
 	var b strings.Builder
 	b.WriteString("| target | measured | status |\n| --- | --- | --- |\n")
-	for _, t := range r.Targets() {
+	for _, t := range r.targets() {
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", mdEscape(t.Name), mdEscape(t.Measured), t.Status)
 	}
 	return b.String()
@@ -683,7 +924,7 @@ func (r *Report) targetsMarkdown() string {
 func (r *Report) TargetsText() string {
 	var b strings.Builder
 	b.WriteString("targets:\n")
-	for _, t := range r.Targets() {
+	for _, t := range r.targets() {
 		fmt.Fprintf(&b, "  [%s] %s: %s\n", t.Status, t.Name, t.Measured)
 	}
 	return b.String()
@@ -708,4 +949,96 @@ func rssString(n int64) string {
 		return "—"
 	}
 	return fmt.Sprintf("%.0f MiB", float64(n)/MiB)
+}
+
+// MergeDoc keeps what the document old (the report this one replaces)
+// has and this report lacks, so that a run of a subset of the matrix
+// does not drop the other tables when their results are not kept in a
+// results directory: the result sections of other titles, the plan-scale
+// section, the tools table rows of other tools, and the targets this
+// report cannot measure.
+func (r *Report) MergeDoc(old string) {
+	have := map[string]bool{}
+	for _, s := range r.Sections {
+		have[s.Title()] = true
+	}
+	_, results, _ := strings.Cut(old, "\n## Results\n")
+	for _, chunk := range splitBefore(results, "### ") {
+		title, _, _ := strings.Cut(strings.TrimPrefix(chunk, "### "), "\n")
+		parts := strings.Split(title, " · ")
+		switch {
+		case strings.HasPrefix(title, "restore planning"):
+			r.PriorPlanScale = chunk
+		case len(parts) == 3 && !have[title]:
+			base, _, _ := strings.Cut(parts[0], "-")
+			r.Sections = append(r.Sections, &Section{Workload: parts[0], Base: base, Profile: parts[1], Op: parts[2], Raw: chunk})
+		}
+	}
+	sortSections(r.Sections)
+	r.PriorTools = map[string][5]string{}
+	for _, cells := range mdTable(old, "\n## Tools and commands\n") {
+		var row [5]string
+		copy(row[:], cells)
+		if len(cells) == 4 {
+			row[4] = "" // a document from before copy
+		}
+		r.PriorTools[row[0]] = row
+	}
+	r.PriorTargets = map[string]Target{}
+	for _, cells := range mdTable(old, "\n## Targets\n") {
+		if len(cells) == 3 {
+			r.PriorTargets[cells[0]] = Target{Name: cells[0], Measured: cells[1], Status: cells[2]}
+		}
+	}
+}
+
+// splitBefore splits s before every line that starts with prefix; what
+// comes before the first such line is dropped.
+func splitBefore(s, prefix string) []string {
+	var out []string
+	lines := strings.SplitAfter(s, "\n")
+	cur := -1
+	for _, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, "")
+			cur++
+		}
+		if cur >= 0 {
+			out[cur] += l
+		}
+	}
+	return out
+}
+
+// mdTable is the body rows of the first table after the heading line
+// heading in doc, each split into its unescaped cells.
+func mdTable(doc, heading string) [][]string {
+	_, rest, ok := strings.Cut(doc, heading)
+	if !ok {
+		return nil
+	}
+	var rows [][]string
+	started := false
+	for _, line := range strings.Split(rest, "\n") {
+		if !strings.HasPrefix(line, "|") {
+			if started || strings.HasPrefix(line, "#") {
+				break
+			}
+			continue
+		}
+		if !started { // the header
+			started = true
+			continue
+		}
+		if strings.HasPrefix(line, "| ---") {
+			continue
+		}
+		line = strings.ReplaceAll(strings.Trim(line, "|"), `\|`, "\x00")
+		var cells []string
+		for _, c := range strings.Split(line, "|") {
+			cells = append(cells, strings.ReplaceAll(strings.TrimSpace(c), "\x00", "|"))
+		}
+		rows = append(rows, cells)
+	}
+	return rows
 }

@@ -20,6 +20,15 @@ const (
 	OpBackup  = "backup"
 	OpRestore = "restore"
 	OpPlan    = "plan" // regvault backup --dry-run: resolve and walk only
+	OpCopy    = "copy" // registry to registry, both ends behind the profile
+)
+
+// The reference rows of a copy section: regvault's own backup and
+// restore of the same set, measured in the same runs, which a copy (the
+// two overlapped) should not be much slower than.
+const (
+	RowRefBackup  = "regvault backup"
+	RowRefRestore = "regvault restore"
 )
 
 // Config is one invocation of the harness.
@@ -101,6 +110,9 @@ func Run(ctx context.Context, cfg Config) error {
 		if t.NoRestore != "" && contains(cfg.Ops, OpRestore) {
 			logf("  note: %s", t.NoRestore)
 		}
+		if t.NoCopy != "" && contains(cfg.Ops, OpCopy) {
+			logf("  note: %s", t.NoCopy)
+		}
 	}
 	m := Machine()
 	logf("machine: %s", m)
@@ -138,7 +150,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	var sections []*Section
 	workloads := cfg.Workloads
-	if !contains(cfg.Ops, OpBackup) && !contains(cfg.Ops, OpRestore) && !contains(cfg.Ops, OpPlan) {
+	if !contains(cfg.Ops, OpBackup) && !contains(cfg.Ops, OpRestore) && !contains(cfg.Ops, OpPlan) && !contains(cfg.Ops, OpCopy) {
 		workloads = nil // planscale alone: nothing to seed
 	}
 	for _, name := range workloads {
@@ -172,6 +184,9 @@ func Run(ctx context.Context, cfg Config) error {
 		rep.Sections = all
 	}
 	if cfg.DocPath != "" {
+		if old, err := os.ReadFile(cfg.DocPath); err == nil {
+			rep.MergeDoc(string(old))
+		}
 		if err := os.WriteFile(cfg.DocPath, []byte(rep.Markdown()), 0o644); err != nil {
 			return err
 		}
@@ -192,6 +207,9 @@ func WriteReport(resultsDir, docPath string, out io.Writer) error {
 		return fmt.Errorf("no results in %s: run the benchmarks first", resultsDir)
 	}
 	rep := &Report{Machine: Machine(), Sections: secs, PlanScale: loadPlanScale(resultsDir), Generated: time.Now().UTC().Format(time.RFC3339)}
+	if old, err := os.ReadFile(docPath); err == nil {
+		rep.MergeDoc(string(old))
+	}
 	if err := os.WriteFile(docPath, []byte(rep.Markdown()), 0o644); err != nil {
 		return err
 	}
@@ -299,6 +317,16 @@ func (r *runner) workload(ctx context.Context, src *SeededSource) ([]*Section, e
 			fmt.Fprintln(r.cfg.Out)
 			fmt.Fprint(r.cfg.Out, sec.Markdown())
 		}
+		if contains(r.cfg.Ops, OpCopy) {
+			sec := r.newSection(w, prof, OpCopy)
+			if err := r.copies(ctx, sec, px, prof, pdir, w); err != nil {
+				px.Close()
+				return sections, err
+			}
+			sections = append(sections, sec)
+			fmt.Fprintln(r.cfg.Out)
+			fmt.Fprint(r.cfg.Out, sec.Markdown())
+		}
 		if contains(r.cfg.Ops, OpPlan) {
 			sec := r.newSection(w, prof, OpPlan)
 			if err := r.plans(ctx, sec, px, pdir, w); err != nil {
@@ -382,8 +410,11 @@ func (r *runner) row(sec *Section, t *Tool, op string) *Row {
 		}
 	}
 	doc := t.BackupDoc
-	if op == OpRestore {
+	switch op {
+	case OpRestore:
 		doc = t.RestoreDoc
+	case OpCopy:
+		doc = t.CopyDoc
 	}
 	row := &Row{Tool: t.Name, Version: t.Version, Command: doc}
 	sec.Rows = append(sec.Rows, row)
@@ -392,10 +423,15 @@ func (r *runner) row(sec *Section, t *Tool, op string) *Row {
 
 func (r *runner) backups(ctx context.Context, sec *Section, px *Proxy, pdir, blobList string, w *Workload, outs map[string][]string, runs int, measured bool) error {
 	for _, t := range r.tools {
-		r.row(sec, t, OpBackup)
+		if row := r.row(sec, t, OpBackup); t.Backup == nil {
+			row.NA = "no backup: copies registry to registry only"
+		}
 	}
 	for k := 0; k < runs; k++ {
 		for _, t := range rotate(r.tools, k) {
+			if t.Backup == nil {
+				continue
+			}
 			dir := filepath.Join(pdir, t.Name, fmt.Sprintf("backup-%d", k))
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return err
@@ -476,6 +512,131 @@ func (r *runner) restores(ctx context.Context, sec *Section, prof Profile, src *
 	return nil
 }
 
+// copies runs each tool's registry-to-registry copy of w from the source
+// behind px into a new, empty target registry behind its own proxy of the
+// same profile, and, in the same rotation, regvault's backup (through px)
+// and restore (into a new target) of the same set as reference rows. A
+// run's Stats are the source's counts, its Target the target's; a copy
+// counts only if the target then has every tag with the source's digest
+// (and the referrers, for the tools that carry them).
+func (r *runner) copies(ctx context.Context, sec *Section, px *Proxy, prof Profile, pdir string, w *Workload) error {
+	type job struct {
+		row *Row
+		run func(k int) (RunResult, error)
+	}
+	var jobs []job
+	var rv *Tool
+	for _, t := range r.tools {
+		row := r.row(sec, t, OpCopy)
+		switch {
+		case t.Copy == nil:
+			row.NA = "no registry-to-registry copy"
+		case t.NoCopy != "":
+			row.NA = t.NoCopy
+		}
+		if t.Name == ToolRegvault {
+			rv = t
+		}
+		if row.NA != "" {
+			continue
+		}
+		t := t
+		jobs = append(jobs, job{row, func(k int) (RunResult, error) {
+			dir := filepath.Join(pdir, t.Name, fmt.Sprintf("copy-%d", k))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return RunResult{}, err
+			}
+			defer os.RemoveAll(dir)
+			return r.intoTarget(ctx, prof, fmt.Sprintf("%s-%s-copy-%s-%d", w.Name(), prof.Name, t.Name, k), func(target string) (RunResult, error) {
+				px.Reset()
+				res := r.execute(ctx, t, fmt.Sprintf("%s-%s-copy-%d", w.Name(), prof.Name, k), t.Copy(Env{W: w, Src: px.Addr, Target: target, Dir: dir}), filepath.Join(pdir, t.Name, fmt.Sprintf("copy-%d.log", k)))
+				res.Stats = px.Stats()
+				r.trace(px, fmt.Sprintf("%s-%s-copy-%s-%d-source", w.Name(), prof.Name, t.Name, k))
+				return res, nil
+			}, t, w)
+		}})
+	}
+	if rv != nil && rv.Backup != nil && rv.NoRestore == "" {
+		bRow := &Row{Tool: RowRefBackup, Version: rv.Version, Command: rv.BackupDoc}
+		rRow := &Row{Tool: RowRefRestore, Version: rv.Version, Command: rv.RestoreDoc}
+		sec.Rows = append(sec.Rows, bRow, rRow)
+		jobs = append(jobs, job{bRow, func(k int) (RunResult, error) {
+			dir := filepath.Join(pdir, "reference", fmt.Sprintf("backup-%d", k))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return RunResult{}, err
+			}
+			defer os.RemoveAll(dir)
+			cmds, out := rv.Backup(Env{W: w, Host: px.Addr, Dir: dir})
+			px.Reset()
+			res := r.execute(ctx, rv, fmt.Sprintf("%s-%s-copyref-backup-%d", w.Name(), prof.Name, k), cmds, dir+".log")
+			res.Stats = px.Stats()
+			if res.Err == "" {
+				res.Check = checkBackup(rv, w, out)
+			}
+			if !res.OK() {
+				rRow.Runs = append(rRow.Runs, RunResult{Err: "no backup to restore (the reference backup failed)"})
+				return res, nil
+			}
+			r.logf("  %s %s run %d/%d: %s", sec.Profile, RowRefBackup, k+1, r.cfg.Runs, res.Line(sec.UniqueBytes))
+			// The restore right after, into a new target: the other half.
+			rres, err := r.intoTarget(ctx, prof, fmt.Sprintf("%s-%s-copyref-restore-%d", w.Name(), prof.Name, k), func(target string) (RunResult, error) {
+				return r.execute(ctx, rv, fmt.Sprintf("%s-%s-copyref-restore-%d", w.Name(), prof.Name, k), rv.Restore(Env{W: w, In: out, Target: target}), dir+"-restore.log"), nil
+			}, rv, w)
+			if err != nil {
+				return res, err
+			}
+			rRow.Runs = append(rRow.Runs, rres)
+			r.logf("  %s %s run %d/%d: %s", sec.Profile, RowRefRestore, k+1, r.cfg.Runs, rres.Line(sec.UniqueBytes))
+			return res, nil
+		}})
+	}
+	for k := 0; k < r.cfg.Runs; k++ {
+		for i := range jobs {
+			j := jobs[(i+k)%len(jobs)]
+			res, err := j.run(k)
+			if err != nil {
+				return err
+			}
+			j.row.Runs = append(j.row.Runs, res)
+			if j.row.Tool != RowRefBackup {
+				r.logf("  %s %s copy run %d/%d: %s", sec.Profile, j.row.Tool, k+1, r.cfg.Runs, res.Line(sec.UniqueBytes))
+			}
+		}
+	}
+	return nil
+}
+
+// intoTarget starts an empty target registry behind a proxy of profile
+// prof, runs do with the proxy's address, and checks the target against w
+// as t's restore would be checked. The result's Target is what the target
+// proxy counted.
+func (r *runner) intoTarget(ctx context.Context, prof Profile, traceName string, do func(target string) (RunResult, error), t *Tool, w *Workload) (RunResult, error) {
+	target, err := StartRegistry(r.cfg.DistBin, r.work)
+	if err != nil {
+		return RunResult{}, err
+	}
+	defer target.Close()
+	tpx, err := StartProxy(target.BackendHost(), prof)
+	if err != nil {
+		return RunResult{}, err
+	}
+	defer tpx.Close()
+	if r.cfg.TraceDir != "" {
+		tpx.Trace()
+	}
+	res, err := do(tpx.Addr)
+	if err != nil {
+		return res, err
+	}
+	ts := tpx.Stats()
+	res.Target = &ts
+	r.trace(tpx, traceName+"-target")
+	if res.Err == "" {
+		res.Check = checkRestore(ctx, t, w, target.BackendHost())
+	}
+	return res, nil
+}
+
 // execute runs cmds one after the other, each measured with wait4: the
 // wall time of them all, their peak RSS (the largest of any one), their
 // CPU time (all of them). The first failure stops the run.
@@ -505,6 +666,13 @@ func (r *runner) execute(ctx context.Context, t *Tool, what string, cmds []Comma
 	start := time.Now()
 	rssFile := logPath + ".rss"
 	for _, c := range cmds {
+		for path, data := range c.Files {
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				res.Err = err.Error()
+				return res
+			}
+			fmt.Fprintf(logf, "# %s:\n%s\n", path, data)
+		}
 		fmt.Fprintf(logf, "$ %s\n", c)
 		off, _ := logf.Seek(0, io.SeekCurrent)
 		args := c.Args
@@ -641,7 +809,7 @@ func sortSections(secs []*Section) {
 		if x, y := idx(profiles, a.Profile), idx(profiles, b.Profile); x != y {
 			return x < y
 		}
-		ops := []string{OpBackup, OpRestore, OpPlan}
+		ops := []string{OpBackup, OpRestore, OpCopy, OpPlan}
 		return idx(ops, a.Op) < idx(ops, b.Op)
 	})
 }

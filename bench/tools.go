@@ -23,6 +23,10 @@ const (
 	CraneModule   = "github.com/google/go-containerregistry"
 	CraneVersion  = "v0.22.1"
 	BaselineConns = 8
+	// RegsyncModule and RegsyncVersion are regclient's regsync, the peer
+	// of registry-to-registry copy.
+	RegsyncModule  = "github.com/regclient/regclient"
+	RegsyncVersion = "v0.11.7"
 )
 
 // Tool names.
@@ -31,15 +35,19 @@ const (
 	ToolOras     = "oras"
 	ToolCrane    = "crane"
 	ToolSkopeo   = "skopeo"
+	ToolRegsync  = "regsync"
 	ToolBaseline = "baseline"
 )
 
 // AllTools is the order of the rows of every table.
-var AllTools = []string{ToolRegvault, ToolOras, ToolCrane, ToolSkopeo, ToolBaseline}
+var AllTools = []string{ToolRegvault, ToolOras, ToolCrane, ToolSkopeo, ToolRegsync, ToolBaseline}
 
 // Command is one process a tool run starts.
 type Command struct {
 	Args []string
+	// Files are written (path: content) before the process starts: a
+	// tool's configuration file.
+	Files map[string][]byte
 }
 
 func (c Command) String() string { return strings.Join(c.Args, " ") }
@@ -58,8 +66,12 @@ type Tool struct {
 	Manifests bool
 	// NoRestore says why the tool cannot restore ("" when it can).
 	NoRestore string
-	// BackupDoc, RestoreDoc and PlanDoc are the commands, for the report.
-	BackupDoc, RestoreDoc, PlanDoc string
+	// NoCopy says why the tool cannot copy registry to registry ("" when
+	// it can).
+	NoCopy string
+	// BackupDoc, RestoreDoc, PlanDoc and CopyDoc are the commands, for
+	// the report.
+	BackupDoc, RestoreDoc, PlanDoc, CopyDoc string
 	// Plan is the commands that resolve what a backup of e.W from e.Host
 	// would hold without writing it (nil: the tool cannot).
 	Plan func(e Env) []Command
@@ -70,16 +82,20 @@ type Tool struct {
 	// wrote) into the registry at e.Target; e.Src is the source registry
 	// itself, for tools that copy registry to registry.
 	Restore func(e Env) []Command
+	// Copy is the commands that copy e.W from the registry at e.Src to
+	// the registry at e.Target (both their proxies), with e.Dir for any
+	// file they need; nil: the tool does not copy registry to registry.
+	Copy func(e Env) []Command
 }
 
 // Env is what a tool's commands are made from.
 type Env struct {
 	W        *Workload
 	Host     string   // backup: the registry to back up (its proxy)
-	Dir      string   // backup: an empty directory for the output
+	Dir      string   // backup: an empty directory for the output; copy: for the tool's files
 	In       []string // restore: what the backup wrote
-	Src      string   // restore: the source registry, for registry-to-registry copies
-	Target   string   // restore: the registry to restore into (its proxy)
+	Src      string   // restore: the source registry, for registry-to-registry copies; copy: the source's proxy
+	Target   string   // restore, copy: the registry to write into (its proxy)
 	BlobList string   // the baseline's list of unique blobs (JSON)
 }
 
@@ -116,6 +132,8 @@ func (tb *Toolbox) Setup(ctx context.Context, names []string) ([]*Tool, []string
 			t, err = tb.crane(ctx)
 		case ToolSkopeo:
 			t, err = tb.skopeo(ctx)
+		case ToolRegsync:
+			t, err = tb.regsync(ctx)
 		case ToolBaseline:
 			t, err = tb.baseline()
 		default:
@@ -215,9 +233,20 @@ func (tb *Toolbox) regvault(ctx context.Context) (*Tool, error) {
 			return []Command{{Args: args}}
 		},
 	}
-	// Restore may not exist yet.
+	t.CopyDoc = "regvault copy --from-plain-http --to-plain-http --include-referrers --no-tty <source-host>/<repo1> ... <source-host>/<repoN> <target-host>"
+	t.Copy = func(e Env) []Command {
+		args := []string{path, "copy", "--from-plain-http", "--to-plain-http", "--include-referrers", "--no-tty"}
+		for _, r := range e.W.Repos {
+			args = append(args, e.Src+"/"+r.Name)
+		}
+		return []Command{{Args: append(args, e.Target)}}
+	}
+	// Restore and copy may not exist yet.
 	if err := exec.CommandContext(ctx, path, "restore", "--help").Run(); err != nil {
 		t.NoRestore = "regvault restore is not available in this build (`regvault restore --help` fails)"
+	}
+	if err := exec.CommandContext(ctx, path, "copy", "--help").Run(); err != nil {
+		t.NoCopy = "regvault copy is not available in this build (`regvault copy --help` fails)"
 	}
 	return t, nil
 }
@@ -255,6 +284,12 @@ func (tb *Toolbox) oras(ctx context.Context) (*Tool, error) {
 			}
 			return cmds
 		},
+		CopyDoc: "oras cp -r --from-plain-http --to-plain-http --no-tty <source-host>/<repo>:<tag> <target-host>/<repo>:<tag>   (once per tag)",
+		Copy: func(e Env) []Command {
+			return perTag(e.W, func(repo, tag string) []string {
+				return []string{path, "cp", "-r", "--from-plain-http", "--to-plain-http", "--no-tty", e.Src + "/" + repo + ":" + tag, e.Target + "/" + repo + ":" + tag}
+			})
+		},
 	}, nil
 }
 
@@ -289,6 +324,13 @@ func (tb *Toolbox) crane(ctx context.Context) (*Tool, error) {
 				cmds = append(cmds, Command{Args: []string{path, "copy", "--all-tags", "--insecure", src + "/" + r.Name, target + "/" + r.Name}})
 			}
 			return cmds
+		},
+		// Per tag, as a user moving tags does: no referrers.
+		CopyDoc: "crane copy --insecure <source-host>/<repo>:<tag> <target-host>/<repo>:<tag>   (once per tag)",
+		Copy: func(e Env) []Command {
+			return perTag(e.W, func(repo, tag string) []string {
+				return []string{path, "copy", "--insecure", e.Src + "/" + repo + ":" + tag, e.Target + "/" + repo + ":" + tag}
+			})
 		},
 	}, nil
 }
@@ -350,7 +392,57 @@ func (tb *Toolbox) skopeo(ctx context.Context) (*Tool, error) {
 			}
 			return cmds
 		},
+		CopyDoc: "skopeo --insecure-policy copy --all --src-tls-verify=false --dest-tls-verify=false docker://<source-host>/<repo>:<tag> docker://<target-host>/<repo>:<tag>   (once per tag)",
+		Copy: func(e Env) []Command {
+			return perTag(e.W, func(repo, tag string) []string {
+				return []string{path, "--insecure-policy", "copy", "--all", "--src-tls-verify=false", "--dest-tls-verify=false",
+					"docker://" + e.Src + "/" + repo + ":" + tag, "docker://" + e.Target + "/" + repo + ":" + tag}
+			})
+		},
 	}, nil
+}
+
+func (tb *Toolbox) regsync(ctx context.Context) (*Tool, error) {
+	path, err := tb.goInstall(ctx, RegsyncModule, RegsyncModule+"/cmd/regsync", RegsyncVersion, "regsync")
+	if err != nil {
+		return nil, err
+	}
+	return &Tool{
+		Name: ToolRegsync, Path: path, Version: RegsyncVersion, Referrers: true, Manifests: true,
+		NoRestore: "regsync copies registry to registry only",
+		CopyDoc:   "regsync once -c <dir>/regsync.yml   (one sync entry of type repository per repository, referrers: true, both hosts tls: disabled)",
+		Copy: func(e Env) []Command {
+			cfg := filepath.Join(e.Dir, "regsync.yml")
+			return []Command{{Args: []string{path, "once", "-c", cfg}, Files: map[string][]byte{cfg: RegsyncConfig(e.W, e.Src, e.Target)}}}
+		},
+	}, nil
+}
+
+// RegsyncConfig is regsync's configuration copying every repository of w
+// from the registry at src to the same name at target, tags and
+// referrers, over plain HTTP.
+func RegsyncConfig(w *Workload, src, target string) []byte {
+	var b strings.Builder
+	b.WriteString("version: 1\ncreds:\n")
+	for _, h := range []string{src, target} {
+		fmt.Fprintf(&b, "  - registry: %q\n    tls: disabled\n", h)
+	}
+	b.WriteString("defaults:\n  referrers: true\nsync:\n")
+	for _, r := range w.Repos {
+		fmt.Fprintf(&b, "  - source: %q\n    target: %q\n    type: repository\n", src+"/"+r.Name, target+"/"+r.Name)
+	}
+	return []byte(b.String())
+}
+
+// perTag is one command per tag of w, in workload order.
+func perTag(w *Workload, args func(repo, tag string) []string) []Command {
+	var cmds []Command
+	for _, r := range w.Repos {
+		for _, t := range r.Tags {
+			cmds = append(cmds, Command{Args: args(r.Name, t.Name)})
+		}
+	}
+	return cmds
 }
 
 func (tb *Toolbox) baseline() (*Tool, error) {

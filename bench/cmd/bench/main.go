@@ -1,5 +1,5 @@
 // Command bench runs regvault's benchmarks against its peers (oras, crane,
-// skopeo) and a plain-HTTP baseline, and writes docs/benchmarks.md. See
+// skopeo, regsync) and a plain-HTTP baseline, and writes docs/benchmarks.md. See
 // package bench. `make bench` runs the full set:
 //
 //	go run ./bench/cmd/bench                      # everything, 3 runs
@@ -50,13 +50,13 @@ func run() error {
 	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: go run ./bench/cmd/bench [flags]\n\nBenchmarks regvault against oras, crane, skopeo and a plain-HTTP baseline on\ngenerated workloads; writes docs/benchmarks.md.\n\nflags:\n")
+		fmt.Fprintf(fs.Output(), "usage: go run ./bench/cmd/bench [flags]\n\nBenchmarks regvault against oras, crane, skopeo, regsync and a plain-HTTP\nbaseline on generated workloads; writes docs/benchmarks.md.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	workloads := fs.String("w", strings.Join(bench.AllWorkloads, ","), "workloads: D1 (8 repos × 3 tags, shared layers, referrers), L (≥2 GiB unique, 20 repos), S (200 repos × 5 small tags), B (one 2 GiB layer)")
 	profiles := fs.String("p", "wan,loopback", "network profiles: wan (+40 ms per request, 25 MB/s per body stream), loopback")
 	tools := fs.String("t", strings.Join(bench.AllTools, ","), "tools")
-	ops := fs.String("ops", "backup,restore,planscale", "operations: backup, restore, plan (regvault backup --dry-run), planscale (regvault restore --dry-run of one repository with 10k/40k/100k tags)")
+	ops := fs.String("ops", "backup,restore,copy,planscale", "operations: backup, restore, copy (registry to registry, source and target each behind a proxy of the profile; with regvault's backup and restore of the same set as reference rows), plan (regvault backup --dry-run), planscale (regvault restore --dry-run of one repository with 10k/40k/100k tags)")
 	runs := fs.Int("runs", 3, "runs of each tool per table; the median is reported (default 1 with -quick)")
 	quick := fs.Bool("quick", false, "small workloads (D1 layers 1/16, L 64 MiB, S 20 repos, B 128 MiB), 1 run; nothing saved unless -doc or -save is given")
 	seed := fs.String("seed", "regvault-bench", "seed of the generated content")
@@ -134,10 +134,10 @@ func run() error {
 	cfg.Tools = split(*tools)
 	for _, op := range split(*ops) {
 		switch op {
-		case bench.OpBackup, bench.OpRestore, bench.OpPlan, bench.OpPlanScale:
+		case bench.OpBackup, bench.OpRestore, bench.OpCopy, bench.OpPlan, bench.OpPlanScale:
 			cfg.Ops = append(cfg.Ops, op)
 		default:
-			return fmt.Errorf("unknown operation %q (want backup, restore, plan, planscale)", op)
+			return fmt.Errorf("unknown operation %q (want backup, restore, copy, plan, planscale)", op)
 		}
 	}
 	switch {
