@@ -425,7 +425,7 @@ func (r *Report) toolRows() [][5]string {
 			if s.Date >= in.date {
 				in.version, in.date = row.Version, s.Date
 			}
-			cmd := "`" + row.Command + "`"
+			cmd := code(row.Command)
 			if row.NA != "" && row.Command == "" {
 				continue
 			}
@@ -448,15 +448,12 @@ func (r *Report) toolRows() [][5]string {
 	for _, t := range r.Tools {
 		in := get(t.Name)
 		in.version = t.Version
-		in.backup = "`" + t.BackupDoc + "`"
-		in.restore = "`" + t.RestoreDoc + "`"
+		in.backup = code(t.BackupDoc)
+		in.restore = code(t.RestoreDoc)
 		if t.NoRestore != "" {
 			in.restore += " — " + t.NoRestore
 		}
-		in.copy = ""
-		if t.CopyDoc != "" {
-			in.copy = "`" + t.CopyDoc + "`"
-		}
+		in.copy = code(t.CopyDoc)
 		if t.NoCopy != "" {
 			in.copy += " — " + t.NoCopy
 		}
@@ -470,6 +467,14 @@ func (r *Report) toolRows() [][5]string {
 		}
 	}
 	return out
+}
+
+// code is s as inline code, or "" for "".
+func code(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "`" + s + "`"
 }
 
 // Target is one of the benchmark targets, as measured.

@@ -234,13 +234,7 @@ func (tb *Toolbox) regvault(ctx context.Context) (*Tool, error) {
 		},
 	}
 	t.CopyDoc = "regvault copy --from-plain-http --to-plain-http --include-referrers --no-tty <source-host>/<repo1> ... <source-host>/<repoN> <target-host>"
-	t.Copy = func(e Env) []Command {
-		args := []string{path, "copy", "--from-plain-http", "--to-plain-http", "--include-referrers", "--no-tty"}
-		for _, r := range e.W.Repos {
-			args = append(args, e.Src+"/"+r.Name)
-		}
-		return []Command{{Args: append(args, e.Target)}}
-	}
+	t.Copy = regvaultCopy(path)
 	// Restore and copy may not exist yet.
 	if err := exec.CommandContext(ctx, path, "restore", "--help").Run(); err != nil {
 		t.NoRestore = "regvault restore is not available in this build (`regvault restore --help` fails)"
@@ -285,11 +279,7 @@ func (tb *Toolbox) oras(ctx context.Context) (*Tool, error) {
 			return cmds
 		},
 		CopyDoc: "oras cp -r --from-plain-http --to-plain-http --no-tty <source-host>/<repo>:<tag> <target-host>/<repo>:<tag>   (once per tag)",
-		Copy: func(e Env) []Command {
-			return perTag(e.W, func(repo, tag string) []string {
-				return []string{path, "cp", "-r", "--from-plain-http", "--to-plain-http", "--no-tty", e.Src + "/" + repo + ":" + tag, e.Target + "/" + repo + ":" + tag}
-			})
-		},
+		Copy:    orasCopy(path),
 	}, nil
 }
 
@@ -325,13 +315,8 @@ func (tb *Toolbox) crane(ctx context.Context) (*Tool, error) {
 			}
 			return cmds
 		},
-		// Per tag, as a user moving tags does: no referrers.
 		CopyDoc: "crane copy --insecure <source-host>/<repo>:<tag> <target-host>/<repo>:<tag>   (once per tag)",
-		Copy: func(e Env) []Command {
-			return perTag(e.W, func(repo, tag string) []string {
-				return []string{path, "copy", "--insecure", e.Src + "/" + repo + ":" + tag, e.Target + "/" + repo + ":" + tag}
-			})
-		},
+		Copy:    craneCopy(path),
 	}, nil
 }
 
@@ -393,12 +378,7 @@ func (tb *Toolbox) skopeo(ctx context.Context) (*Tool, error) {
 			return cmds
 		},
 		CopyDoc: "skopeo --insecure-policy copy --all --src-tls-verify=false --dest-tls-verify=false docker://<source-host>/<repo>:<tag> docker://<target-host>/<repo>:<tag>   (once per tag)",
-		Copy: func(e Env) []Command {
-			return perTag(e.W, func(repo, tag string) []string {
-				return []string{path, "--insecure-policy", "copy", "--all", "--src-tls-verify=false", "--dest-tls-verify=false",
-					"docker://" + e.Src + "/" + repo + ":" + tag, "docker://" + e.Target + "/" + repo + ":" + tag}
-			})
-		},
+		Copy:    skopeoCopy(path),
 	}, nil
 }
 
@@ -411,11 +391,58 @@ func (tb *Toolbox) regsync(ctx context.Context) (*Tool, error) {
 		Name: ToolRegsync, Path: path, Version: RegsyncVersion, Referrers: true, Manifests: true,
 		NoRestore: "regsync copies registry to registry only",
 		CopyDoc:   "regsync once -c <dir>/regsync.yml   (one sync entry of type repository per repository, referrers: true, both hosts tls: disabled)",
-		Copy: func(e Env) []Command {
-			cfg := filepath.Join(e.Dir, "regsync.yml")
-			return []Command{{Args: []string{path, "once", "-c", cfg}, Files: map[string][]byte{cfg: RegsyncConfig(e.W, e.Src, e.Target)}}}
-		},
+		Copy:      regsyncCopy(path),
 	}, nil
+}
+
+// The copy commands of each tool (the program at path).
+
+// regvaultCopy is one regvault copy of every repository, as the CLI
+// contract of copy says: the sources as backup's arguments, the target
+// registry last.
+func regvaultCopy(path string) func(Env) []Command {
+	return func(e Env) []Command {
+		args := []string{path, "copy", "--from-plain-http", "--to-plain-http", "--include-referrers", "--no-tty"}
+		for _, r := range e.W.Repos {
+			args = append(args, e.Src+"/"+r.Name)
+		}
+		return []Command{{Args: append(args, e.Target)}}
+	}
+}
+
+func orasCopy(path string) func(Env) []Command {
+	return func(e Env) []Command {
+		return perTag(e.W, func(repo, tag string) []string {
+			return []string{path, "cp", "-r", "--from-plain-http", "--to-plain-http", "--no-tty", e.Src + "/" + repo + ":" + tag, e.Target + "/" + repo + ":" + tag}
+		})
+	}
+}
+
+// craneCopy copies per tag, as a user moving tags does: no referrers.
+func craneCopy(path string) func(Env) []Command {
+	return func(e Env) []Command {
+		return perTag(e.W, func(repo, tag string) []string {
+			return []string{path, "copy", "--insecure", e.Src + "/" + repo + ":" + tag, e.Target + "/" + repo + ":" + tag}
+		})
+	}
+}
+
+func skopeoCopy(path string) func(Env) []Command {
+	return func(e Env) []Command {
+		return perTag(e.W, func(repo, tag string) []string {
+			return []string{path, "--insecure-policy", "copy", "--all", "--src-tls-verify=false", "--dest-tls-verify=false",
+				"docker://" + e.Src + "/" + repo + ":" + tag, "docker://" + e.Target + "/" + repo + ":" + tag}
+		})
+	}
+}
+
+// regsyncCopy is one regsync once over a configuration of every
+// repository, written into e.Dir.
+func regsyncCopy(path string) func(Env) []Command {
+	return func(e Env) []Command {
+		cfg := filepath.Join(e.Dir, "regsync.yml")
+		return []Command{{Args: []string{path, "once", "-c", cfg}, Files: map[string][]byte{cfg: RegsyncConfig(e.W, e.Src, e.Target)}}}
+	}
 }
 
 // RegsyncConfig is regsync's configuration copying every repository of w
