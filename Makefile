@@ -135,7 +135,7 @@ test: distribution peers conformance
 demo: build
 	$(GO) run ./cmd/regvault-demo -regvault bin/regvault
 
-# Benchmarks against oras, crane, skopeo and a plain-HTTP baseline; writes
+# Benchmarks against oras, crane, skopeo, regsync and a plain-HTTP baseline; writes
 # docs/benchmarks.md. BENCHFLAGS picks a subset, e.g. BENCHFLAGS='-w D1 -p wan'
 # or BENCHFLAGS=-quick (see go run ./bench/cmd/bench -h).
 BENCHFLAGS ?=

@@ -1,5 +1,5 @@
 // Package bench measures regvault against the tools users would use
-// instead (oras, crane, skopeo) and against a plain-HTTP baseline, on
+// instead (oras, crane, skopeo, regsync) and against a plain-HTTP baseline, on
 // generated workloads served by the CNCF distribution registry process of
 // registrytest. `make bench` (go run ./bench/cmd/bench) runs it; the
 // results go to docs/benchmarks.md. Timings live here, never in tests.
@@ -13,12 +13,14 @@
 //   - proxy.go: the reverse proxy every tool talks to: counts requests by
 //     method and kind and body bytes, and for the WAN profile adds latency
 //     to every request and caps every body stream.
-//   - tools.go: the tools (regvault, oras, crane, skopeo, baseline), how
-//     they are installed and the commands they run.
+//   - tools.go: the tools (regvault, oras, crane, skopeo, regsync,
+//     baseline), how they are installed and the commands they run
+//     (backup, restore, and registry-to-registry copy).
 //   - baseline.go: the physical limit: unique blobs fetched with parallel
 //     GETs and pushed with monolithic uploads, run as a child process.
 //   - run.go: the run matrix, one child process at a time, measured with
-//     wait4 (wall time, peak RSS, CPU).
+//     wait4 (wall time, peak RSS, CPU); a copy runs against a source and
+//     a target each behind its own proxy.
 //   - verify.go: a run counts only if its output holds what it should.
 //   - report.go: tables, targets, docs/benchmarks.md.
 //   - profile.go: -cpuprofile builds regvault with a CPU and heap profile
