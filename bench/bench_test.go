@@ -316,17 +316,27 @@ func TestRotate(t *testing.T) {
 // The interop tests run the oras that the Makefile installs; the
 // benchmarks install their own: both are the same version.
 func TestOrasVersionMatchesMakefile(t *testing.T) {
+	checkMakefileVersion(t, "ORAS_VERSION", OrasVersion)
+}
+
+// regsync and the interop tests' regctl are the same regclient release.
+func TestRegsyncVersionMatchesMakefile(t *testing.T) {
+	checkMakefileVersion(t, "REGCTL_VERSION", RegsyncVersion)
+}
+
+func checkMakefileVersion(t *testing.T, variable, version string) {
+	t.Helper()
 	mk, err := os.ReadFile("../Makefile")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(mk), "\n") {
-		if name, value, ok := strings.Cut(line, ":="); ok && strings.TrimSpace(name) == "ORAS_VERSION" {
-			if v := strings.TrimSpace(value); v != OrasVersion {
-				t.Errorf("Makefile ORAS_VERSION %s, bench.OrasVersion %s: pin one version in both", v, OrasVersion)
+		if name, value, ok := strings.Cut(line, ":="); ok && strings.TrimSpace(name) == variable {
+			if v := strings.TrimSpace(value); v != version {
+				t.Errorf("Makefile %s %s, bench %s: pin one version in both", variable, v, version)
 			}
 			return
 		}
 	}
-	t.Error("Makefile has no ORAS_VERSION")
+	t.Errorf("Makefile has no %s", variable)
 }

@@ -24,7 +24,8 @@ const (
 	CraneVersion  = "v0.22.1"
 	BaselineConns = 8
 	// RegsyncModule and RegsyncVersion are regclient's regsync, the peer
-	// of registry-to-registry copy.
+	// of registry-to-registry copy: the Makefile's REGCTL_VERSION too (a
+	// bench test checks).
 	RegsyncModule  = "github.com/regclient/regclient"
 	RegsyncVersion = "v0.11.7"
 )
