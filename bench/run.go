@@ -546,7 +546,7 @@ func (r *runner) copies(ctx context.Context, sec *Section, px *Proxy, prof Profi
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return RunResult{}, err
 			}
-			defer os.RemoveAll(dir)
+			defer r.remove(dir)
 			return r.intoTarget(ctx, prof, fmt.Sprintf("%s-%s-copy-%s-%d", w.Name(), prof.Name, t.Name, k), func(target string) (RunResult, error) {
 				px.Reset()
 				res := r.execute(ctx, t, fmt.Sprintf("%s-%s-copy-%d", w.Name(), prof.Name, k), t.Copy(Env{W: w, Src: px.Addr, Target: target, Dir: dir}), filepath.Join(pdir, t.Name, fmt.Sprintf("copy-%d.log", k)))
@@ -565,7 +565,7 @@ func (r *runner) copies(ctx context.Context, sec *Section, px *Proxy, prof Profi
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return RunResult{}, err
 			}
-			defer os.RemoveAll(dir)
+			defer r.remove(dir)
 			cmds, out := rv.Backup(Env{W: w, Host: px.Addr, Dir: dir})
 			px.Reset()
 			res := r.execute(ctx, rv, fmt.Sprintf("%s-%s-copyref-backup-%d", w.Name(), prof.Name, k), cmds, dir+".log")
@@ -604,6 +604,13 @@ func (r *runner) copies(ctx context.Context, sec *Section, px *Proxy, prof Profi
 		}
 	}
 	return nil
+}
+
+// remove removes what a run wrote, unless the work directory is kept.
+func (r *runner) remove(dir string) {
+	if !r.cfg.Keep {
+		os.RemoveAll(dir)
+	}
 }
 
 // intoTarget starts an empty target registry behind a proxy of profile
