@@ -38,6 +38,9 @@ func (r RunResult) Line(unique int64) string {
 	s := fmt.Sprintf("%.2f s, %.1f MB/s, %d requests (GET blob %d, GET manifest %d) on %d connections, down %s, up %s, peak RSS %s, CPU %.1f s",
 		r.WallSec, r.MBps(unique), r.Stats.Total(), r.Stats.Count("GET", "blob"), r.Stats.Count("GET", "manifest"), r.Stats.Conns,
 		mbString(r.Stats.BytesOut), mbString(r.Stats.BytesIn), rssString(r.MaxRSS), r.CPUSec)
+	if t := r.Target; t != nil {
+		s += fmt.Sprintf("; target: %d requests on %d connections, %d uploads, %d mounts, up %s", t.Total(), t.Conns, t.Uploads, t.Mounts, mbString(t.BytesIn))
+	}
 	switch {
 	case r.Err != "":
 		s += ": FAILED: " + r.Err
