@@ -913,8 +913,26 @@ func metOr(ok bool) string {
 func (r *Report) targets() []Target {
 	ts := r.Targets()
 	for i, t := range ts {
-		if p, ok := r.PriorTargets[t.Name]; ok && t.Status == "not measured" && p.Status != "not measured" {
-			ts[i] = p
+		if t.Status != "not measured" {
+			continue
+		}
+		if p, ok := r.PriorTargets[t.Name]; ok {
+			if p.Status != "not measured" {
+				ts[i] = p
+			}
+			continue
+		}
+		// A target whose name says more once measured (the plan-scale
+		// one): the one prior target of the same name up to its colon.
+		key, _, _ := strings.Cut(t.Name, ":")
+		var found []Target
+		for _, p := range r.PriorTargets {
+			if pk, _, _ := strings.Cut(p.Name, ":"); pk == key && p.Status != "not measured" {
+				found = append(found, p)
+			}
+		}
+		if len(found) == 1 {
+			ts[i] = found[0]
 		}
 	}
 	return ts
