@@ -355,3 +355,13 @@ func TestCopiesCountOnlyCorrectCopies(t *testing.T) {
 		t.Errorf("copy section:\n%s", md)
 	}
 }
+
+func TestNoteUnderEveryTable(t *testing.T) {
+	r := &runner{cfg: Config{Note: "load average 6 on 2 cores: noisy"}}
+	for _, op := range []string{OpBackup, OpCopy} {
+		md := r.newSection(copyWorkload(), ProfileWAN, op).Markdown()
+		if !strings.Contains(md, "\n- load average 6 on 2 cores: noisy\n") {
+			t.Errorf("%s table without the note:\n%s", op, md)
+		}
+	}
+}

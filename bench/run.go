@@ -60,6 +60,10 @@ type Config struct {
 	// from the proxy) and the log a summary of each.
 	TraceDir string
 
+	// Note is said under every table of this run (the machine's load,
+	// say); "" for nothing.
+	Note string
+
 	Timeout     time.Duration // per tool run
 	Keep        bool          // keep the work directory
 	NoInstall   bool
@@ -388,7 +392,15 @@ func (r *runner) newSection(w *Workload, p Profile, op string) *Section {
 		Profile: p.Name, ProfileAbout: p.Describe(), Op: op,
 		Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), CommandLine: r.cfg.CommandLine, Runs: r.cfg.Runs,
 		Seed: r.cfg.Seed, Quick: r.cfg.Options.Quick, Machine: Machine().String(),
+		Notes: notes(r.cfg.Note),
 	}
+}
+
+func notes(note string) []string {
+	if note == "" {
+		return nil
+	}
+	return []string{note}
 }
 
 // rotate is the tools in the order for run k: each run starts with a
@@ -570,6 +582,7 @@ func (r *runner) copies(ctx context.Context, sec *Section, px *Proxy, prof Profi
 			px.Reset()
 			res := r.execute(ctx, rv, fmt.Sprintf("%s-%s-copyref-backup-%d", w.Name(), prof.Name, k), cmds, dir+".log")
 			res.Stats = px.Stats()
+			r.trace(px, fmt.Sprintf("%s-%s-copyref-backup-%d-source", w.Name(), prof.Name, k))
 			if res.Err == "" {
 				res.Check = checkBackup(rv, w, out)
 			}

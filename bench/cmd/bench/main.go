@@ -71,6 +71,7 @@ func run() error {
 	timeout := fs.Duration("timeout", 30*time.Minute, "limit for one tool run")
 	keep := fs.Bool("keep", false, "keep the work directory (outputs and logs)")
 	reportOnly := fs.Bool("report", false, "run nothing: write the report from the results kept in <cache>/results")
+	note := fs.String("note", "", "a note said under every table of this run (the load of a shared machine, say)")
 	noInstall := fs.Bool("no-install", false, "do not install missing peers (skopeo through apt-get)")
 	trace := fs.String("trace", "", "directory for every run's requests as the proxy saw them (tab-separated: start, end, method, kind, bytes, path); the log gets a summary of each run")
 	cpuprofile := fs.String("cpuprofile", "", "directory for a CPU and heap profile of every regvault process (regvault is built with a profiling hook through go build -overlay; the checkout is not changed). Read with: go tool pprof -top <bin>/regvault-profiling <file>")
@@ -114,6 +115,7 @@ func run() error {
 		ProfileDir:  *cpuprofile,
 		TraceDir:    *trace,
 		CommandLine: commandLine(),
+		Note:        *note,
 		Out:         os.Stdout,
 		Options:     bench.Options{Quick: *quick, LSize: *lsize * bench.MiB, BSize: *bsize * bench.MiB, SRepos: *srepos},
 	}
@@ -202,7 +204,17 @@ func split(s string) []string {
 // commandLine is how this run was started, for the report.
 func commandLine() string {
 	args := []string{"go run ./bench/cmd/bench"}
+	skip := false
 	for _, a := range os.Args[1:] {
+		// The note is said under the tables already.
+		if skip {
+			skip = false
+			continue
+		}
+		if name := strings.TrimLeft(a, "-"); strings.HasPrefix(a, "-") && (name == "note" || strings.HasPrefix(name, "note=")) {
+			skip = name == "note"
+			continue
+		}
 		if strings.ContainsAny(a, " \t'\"") {
 			a = "'" + a + "'"
 		}
