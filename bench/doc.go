@@ -30,5 +30,5 @@
 // run as the proxy saw it (start, end, method, kind, bytes) and logs a
 // summary (when the first blob transfer and the largest one started);
 // -cpuprofile DIR profiles regvault (go tool pprof -top
-// <cache>/bin/regvault-profiling DIR/<file>.pprof).
+// DIR/regvault-profiling DIR/<file>.pprof).
 package bench

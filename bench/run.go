@@ -98,7 +98,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	logf("tools:")
-	tb := &Toolbox{BinDir: filepath.Join(cfg.CacheDir, "bin"), Root: cfg.Root, Self: cfg.Self, Logf: logf, NoInstall: cfg.NoInstall, Profile: cfg.ProfileDir != ""}
+	buildDir := filepath.Join(work, "bin")
+	if cfg.ProfileDir != "" {
+		buildDir = cfg.ProfileDir // pprof reads the binary next to its profiles
+	}
+	tb := &Toolbox{BinDir: filepath.Join(cfg.CacheDir, "bin"), BuildDir: buildDir, Root: cfg.Root, Self: cfg.Self, Logf: logf, NoInstall: cfg.NoInstall, Profile: cfg.ProfileDir != ""}
 	for _, d := range []string{cfg.ProfileDir, cfg.TraceDir} {
 		if d != "" {
 			if err := os.MkdirAll(d, 0o755); err != nil {
@@ -175,6 +179,10 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
+	// Interrupted: the runs cut short are no results.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	rep := &Report{Machine: m, Tools: tools, ToolNotes: notes, Sections: sections, PlanScale: planScale, Generated: time.Now().UTC().Format(time.RFC3339)}
 	if cfg.ResultsDir != "" {
 		rep.PlanScale = loadPlanScale(cfg.ResultsDir)

@@ -102,10 +102,14 @@ type Env struct {
 
 // Toolbox finds, installs and builds the tools.
 type Toolbox struct {
-	BinDir string // <cache>/bench/bin
-	Root   string // the regvault module root
-	Self   string // this program, for the baseline
-	Logf   func(string, ...any)
+	BinDir string // <cache>/bench/bin: the peers
+	// BuildDir is where regvault is built: a directory of this run (or
+	// the profile directory), never the shared cache, so that two runs
+	// at once (another checkout's) cannot replace each other's build.
+	BuildDir string
+	Root     string // the regvault module root
+	Self     string // this program, for the baseline
+	Logf     func(string, ...any)
 	// NoInstall skips installing what is missing (skopeo with apt-get).
 	NoInstall bool
 	// Profile builds regvault with the profiling hook (profile.go).
@@ -173,7 +177,10 @@ func (tb *Toolbox) goInstall(ctx context.Context, module, pkg, version, bin stri
 }
 
 func (tb *Toolbox) regvault(ctx context.Context) (*Tool, error) {
-	path := filepath.Join(tb.BinDir, "regvault")
+	if err := os.MkdirAll(tb.BuildDir, 0o755); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(tb.BuildDir, "regvault")
 	args := []string{"build", "-o", path}
 	if tb.Profile {
 		dir, err := os.MkdirTemp("", "regvault-bench-overlay-")
@@ -185,7 +192,7 @@ func (tb *Toolbox) regvault(ctx context.Context) (*Tool, error) {
 		if err != nil {
 			return nil, err
 		}
-		path = filepath.Join(tb.BinDir, "regvault-profiling")
+		path = filepath.Join(tb.BuildDir, "regvault-profiling")
 		args = []string{"build", "-overlay", overlay, "-o", path}
 	}
 	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/regvault")...)
