@@ -248,6 +248,7 @@ func TestMergeDoc(t *testing.T) {
 		{Tool: ToolOras, Runs: []RunResult{ok(25)}},
 	}}
 	oldCopy := copySection(goodCopy(99), 3, 5.5, 40, 45)
+	backup.Rows[0].Command = "regvault backup -o x"
 	s50 := &Section{Workload: "S-50", Base: WorkloadS, Profile: "loopback", Op: OpRestore, Rows: []*Row{{Tool: ToolRegvault, Runs: []RunResult{ok(1)}}}}
 	old := (&Report{Sections: []*Section{backup, oldCopy, s50},
 		Tools:     []*Tool{{Name: ToolBaseline, Version: "plain HTTP, 8 connections", BackupDoc: "bench baseline get", RestoreDoc: "bench baseline put | x"}},
@@ -261,6 +262,7 @@ func TestMergeDoc(t *testing.T) {
 	}
 
 	newCopy := copySection(goodCopy(6), 3, 5.5, 40, 45)
+	newCopy.Rows[0].Command = "regvault copy"
 	rep := &Report{Sections: []*Section{newCopy}, Tools: []*Tool{{Name: ToolRegsync, Version: RegsyncVersion, CopyDoc: "regsync once -c <dir>/regsync.yml"}}}
 	rep.MergeDoc(old)
 	md := rep.Markdown()
@@ -280,6 +282,8 @@ func TestMergeDoc(t *testing.T) {
 	}
 	for _, want := range []string{
 		"| baseline | plain HTTP, 8 connections | `bench baseline get` | `bench baseline put \\| x` |  |\n",
+		// A tool of both: this report's copy, the kept document's backup.
+		"| regvault |  | `regvault backup -o x` |  | `regvault copy` |\n",
 		"| regsync | v0.11.7 |  |  | `regsync once -c <dir>/regsync.yml` |\n",
 		// Measured in the old document, not in this report: kept.
 		"| D1 WAN backup ≥ 8× faster than oras (looped per repository) | 12.50× (regvault 2.00 s, oras 25.00 s) | met |",

@@ -464,9 +464,19 @@ func (r *Report) toolRows() [][5]string {
 	}
 	var out [][5]string
 	for _, name := range AllTools {
-		if in, ok := infos[name]; ok {
-			out = append(out, [5]string{name, in.version, in.backup, in.restore, in.copy})
-		} else if p, ok := r.PriorTools[name]; ok {
+		in, ok := infos[name]
+		p, prior := r.PriorTools[name]
+		switch {
+		case ok:
+			row := [5]string{name, in.version, in.backup, in.restore, in.copy}
+			// What this report does not say, the kept document does.
+			for i := 1; prior && i < len(row); i++ {
+				if row[i] == "" {
+					row[i] = p[i]
+				}
+			}
+			out = append(out, row)
+		case prior:
 			out = append(out, p)
 		}
 	}
