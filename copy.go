@@ -8,6 +8,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 	"oras.land/oras-go/v2/errdef"
 
@@ -83,6 +84,9 @@ type SourceTags struct {
 	Registry string
 	Repos    []string            // full names, sorted
 	Tags     map[string][]string // full name → sorted tags
+	// Digests are the manifests the tags resolved to: full name → tag →
+	// digest.
+	Digests map[string]map[string]digest.Digest
 }
 
 // Copy moves repositories from one registry into others, as a backup
@@ -259,7 +263,7 @@ func resolveSources(ctx context.Context, src *source.Registry, c *plan.Copy, con
 // sourceTags lists every source repository, with the tags resolved (none
 // for one that could not be read).
 func sourceTags(c *plan.Copy, entries []plan.BackupEntry) *SourceTags {
-	st := &SourceTags{Registry: c.Registry, Tags: map[string][]string{}}
+	st := &SourceTags{Registry: c.Registry, Tags: map[string][]string{}, Digests: map[string]map[string]digest.Digest{}}
 	for _, name := range c.Names() {
 		if _, ok := st.Tags[name]; !ok {
 			st.Repos = append(st.Repos, name)
@@ -268,6 +272,10 @@ func sourceTags(c *plan.Copy, entries []plan.BackupEntry) *SourceTags {
 	}
 	for _, e := range entries {
 		st.Tags[e.Repo] = append(st.Tags[e.Repo], e.Tag)
+		if st.Digests[e.Repo] == nil {
+			st.Digests[e.Repo] = map[string]digest.Digest{}
+		}
+		st.Digests[e.Repo][e.Tag] = e.Digest
 	}
 	sort.Strings(st.Repos)
 	return st

@@ -12,7 +12,9 @@ import (
 type PlanOptions struct {
 	// Sources are the repositories, as backup's arguments:
 	// <registry>/<repository>[:<tag>[,<tag>...]], all of one registry; no
-	// tags means every tag (tag-schema sha256-<hex> tags left out).
+	// tags means every tag (tag-schema sha256-<hex> tags left out). A
+	// source <registry>/<prefix>/* is every repository the registry's
+	// catalog lists under prefix (ExpandSources).
 	Sources          []string
 	IncludeReferrers bool
 	// Concurrency bounds the requests under way (0: 8).
@@ -25,8 +27,11 @@ type PlanOptions struct {
 // manifest, and the content graph it reaches (each manifest and blob
 // once). Nothing was moved.
 type Selection struct {
-	Registry     string
-	Repositories []RepositoryReport
+	Registry string
+	// IncludeReferrers is the referrer policy the selection was resolved
+	// with.
+	IncludeReferrers bool
+	Repositories     []RepositoryReport
 	// UniqueNodes and UniqueBytes are the unique manifests and blobs a
 	// copy or backup of the selection moves.
 	UniqueNodes int
@@ -40,8 +45,12 @@ type Selection struct {
 // *RepositoryError (Op "plan"); the error is those errors joined, or a
 // failure of the whole run. Bad options are a *plan.UsageError.
 func Plan(ctx context.Context, o PlanOptions) (*Selection, error) {
+	sources, err := ExpandSources(ctx, o.Sources, o.Registry)
+	if err != nil {
+		return nil, err
+	}
 	rep, err := Backup(ctx, BackupOptions{
-		Sources:          o.Sources,
+		Sources:          sources,
 		IncludeReferrers: o.IncludeReferrers,
 		DryRun:           true,
 		Concurrency:      o.Concurrency,
@@ -51,7 +60,7 @@ func Plan(ctx context.Context, o PlanOptions) (*Selection, error) {
 	if rep == nil {
 		return nil, err
 	}
-	sel := &Selection{Registry: rep.BackupPlan.Registry, Graph: rep.Graph,
+	sel := &Selection{Registry: rep.BackupPlan.Registry, Graph: rep.Graph, IncludeReferrers: o.IncludeReferrers,
 		UniqueNodes: rep.Result.UniqueNodes, UniqueBytes: rep.Result.UniqueBytes}
 	for _, rr := range rep.Repositories {
 		if rr.Err != nil {

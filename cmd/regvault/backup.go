@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -14,6 +16,7 @@ import (
 	"github.com/regvault/regvault/archive"
 	"github.com/regvault/regvault/pipeline"
 	"github.com/regvault/regvault/plan"
+	"github.com/regvault/regvault/planfile"
 	"github.com/regvault/regvault/registry"
 	"github.com/regvault/regvault/source"
 )
@@ -80,6 +83,8 @@ type backupCmd struct {
 	dryRun           bool
 	failFast         bool
 	format           string
+	planFile         string
+	shard            string
 }
 
 func (c *cli) backupCommand() *cobra.Command {
@@ -170,6 +175,8 @@ one, and what verify and restore read) fails its repository.
 	fs.BoolVar(&b.dryRun, "dry-run", false, "resolve and print what would be backed up (tags, digests, referrers, size) and write nothing")
 	fs.BoolVar(&b.failFast, "fail-fast", false, "stop at the first repository that fails and write nothing")
 	fs.StringVar(&b.format, "format", "text", "output format: text or json")
+	fs.StringVar(&b.planFile, "plan", "", "back up the tags of this plan file (regvault plan) instead of arguments: no listing; with --shard, only the shard's")
+	fs.StringVar(&b.shard, "shard", "", "with --plan: back up shard I of N of the plan (I/N, I from 0), or auto/N for I from $JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)")
 	b.reg.addFlags(fs, true)
 	return cmd
 }
@@ -178,6 +185,29 @@ func (b *backupCmd) run(ctx context.Context, args []string) error {
 	c := b.c
 	if b.format != "text" && b.format != "json" {
 		return usageError("--format %q: use text or json", b.format)
+	}
+	sharded, err := b.fromPlan(args)
+	if err != nil {
+		if isEmptyShard(err) {
+			fmt.Fprintln(c.stdout, err.Error()+"; no archive written")
+			return nil
+		}
+		return err
+	}
+	if sharded != nil {
+		args = sharded.args
+	}
+	var regOpts *registry.Options
+	if slices.ContainsFunc(args, api.IsPattern) {
+		// The catalog is read before anything else can be checked.
+		o, err := b.reg.options(c.stdin)
+		if err != nil {
+			return err
+		}
+		regOpts = &o
+		if args, err = api.ExpandSources(ctx, args, o); err != nil {
+			return err
+		}
 	}
 	opts := api.BackupOptions{
 		Sources:          args,
@@ -202,7 +232,9 @@ func (b *backupCmd) run(ctx context.Context, args []string) error {
 	if p.Kind == archive.Stdout && !p.DryRun && isTerminal(c.stdout) {
 		return usageError("--output -: standard output is a terminal; redirect it to a file or a pipe, or give a file name")
 	}
-	if opts.Registry, err = b.reg.options(c.stdin); err != nil {
+	if regOpts != nil {
+		opts.Registry = *regOpts
+	} else if opts.Registry, err = b.reg.options(c.stdin); err != nil {
 		return err
 	}
 	// The report goes where the archive does not.
@@ -227,6 +259,9 @@ func (b *backupCmd) run(ctx context.Context, args []string) error {
 	opts.Observe = rep.observe
 	opts.OnStart = func(*api.Report) {
 		b.reg.warnInsecure(p.Registry)
+		if sharded != nil {
+			c.stderrLine(sharded.line)
+		}
 		if !rep.json {
 			rep.header()
 		}
@@ -241,6 +276,11 @@ func (b *backupCmd) run(ctx context.Context, args []string) error {
 	if errors.As(report.Err, &mix) {
 		// Another run changed the directory since it was checked.
 		return &exitError{code: exitUsage, err: report.Err}
+	}
+	if sharded != nil {
+		for _, m := range report.PlanMoved(sharded.plan) {
+			c.stderrLine("Warning: " + m.String())
+		}
 	}
 	sum := summarize(report)
 	code := sum.exitCode()
@@ -264,4 +304,40 @@ func outputName(p *plan.Backup) string {
 		return "standard output"
 	}
 	return p.Output
+}
+
+// planRun is a run of --plan: the tags of the plan or of its shard.
+type planRun struct {
+	plan *planfile.Plan // what runs: the shard's plan
+	args []string       // the sources that select it
+	// targets are a copy's targets (its arguments).
+	targets []string
+	line    string // what it is, said before the run
+}
+
+// fromPlan reads --plan and --shard; nil when there is no --plan. The
+// plan's tags are the sources (positional sources with it are a usage
+// error: the plan is the selection), every part is named
+// registry/repository:tag (the parts of a plan merge on restore), and the
+// plan's referrer policy holds.
+func (b *backupCmd) fromPlan(args []string) (*planRun, error) {
+	if b.planFile == "" {
+		if b.shard != "" {
+			return nil, usageError("--shard %s needs --plan: a shard is a part of a plan file (regvault plan)", b.shard)
+		}
+		return nil, nil
+	}
+	if len(args) > 0 {
+		return nil, usageError("--plan %s is the selection: give no repositories as arguments (got %s); make another plan to back up others", b.planFile, strings.Join(args, " "))
+	}
+	sp, line, err := selectShard(b.planFile, b.shard)
+	if err != nil {
+		return nil, err
+	}
+	if b.includeReferrers && !sp.IncludeReferrers {
+		return nil, usageError("--include-referrers: plan %s was made without referrers; make it again with regvault plan --include-referrers", b.planFile)
+	}
+	b.includeReferrers = sp.IncludeReferrers
+	b.fullReference = true
+	return &planRun{plan: sp, args: api.PlanSources(sp), line: line}, nil
 }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	api "github.com/regvault/regvault"
 	"github.com/regvault/regvault/pipeline"
 	"github.com/regvault/regvault/plan"
+	"github.com/regvault/regvault/registry"
 	"github.com/regvault/regvault/source"
 )
 
@@ -53,6 +56,8 @@ type copyCmd struct {
 	dryRun           bool
 	failFast         bool
 	format           string
+	planFile         string
+	shard            string
 }
 
 func (c *cli) copyCommand() *cobra.Command {
@@ -117,6 +122,8 @@ Docker config and its credential helpers by default. Only one of the
 	fs.BoolVar(&cp.dryRun, "dry-run", false, "print what would be copied (tags, digests, referrers, what the targets lack, upload size) and push nothing")
 	fs.BoolVar(&cp.failFast, "fail-fast", true, "stop at the first repository that fails (unless the rules file's settings.fail-fast is false); --fail-fast=false goes on with the others")
 	fs.StringVar(&cp.format, "format", "text", "output format: text or json")
+	fs.StringVar(&cp.planFile, "plan", "", "copy the tags of this plan file (regvault plan) from its registry: no listing; the arguments are then the targets only; with --shard, only the shard's tags")
+	fs.StringVar(&cp.shard, "shard", "", "with --plan: copy shard I of N of the plan (I/N, I from 0), or auto/N for I from $JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)")
 	cp.reg.addFlags(fs)
 	return cmd
 }
@@ -126,9 +133,31 @@ func (cp *copyCmd) run(ctx context.Context, args []string, dash int, failFast *b
 	if cp.format != "text" && cp.format != "json" {
 		return usageError("--format %q: use text or json", cp.format)
 	}
-	sources, targets, err := plan.SplitCopyArgs(args, dash, cp.rules != "")
+	sharded, err := cp.fromPlan(args, dash)
 	if err != nil {
+		if isEmptyShard(err) {
+			fmt.Fprintln(c.stdout, err.Error()+"; nothing copied")
+			return nil
+		}
 		return err
+	}
+	var sources, targets []string
+	if sharded != nil {
+		sources, targets = sharded.args, sharded.targets
+	} else if sources, targets, err = plan.SplitCopyArgs(args, dash, cp.rules != ""); err != nil {
+		return err
+	}
+	var from, to *registry.Options
+	if slices.ContainsFunc(sources, api.IsPattern) {
+		// The catalog is read before anything else can be checked.
+		f, t, err := cp.reg.options(c.stdin)
+		if err != nil {
+			return err
+		}
+		from, to = &f, &t
+		if sources, err = api.ExpandSources(ctx, sources, f); err != nil {
+			return err
+		}
 	}
 	opts := api.CopyOptions{
 		Sources:          sources,
@@ -145,7 +174,9 @@ func (cp *copyCmd) run(ctx context.Context, args []string, dash int, failFast *b
 	if err := opts.Validate(); err != nil {
 		return err
 	}
-	if opts.From, opts.To, err = cp.reg.options(c.stdin); err != nil {
+	if from != nil {
+		opts.From, opts.To = *from, *to
+	} else if opts.From, opts.To, err = cp.reg.options(c.stdin); err != nil {
 		return err
 	}
 	rep := &restoreReporter{
@@ -159,6 +190,14 @@ func (cp *copyCmd) run(ctx context.Context, args []string, dash int, failFast *b
 		rep.plan, rep.snk = report.RestorePlan, report.Sink
 		rep.in = &backupIndex{path: st.Registry, size: -1, repos: st.Repos, tags: st.Tags}
 		cp.reg.warnInsecure([]string{st.Registry}, rep.plan.Registries())
+		if sharded != nil {
+			c.stderrLine(sharded.line)
+			// Before anything is pushed: the tags that moved since the
+			// plan was made are copied as they are now.
+			for _, m := range report.PlanMoved(sharded.plan) {
+				c.stderrLine("Warning: " + m.String())
+			}
+		}
 		if !rep.json {
 			rep.header()
 		}
@@ -192,4 +231,43 @@ func (cp *copyCmd) run(ctx context.Context, args []string, dash int, failFast *b
 	}
 	return runOutcome(code, sum.interrupted, sum.plan.DryRun,
 		"interrupted: the copy was not completed; run it again to complete it", whole)
+}
+
+// fromPlan reads --plan and --shard; nil when there is no --plan. The
+// plan's (or shard's) tags are the sources; the arguments are the targets
+// only: one, several after --, or none with --rules. The plan's referrer
+// policy holds (--exclude-referrers and the rules may still leave them
+// out).
+func (cp *copyCmd) fromPlan(args []string, dash int) (*planRun, error) {
+	if cp.planFile == "" {
+		if cp.shard != "" {
+			return nil, usageError("--shard %s needs --plan: a shard is a part of a plan file (regvault plan)", cp.shard)
+		}
+		return nil, nil
+	}
+	var targets []string
+	switch {
+	case dash > 0:
+		return nil, usageError("--plan %s is the selection: give no sources as arguments (got %s), only the targets (after -- for several)", cp.planFile, strings.Join(args[:dash], " "))
+	case cp.rules != "" && len(args) > 0:
+		return nil, usageError("--plan with --rules: the rules file names the targets; give no arguments (got %s)", strings.Join(args, " "))
+	case cp.rules != "":
+	case dash == 0:
+		targets = args
+	case len(args) == 1:
+		targets = args
+	case len(args) == 0:
+		return nil, usageError("no target given: regvault copy --plan %s [--shard I/N] <target>, or several targets after --", cp.planFile)
+	default:
+		return nil, usageError("--plan %s is the selection: the arguments are the targets only, got %d (put several targets after --)", cp.planFile, len(args))
+	}
+	sp, line, err := selectShard(cp.planFile, cp.shard)
+	if err != nil {
+		return nil, err
+	}
+	if cp.includeReferrers && !sp.IncludeReferrers {
+		return nil, usageError("--include-referrers: plan %s was made without referrers; make it again with regvault plan --include-referrers", cp.planFile)
+	}
+	cp.includeReferrers = sp.IncludeReferrers
+	return &planRun{plan: sp, args: api.PlanSources(sp), targets: targets, line: line}, nil
 }

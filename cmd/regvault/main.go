@@ -196,6 +196,7 @@ Exit codes: 0 done, 1 failure, 2 usage or validation error (nothing done),
 	})
 	root.AddCommand(c.backupCommand(), c.restoreCommand(), c.copyCommand(), c.loginCommand(), c.logoutCommand(), c.repoCommand(), c.manifestCommand(), c.discoverCommand(), c.verifyCommand(), c.versionCommand())
 	root.AddCommand(c.serveCommand())
+	root.AddCommand(c.planCommand())
 	c.completionCommand(root)
 	return root
 }

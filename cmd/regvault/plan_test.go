@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/regvault/regvault/internal/registrytest"
+	"github.com/regvault/regvault/planfile"
+)
+
+func readPlan(t *testing.T, path string) *planfile.Plan {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := planfile.Parse(data)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return p
+}
+
+func planRepos(p *planfile.Plan) []string {
+	var out []string
+	for _, r := range p.Repositories {
+		out = append(out, r.Name)
+	}
+	return out
+}
+
+// regvault plan resolves the selection once into a deterministic plan
+// file: a <registry>/<prefix>/* pattern lists the catalog, the same
+// registry state gives the same bytes, the tags and digests are the
+// registry's, and the summary names the counts.
+func TestPlanCommand(t *testing.T) {
+	src, sample := sampleRegistry(t)
+	dir := t.TempDir()
+	one := filepath.Join(dir, "one.json")
+	r := regvault(t, "", "plan", "--plain-http", "--no-tty", "--include-referrers", "-o", one, src.Host()+"/demo/*")
+	r.wantCode(t, exitOK)
+	wantContains(t, "stdout", r.stdout, "Plan of "+src.Host()+" written to "+one+": 2 repositories", ", with referrers")
+	p := readPlan(t, one)
+	if got, want := planRepos(p), []string{registrytest.SampleBackend, registrytest.SampleFrontend}; !slices.Equal(got, want) {
+		t.Fatalf("plan of demo/*: repositories %v, want %v", got, want)
+	}
+	if !p.IncludeReferrers || len(p.Referrers) == 0 {
+		t.Errorf("plan with --include-referrers: includeReferrers %v, %d referrers", p.IncludeReferrers, len(p.Referrers))
+	}
+	for _, repo := range p.Repositories {
+		for _, tag := range repo.Tags {
+			want := sample.Tags[repo.Name][tag.Name]
+			if tag.Digest != want.Digest {
+				t.Errorf("%s:%s: %s in the plan, %s in the registry", repo.Name, tag.Name, tag.Digest, want.Digest)
+			}
+		}
+		if len(repo.Tags) != len(sample.Tags[repo.Name]) {
+			t.Errorf("%s: %d tags in the plan, %d in the registry", repo.Name, len(repo.Tags), len(sample.Tags[repo.Name]))
+		}
+	}
+
+	// The same state, the same bytes; the named repositories are the
+	// pattern's.
+	two := filepath.Join(dir, "two.json")
+	regvault(t, "", "plan", "--plain-http", "--no-tty", "--include-referrers", "-o", two,
+		ref(src, registrytest.SampleFrontend), ref(src, registrytest.SampleBackend)).wantCode(t, exitOK)
+	a, _ := os.ReadFile(one)
+	b, _ := os.ReadFile(two)
+	if !bytes.Equal(a, b) {
+		t.Errorf("two plans of the same selection differ:\n%s\n---\n%s", a, b)
+	}
+	// No temporary file is left next to it.
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		t.Errorf("the plan's directory holds %v, want one.json and two.json", entries)
+	}
+
+	// Every repository, to standard output, with the shards' division.
+	r = regvault(t, "", "plan", "--plain-http", "--no-tty", "-o", "-", "--shards", "2", src.Host()+"/*")
+	r.wantCode(t, exitOK)
+	all, err := planfile.Parse([]byte(r.stdout))
+	if err != nil {
+		t.Fatalf("plan on stdout: %v", err)
+	}
+	if got := planRepos(all); !slices.Equal(got, allRepos) {
+		t.Errorf("plan of <registry>/*: %v, want %v", got, allRepos)
+	}
+	wantContains(t, "stderr", r.stderr, "3 repositories", "2 shards (--shard I/2):", "  0/2: ", "  1/2: ")
+}
+
+func TestPlanErrors(t *testing.T) {
+	src, _ := sampleRegistry(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "plan.json")
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no output", []string{src.Host() + "/demo/*"}, exitUsage, "--output is required"},
+		{"no source", []string{"-o", out}, exitUsage, "no repository given"},
+		{"pattern with a tag", []string{"-o", out, src.Host() + "/demo/*:v1"}, exitUsage, "only a last path element * is a pattern"},
+		{"empty prefix", []string{"-o", out, src.Host() + "/nothing/*"}, exitFailure, "does not list any repository under nothing/"},
+		{"a tag not there", []string{"-o", out, ref(src, registrytest.SampleFrontend) + ":nope"}, exitFailure, "no plan written: 1 of 1 repository could not be read"},
+		{"bad shards", []string{"-o", out, "--shards", "1", ref(src, registrytest.SampleFrontend)}, exitUsage, "--shards 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := regvault(t, "", append([]string{"plan", "--plain-http", "--no-tty"}, tc.args...)...)
+			r.wantCode(t, tc.code)
+			wantContains(t, "stderr", r.stderr, tc.want)
+			if _, err := os.Stat(out); err == nil {
+				t.Errorf("a plan was written")
+			}
+		})
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("left behind: %v", entries)
+	}
+}
+
+// makePlan writes the plan of the sample's repositories, with referrers.
+func makePlan(t *testing.T, src *registrytest.Server) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "plan.json")
+	regvault(t, "", "plan", "--plain-http", "--no-tty", "--include-referrers", "-o", out, src.Host()+"/*").wantCode(t, exitOK)
+	return out
+}
+
+// Bad --plan and --shard are usage errors: nothing is done (exit code 2).
+func TestPlanShardUsageErrors(t *testing.T) {
+	src, _ := sampleRegistry(t)
+	p := makePlan(t, src)
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"version": 1, "registry": 3}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "part.tar")
+	for _, tc := range []struct {
+		name string
+		env  string
+		args []string
+		want string
+	}{
+		{"shard without plan", "", []string{"backup", "--shard", "0/2", "-o", out, ref(src, registrytest.SampleBase)}, "--shard 0/2 needs --plan"},
+		{"plan and sources", "", []string{"backup", "--plan", p, "-o", out, ref(src, registrytest.SampleBase)}, "give no repositories as arguments"},
+		{"plan missing", "", []string{"backup", "--plan", filepath.Join(dir, "nope.json"), "-o", out}, "--plan: open"},
+		{"plan invalid", "", []string{"backup", "--plan", bad, "-o", out}, "--plan " + bad + ": invalid plan file"},
+		{"index out of range", "", []string{"backup", "--plan", p, "--shard", "2/2", "-o", out}, "index 2 is out of range"},
+		{"bad spec", "", []string{"backup", "--plan", p, "--shard", "two", "-o", out}, "use I/N"},
+		{"auto unset", "", []string{"backup", "--plan", p, "--shard", "auto/2", "-o", out}, "$JOB_COMPLETION_INDEX is not set"},
+		{"auto out of range", "5", []string{"backup", "--plan", p, "--shard", "auto/2", "-o", out}, "index 5 ($JOB_COMPLETION_INDEX) is out of range"},
+		{"copy plan and sources", "", []string{"copy", "--plan", p, ref(src, registrytest.SampleBase), src.Host() + "/x"}, "the arguments are the targets only"},
+		{"copy no target", "", []string{"copy", "--plan", p}, "no target given"},
+		{"copy bad shard", "", []string{"copy", "--plan", p, "--shard", "0/0", src.Host() + "/x"}, "must be a whole number from 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("JOB_COMPLETION_INDEX", tc.env)
+			r := regvault(t, "", tc.args...)
+			r.wantCode(t, exitUsage)
+			wantContains(t, "stderr", r.stderr, tc.want)
+		})
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("written: %v", entries)
+	}
+}
+
+// A tag that moved since the plan was made is backed up as it is now,
+// with a warning naming both digests.
+func TestPlanMovedTag(t *testing.T) {
+	src, sample := sampleRegistry(t)
+	p := makePlan(t, src)
+	repo := registrytest.SampleBase
+	var tag string
+	for name := range sample.Tags[repo] {
+		tag = name
+		break
+	}
+	old := sample.Tags[repo][tag]
+	moved, err := registrytest.PushImage(context.Background(), registrytest.Repo(t, src, repo), tag, registrytest.Bytes("moved", 128))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "all.tar")
+	r := regvault(t, "", "backup", "--plain-http", "--no-tty", "--plan", p, "-o", out)
+	r.wantCode(t, exitOK)
+	wantContains(t, "stderr", r.stderr, "Warning: "+src.Host()+"/"+repo+":"+tag+" moved since the plan was made: the plan has "+old.Digest.String()+", the registry now "+moved.Digest.String()+" (used)")
+	if got := layoutTags(t, out); !slices.Contains(got, src.Host()+"/"+repo+":"+tag) {
+		t.Errorf("tags %v lack the moved one", got)
+	}
+	dst := registrytest.NewInProcess(t)
+	r = regvault(t, "", "copy", "--from-plain-http", "--to-plain-http", "--no-tty", "--plan", p, dst.Host())
+	r.wantCode(t, exitOK)
+	wantContains(t, "stderr", r.stderr, "Warning: "+src.Host()+"/"+repo+":"+tag+" moved since the plan was made")
+	wantTag(t, dst, repo, tag, moved)
+	if strings.Count(r.stderr, "Warning: ") != 1 {
+		t.Errorf("stderr: %s", r.stderr)
+	}
+}
