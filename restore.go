@@ -26,7 +26,13 @@ type RestoreOptions struct {
 	// Input is the backup: a directory, a tar, a gzip- or zstd-compressed
 	// tar, or "-" for such a tar read from Stdin.
 	Input string
-	Stdin io.Reader
+	// Inputs, instead of Input, are several backups restored as one (the
+	// parts of a sharded backup, say: source.Layouts): the union of their
+	// tags, each blob read from one of them and uploaded once. A tag two
+	// of them give different manifests is a *plan.UsageError. One of them
+	// at most may be "-".
+	Inputs []string
+	Stdin  io.Reader
 	// Targets are the targets as the arguments of regvault restore
 	// (<registry>[/<repository>][:<tag>[,<tag>...]]), or, instead of them,
 	// a rules file: RulesFile names it, Rules holds it parsed (read from
@@ -76,8 +82,14 @@ func (o *RestoreOptions) Validate() error {
 		_, err := plan.NewRestore(nil, o.Targets, rules, popts)
 		return err
 	}
-	if o.Input == "" {
+	if o.Input == "" && len(o.Inputs) == 0 {
 		return &plan.UsageError{Msg: "--input is required: " + inputFormsHint}
+	}
+	if o.Input != "" && len(o.Inputs) > 0 {
+		return &plan.UsageError{Msg: "give the backup as Input or Inputs, not both"}
+	}
+	if n := slices.Index(o.Inputs, "-"); n >= 0 && slices.Contains(o.Inputs[n+1:], "-") {
+		return &plan.UsageError{Msg: "--input - given twice: standard input can be read once"}
 	}
 	if o.Concurrency < 1 {
 		return &plan.UsageError{Msg: fmt.Sprintf("--concurrency must be at least 1, got %d", o.Concurrency)}
@@ -127,17 +139,14 @@ func Restore(ctx context.Context, o RestoreOptions) (*Report, error) {
 		return nil, fmt.Errorf("creating a spool directory: %w", err)
 	}
 	defer os.RemoveAll(spool)
-	layout, err := source.OpenLayout(ctx, o.Input, o.Stdin, spool)
+	layout, in, err := openInputs(ctx, o, spool)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, notABackup(o.Input, err)
+		return nil, err
 	}
 	defer layout.Close()
 	noted := notes(layout, 0, note)
 
-	in, entries := readInput(ctx, layout)
+	entries := inputEntries(layout)
 	if len(entries) == 0 {
 		// What verify says of it too.
 		return nil, &plan.UsageError{Msg: fmt.Sprintf("--input %s: %s", in.Name(), inspect.NoTags(len(layout.Entries())))}
@@ -250,7 +259,7 @@ func targetRepositories(res *pipeline.Result, runErr error, interrupted bool, op
 
 // notes passes on the backup's notes after the first skip, and returns
 // how many there are.
-func notes(l *source.Layout, skip int, note func(string)) int {
+func notes(l interface{ Notes() []string }, skip int, note func(string)) int {
 	all := l.Notes()
 	for _, n := range all[min(skip, len(all)):] {
 		note(n)
@@ -272,24 +281,90 @@ func notABackup(input string, err error) error {
 	return &plan.UsageError{Msg: fmt.Sprintf("--input %s: not a backup: %s", name, msg)}
 }
 
-// readInput reads what the backup's index.json lists: the report's view
-// and the plan's entries.
-func readInput(ctx context.Context, l *source.Layout) (*Input, []plan.BackupEntry) {
-	cont := archive.Summarize(l.Entries())
-	in := &Input{Path: l.Path(), Kind: l.Kind(), Size: l.Size(), Repos: cont.TagRepos, Tags: cont.Tags}
-	var entries []plan.BackupEntry
-	for _, e := range cont.TagEntries {
-		entries = append(entries, plan.BackupEntry{Repo: e.Repo, Tag: e.Tag, Digest: e.Desc.Digest, Size: e.Desc.Size})
+// backupSource is one backup (*source.Layout) or several read as one
+// (*source.Layouts).
+type backupSource interface {
+	source.Source
+	Entries() []archive.Entry
+	Notes() []string
+	Close() error
+}
+
+// openInputs opens the backup of o (Input) or the backups (Inputs) as one
+// source, and what they list. A path that is no backup is a
+// *plan.UsageError naming it.
+func openInputs(ctx context.Context, o RestoreOptions, spool string) (backupSource, *Input, error) {
+	paths := o.Inputs
+	if len(paths) == 0 {
+		paths = []string{o.Input}
 	}
+	var list []*source.Layout
+	closeAll := func() {
+		for _, l := range list {
+			_ = l.Close()
+		}
+	}
+	for _, path := range paths {
+		l, err := source.OpenLayout(ctx, path, o.Stdin, spool)
+		if err != nil {
+			closeAll()
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+			return nil, nil, notABackup(path, err)
+		}
+		list = append(list, l)
+	}
+	if len(list) == 1 {
+		return list[0], readInput(ctx, list[0], list[0].Entries()), nil
+	}
+	ls, err := source.NewLayouts(list...)
+	if err != nil {
+		closeAll()
+		return nil, nil, &plan.UsageError{Msg: "--input: " + err.Error()}
+	}
+	in := readInput(ctx, list[0], ls.Entries())
+	in.Paths = paths
+	in.Path = strings.Join(paths, ", ")
+	for _, l := range list[1:] {
+		size := l.Size()
+		if size < 0 && l.Kind() == source.LayoutDirectory {
+			size = dirSize(ctx, l.Path())
+		}
+		if size < 0 || in.Size < 0 {
+			in.Size = -1
+		} else {
+			in.Size += size
+		}
+	}
+	return ls, in, nil
+}
+
+// readInput is the report's view of what a backup's index.json lists
+// (entries: of l, or of the several backups l is the first of).
+func readInput(ctx context.Context, l *source.Layout, entries []archive.Entry) *Input {
+	cont := archive.Summarize(entries)
+	in := &Input{Path: l.Path(), Kind: l.Kind(), Size: l.Size(), Repos: cont.TagRepos, Tags: cont.Tags}
 	if in.Size < 0 && in.Kind == source.LayoutDirectory {
 		in.Size = dirSize(ctx, in.Path)
 	}
-	return in, entries
+	return in
+}
+
+// inputEntries are the plan's entries: the tags the backups list.
+func inputEntries(l backupSource) []plan.BackupEntry {
+	var entries []plan.BackupEntry
+	for _, e := range archive.Summarize(l.Entries()).TagEntries {
+		entries = append(entries, plan.BackupEntry{Repo: e.Repo, Tag: e.Tag, Digest: e.Desc.Digest, Size: e.Desc.Size})
+	}
+	return entries
 }
 
 // Input is what a backup read by Restore lists in its index.json.
 type Input struct {
+	// Path is the backup, or the backups joined with ", " (Paths).
 	Path  string
+	Paths []string // several backups read as one; nil for one
 	Kind  source.LayoutKind
 	Size  int64               // -1: not known
 	Repos []string            // sorted

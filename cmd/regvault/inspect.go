@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -25,6 +26,48 @@ const layoutPathUsage = "the backup to read: a directory, a .tar, .tar.gz/.tgz o
 type layoutPath struct {
 	c    *cli
 	path string
+	// paths are the values of a repeatable flag (repo ls): several
+	// backups read as one.
+	paths []string
+}
+
+// addMulti registers --oci-layout-path as repeatable (and as a glob
+// pattern): repo ls lists the union of several backups.
+func (l *layoutPath) addMulti(cmd *cobra.Command) {
+	cmd.Flags().StringArrayVar(&l.paths, "oci-layout-path", nil, layoutPathUsage+"; repeat it, or give a glob pattern, to list several backups as one (the parts of a sharded backup)")
+}
+
+// openMulti opens the backups of addMulti: one as open does, several
+// as one (source.Layouts: the union of their entries; a tag two give
+// different manifests is an error naming both). It returns what they
+// list, their name for messages, and the function that closes them.
+func (l *layoutPath) openMulti(ctx context.Context) (inspect.Contents, string, func(), error) {
+	paths, err := expandInputs(l.paths)
+	if err != nil {
+		return inspect.Contents{}, "", nil, err
+	}
+	if len(paths) <= 1 {
+		if len(paths) == 1 {
+			l.path = paths[0]
+		}
+		b, err := l.open(ctx)
+		if err != nil {
+			return inspect.Contents{}, "", nil, err
+		}
+		return b.Contents, b.Name(), func() { _ = b.Close() }, nil
+	}
+	l.path = strings.Join(paths, " --oci-layout-path ")
+	if slices.Contains(paths, "-") && isTerminal(l.c.stdin) {
+		return inspect.Contents{}, "", nil, usageError("--oci-layout-path -: standard input is a terminal; pipe the backup in")
+	}
+	ls, err := source.OpenLayouts(ctx, paths, l.c.stdin, "")
+	if err != nil {
+		return inspect.Contents{}, "", nil, err
+	}
+	for _, n := range ls.Notes() {
+		fmt.Fprintf(l.c.stderr, "Note: %s\n", n)
+	}
+	return inspect.ContentsOf(ls.Entries()), strings.Join(paths, ", "), func() { _ = ls.Close() }, nil
 }
 
 func (l *layoutPath) add(cmd *cobra.Command) {
@@ -102,7 +145,7 @@ func (c *cli) repoCommand() *cobra.Command {
 func (c *cli) repoLsCommand() *cobra.Command {
 	l := &layoutPath{c: c}
 	cmd := &cobra.Command{
-		Use:     "ls --oci-layout-path <path> [<prefix>]",
+		Use:     "ls --oci-layout-path <path> [--oci-layout-path <path> ...] [<prefix>]",
 		Aliases: []string{"list"},
 		Short:   "List the repositories in a backup",
 		Long: `List the repositories in a backup, one a line, sorted, by their full
@@ -112,9 +155,17 @@ below it, relative to it.
 
 A single-repository backup written tag-only (as 'oras backup' and
 'regvault backup' without --full-reference write it) does not record its
-repository's name: 'repo ls' says so, and 'repo tags' lists its tags.`,
-		Example: repoLsExamples,
-		Args:    maxArgs(1, "at most one prefix"),
+repository's name: 'repo ls' says so, and 'repo tags' lists its tags.
+
+Several backups (--oci-layout-path repeated, or a glob pattern such as
+'part-*-of-4.tar.zst') are listed as one: the repositories of any of them,
+each once (a repository a sharded backup split by tags is in several parts).
+A tag that two of them give different manifests is an error naming both.`,
+		Example: repoLsExamples + `
+
+  # The parts of a sharded backup, as one
+  regvault repo ls --oci-layout-path 'part-*-of-4.tar.zst'`,
+		Args: maxArgs(1, "at most one prefix"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			prefix := ""
 			if len(args) == 1 {
@@ -123,20 +174,19 @@ repository's name: 'repo ls' says so, and 'repo tags' lists its tags.`,
 			return c.repoLs(cmd.Context(), l, prefix)
 		},
 	}
-	l.add(cmd)
+	l.addMulti(cmd)
 	return cmd
 }
 
 func (c *cli) repoLs(ctx context.Context, l *layoutPath, prefix string) error {
-	b, err := l.open(ctx)
+	cont, name, closeAll, err := l.openMulti(ctx)
 	if err != nil {
 		return err
 	}
-	defer b.Close()
-	cont := b.Contents
+	defer closeAll()
 	if cont.TagOnly() {
 		fmt.Fprintf(c.stderr, "The backup %s does not name its repository: its index.json names tags only (%s),\n"+
-			"as a single-repository backup is written without --full-reference.\n", b.Name(), strings.Join(cont.Unnamed, ", "))
+			"as a single-repository backup is written without --full-reference.\n", name, strings.Join(cont.Unnamed, ", "))
 		if len(cont.Recorded) > 0 {
 			fmt.Fprintf(c.stderr, "Its referrers record it as %s.\n", strings.Join(cont.Recorded, ", "))
 		}
@@ -148,10 +198,10 @@ func (c *cli) repoLs(ctx context.Context, l *layoutPath, prefix string) error {
 		if found := cont.FindRepo(strings.TrimRight(prefix, "/")); len(found) > 0 {
 			return &exitError{code: exitFailure, err: fmt.Errorf("%s is a repository, with nothing below it: list its tags with 'regvault repo tags --oci-layout-path %s %s'", found[0], l.path, prefix)}
 		}
-		return &exitError{code: exitFailure, err: fmt.Errorf("no repository of the backup %s is under %q. Repositories in it:%s", b.Name(), prefix, inspect.Listing(cont.Repos, prefix))}
+		return &exitError{code: exitFailure, err: fmt.Errorf("no repository of the backup %s is under %q. Repositories in it:%s", name, prefix, inspect.Listing(cont.Repos, prefix))}
 	}
 	if len(names) == 0 {
-		fmt.Fprintf(c.stderr, "The backup %s holds no repositories.\n", b.Name())
+		fmt.Fprintf(c.stderr, "The backup %s holds no repositories.\n", name)
 		return nil
 	}
 	if len(cont.Unnamed) > 0 && prefix == "" {

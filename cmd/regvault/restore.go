@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -91,7 +93,7 @@ type restoreCmd struct {
 	c   *cli
 	reg registryFlags
 
-	input            string
+	inputs           []string
 	rules            string
 	dryRun           bool
 	excludeReferrers bool
@@ -102,8 +104,8 @@ type restoreCmd struct {
 func (c *cli) restoreCommand() *cobra.Command {
 	r := &restoreCmd{c: c, reg: registryFlags{c: c}}
 	cmd := &cobra.Command{
-		Use: "restore [flags] --input <path|-> <registry>[/<repository>][:<tag>[,<tag>...]] ...\n" +
-			"  regvault restore [flags] --input <path|-> --rules <file>",
+		Use: "restore [flags] --input <path|-> [--input <path> ...] <registry>[/<repository>][:<tag>[,<tag>...]] ...\n" +
+			"  regvault restore [flags] --input <path|-> [--input <path> ...] --rules <file>",
 		Short: "Restore a backup into one or more registries, with remapping",
 		Long: `Restore a backup (an OCI image layout: a directory, a tar, a gzip- or
 zstd-compressed tar, or such a tar on standard input with --input -) into one
@@ -122,6 +124,14 @@ index.json names no tag (crane pull --format=oci) has nothing to restore:
 it is refused, as verify says. In a directory, oci-layout, index.json and
 every blob must be regular files: anything else (a named pipe, a device) is
 refused before it is opened.
+
+Several backups restore as one: --input repeated, or a glob pattern
+(--input '/out/part-*-of-4.tar.zst', quoted so that regvault expands it,
+in name order; a pattern that matches nothing is an error). The parts of a
+sharded backup (backup --plan --shard) are restored so: the union of their
+tags is planned once against the targets and rules, and a blob that
+several hold is read from one and uploaded once. A tag that two backups
+give different manifests is refused (exit code 2), naming both.
 
 Each target is <registry>[/<repository>][:<tag>[,<tag>...]]; with several,
 they may name different registries. The first rule that applies wins:
@@ -196,7 +206,7 @@ backup refuses) are not read.`,
 	}
 	fs := cmd.Flags()
 	fs.SortFlags = false
-	fs.StringVarP(&r.input, "input", "i", "", "the backup: a directory, a tar, a gzip- or zstd-compressed tar, or - for standard input")
+	fs.StringArrayVarP(&r.inputs, "input", "i", nil, "the backup: a directory, a tar, a gzip- or zstd-compressed tar, or - for standard input; repeat it, or give a glob pattern, to restore several backups as one")
 	fs.StringVar(&r.rules, "rules", "", "rules file (JSON with comments) mapping the backup's repositories and tags to targets")
 	fs.BoolVar(&r.dryRun, "dry-run", false, "print what would be restored (tags, digests, referrers, upload size) and push nothing")
 	fs.BoolVar(&r.excludeReferrers, "exclude-referrers", false, "do not restore referrers (signatures, SBOMs, ...)")
@@ -211,8 +221,17 @@ func (r *restoreCmd) run(ctx context.Context, args []string, failFast *bool) err
 	if r.format != "text" && r.format != "json" {
 		return usageError("--format %q: use text or json", r.format)
 	}
+	inputs, err := expandInputs(r.inputs)
+	if err != nil {
+		return err
+	}
+	input := ""
+	if len(inputs) == 1 {
+		input = inputs[0]
+	}
+	stdinInput := slices.Contains(inputs, "-")
 	opts := api.RestoreOptions{
-		Input:            r.input,
+		Input:            input,
 		Stdin:            c.stdin,
 		Targets:          args,
 		RulesFile:        r.rules,
@@ -224,24 +243,32 @@ func (r *restoreCmd) run(ctx context.Context, args []string, failFast *bool) err
 	}
 	// What can be checked without the backup is checked first: a mistake
 	// costs no reading.
+	if len(inputs) > 1 {
+		opts.Inputs = inputs
+	}
 	if err := opts.Validate(); err != nil {
 		return err
 	}
-	if r.input == "-" && (r.reg.passwordStdin || r.reg.identityTokenStdin) {
+	if stdinInput && (r.reg.passwordStdin || r.reg.identityTokenStdin) {
 		return usageError("--input - reads the backup from standard input, which --password-stdin and --identity-token-stdin read too: use one of them")
 	}
-	if r.input == "-" && isTerminal(c.stdin) {
+	if stdinInput && isTerminal(c.stdin) {
 		return usageError("--input -: standard input is a terminal; pipe the backup in, or give a file or directory")
 	}
-	var err error
 	if opts.Registry, err = r.reg.options(c.stdin); err != nil {
 		return err
 	}
-	noteName := r.input
+	noteName := input
 	if noteName == "-" {
 		noteName = "standard input"
 	}
-	opts.Note = func(n string) { fmt.Fprintf(c.stderr, "Note: %s: %s\n", noteName, n) }
+	opts.Note = func(n string) {
+		if noteName == "" { // several: the note names its backup
+			fmt.Fprintf(c.stderr, "Note: %s\n", n)
+			return
+		}
+		fmt.Fprintf(c.stderr, "Note: %s: %s\n", noteName, n)
+	}
 	rep := &restoreReporter{
 		c: c, out: c.stdout, rulesFile: r.rules, targets: args,
 		json: r.format == "json",
@@ -1038,4 +1065,38 @@ func (r *restoreReporter) printJSON(s *restoreSummary, code int) error {
 		}
 	}
 	return err
+}
+
+// expandInputs expands the glob patterns among --input values (in name
+// order; a value that names an existing file is taken as it is), keeping
+// the order given otherwise. A pattern that matches nothing is a usage
+// error, as is a backup named twice.
+func expandInputs(values []string) ([]string, error) {
+	var out []string
+	for _, v := range values {
+		if v == "-" || !strings.ContainsAny(v, "*?[") {
+			out = append(out, v)
+			continue
+		}
+		if _, err := os.Lstat(v); err == nil {
+			out = append(out, v)
+			continue
+		}
+		matches, err := filepath.Glob(v)
+		if err != nil {
+			return nil, usageError("--input %s: %v", v, err)
+		}
+		if len(matches) == 0 {
+			return nil, usageError("--input %s: the pattern matches no file or directory", v)
+		}
+		out = append(out, matches...) // sorted by filepath.Glob
+	}
+	seen := map[string]bool{}
+	for _, v := range out {
+		if v != "-" && seen[filepath.Clean(v)] {
+			return nil, usageError("--input %s is given twice", v)
+		}
+		seen[filepath.Clean(v)] = true
+	}
+	return out, nil
 }

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
@@ -29,6 +31,7 @@ const verifyExamples = `  # Check that a backup can be restored: every blob read
 
 type verifyCmd struct {
 	c           *cli
+	inputs      []string
 	input       string
 	format      string
 	concurrency int
@@ -38,7 +41,7 @@ type verifyCmd struct {
 func (c *cli) verifyCommand() *cobra.Command {
 	v := &verifyCmd{c: c}
 	cmd := &cobra.Command{
-		Use:   "verify --input <path>",
+		Use:   "verify --input <path> [--input <path> ...]",
 		Short: "Check that a backup is complete and intact",
 		Long: `Check that a backup can be restored: read every blob once, check its
 digest and size, and check that every manifest's config, layers, index
@@ -63,6 +66,15 @@ verify reads it at disk speed and prints the rate it reached.
 A manifest larger than 4 MiB, the limit backup and restore share, is
 reported as invalid.
 
+Several backups (--input repeated, or a glob pattern such as
+'part-*-of-4.tar.zst', quoted) are verified as the one restore
+--input ... --input ... reads: each by itself (a part of a sharded backup
+holds everything its tags need), one after the other, and then together:
+a tag that two of them give different manifests is an error (restore
+refuses it). The verdict is the whole: every backup restorable and no such
+conflict. With --format json, several backups give {"backups": [one
+report each], "conflicts": [...], "restorable", "exitCode"}.
+
 Exit codes: 0 the whole backup can be restored; 1 it cannot (something is
 missing, corrupt or unreadable), or it is not a backup; 2 usage error.`,
 		Example: verifyExamples,
@@ -73,7 +85,7 @@ missing, corrupt or unreadable), or it is not a backup; 2 usage error.`,
 	}
 	fs := cmd.Flags()
 	fs.SortFlags = false
-	fs.StringVarP(&v.input, "input", "i", "", "the backup: a directory, a .tar, .tar.gz/.tgz or .tar.zst/.tzst file (found by its content), or - for a tar on standard input")
+	fs.StringArrayVarP(&v.inputs, "input", "i", nil, "the backup: a directory, a .tar, .tar.gz/.tgz or .tar.zst/.tzst file (found by its content), or - for a tar on standard input; repeat it, or give a glob pattern, for several backups restored as one")
 	fs.StringVar(&v.format, "format", "text", "output format: text or json")
 	fs.IntVar(&v.concurrency, "concurrency", runtime.NumCPU(), "number of blobs hashed at once")
 	fs.BoolVar(&v.noTTY, "no-tty", false, "print plain lines, no progress bar, even on a terminal")
@@ -82,6 +94,16 @@ missing, corrupt or unreadable), or it is not a backup; 2 usage error.`,
 
 func (v *verifyCmd) run(ctx context.Context) error {
 	c := v.c
+	inputs, err := expandInputs(v.inputs)
+	if err != nil {
+		return err
+	}
+	if len(inputs) > 1 {
+		return v.runSeveral(ctx, inputs)
+	}
+	if len(inputs) == 1 {
+		v.input = inputs[0]
+	}
 	switch {
 	case v.input == "":
 		return usageError("--input is required: the backup to verify (a directory, a tar, a compressed tar, or - for standard input)")
@@ -354,4 +376,109 @@ func showVerifyProgress(w io.Writer, prog *inspect.Progress) func() {
 		close(stop)
 		<-done
 	}
+}
+
+// runSeveral verifies several backups, each by itself, then whether
+// they agree on their tags, as restore of them all needs.
+func (v *verifyCmd) runSeveral(ctx context.Context, inputs []string) error {
+	c := v.c
+	switch {
+	case v.format != "text" && v.format != "json":
+		return usageError("--format %q: use text or json", v.format)
+	case v.concurrency < 1:
+		return usageError("--concurrency must be at least 1")
+	case slices.Contains(inputs, "-"):
+		return usageError("--input -: standard input is one of several backups; verify it alone, or give files")
+	}
+	var reports []*inspect.Report
+	restorable := true
+	type seen struct {
+		digest digest.Digest
+		path   string
+	}
+	tags := map[string]seen{}
+	var conflicts []string
+	for i, in := range inputs {
+		prog := &inspect.Progress{}
+		stop := func() {}
+		if v.format == "text" && !v.noTTY && isTerminal(c.stderr) {
+			stop = showVerifyProgress(c.stderr, prog)
+		}
+		rep, err := inspect.Verify(ctx, in, inspect.VerifyOptions{Stdin: c.stdin, Workers: v.concurrency, Progress: prog})
+		stop()
+		if err != nil {
+			return fmt.Errorf("%s: %w", in, err)
+		}
+		if ctx.Err() != nil {
+			return &exitError{code: exitFailure, err: fmt.Errorf("interrupted: %s was not verified", rep.Path)}
+		}
+		for _, n := range rep.Notes {
+			fmt.Fprintf(c.stderr, "Note: %s: %s\n", rep.Path, n)
+		}
+		reports = append(reports, rep)
+		restorable = restorable && rep.Restorable
+		for _, r := range rep.Repos {
+			for _, t := range r.Tags {
+				if t.Tag == "" {
+					continue
+				}
+				k := r.Name + ":" + t.Tag
+				if r.Name == "" {
+					k = t.Tag + " (of a tag-only backup)"
+				}
+				if s, ok := tags[k]; ok && s.digest != t.Digest {
+					conflicts = append(conflicts, fmt.Sprintf("%s is %s in %s and %s in %s", k, s.digest, s.path, t.Digest, in))
+				} else if !ok {
+					tags[k] = seen{t.Digest, in}
+				}
+			}
+		}
+		if v.format == "text" {
+			if i > 0 {
+				fmt.Fprintln(c.stdout)
+			}
+			fmt.Fprintf(c.stdout, "== %s (%d of %d)\n", in, i+1, len(inputs))
+			printVerify(c.stdout, rep)
+		}
+	}
+	restorable = restorable && len(conflicts) == 0
+	code := exitOK
+	if !restorable {
+		code = exitFailure
+	}
+	if v.format == "json" {
+		out, err := marshalJSON(struct {
+			Backups    []*inspect.Report `json:"backups"`
+			Conflicts  []string          `json:"conflicts"`
+			Restorable bool              `json:"restorable"`
+			ExitCode   int               `json:"exitCode"`
+		}{reports, append([]string{}, conflicts...), restorable, code}, true)
+		if err != nil {
+			return err
+		}
+		if _, err := c.stdout.Write(out); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintln(c.stdout)
+		for _, cf := range conflicts {
+			fmt.Fprintf(c.stdout, "✗ the backups do not agree: %s\n", cf)
+		}
+		if restorable {
+			fmt.Fprintf(c.stdout, "All %d backups can be restored together (%d tags).\n", len(inputs), len(tags))
+		}
+	}
+	if code == exitOK {
+		return nil
+	}
+	var bad []string
+	for _, rep := range reports {
+		if !rep.Restorable {
+			bad = append(bad, rep.Path+" ("+verifyVerdict(rep)+")")
+		}
+	}
+	if len(conflicts) > 0 {
+		bad = append(bad, fmt.Sprintf("%d tag(s) the backups give different manifests", len(conflicts)))
+	}
+	return &exitError{code: code, err: fmt.Errorf("the %d backups cannot be restored in full: %s", len(inputs), strings.Join(bad, "; "))}
 }
