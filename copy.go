@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -54,6 +55,12 @@ type CopyOptions struct {
 	// OnStart, if not nil, is called once the sources are resolved and
 	// the plan made, before anything is pushed.
 	OnStart func(*Report)
+	// Shard, if not nil, copies only the tags of Sources it accepts
+	// (repository path, tag): a shard of a plan (shard.Shard.Has). The
+	// target table and rules are those of all Sources, so that each
+	// repository goes where a copy of them all puts it (with one
+	// repository left, "registry/x" would otherwise rename it to x).
+	Shard func(repo, tag string) bool
 
 	checked *plan.Copy
 }
@@ -110,13 +117,31 @@ func Copy(ctx context.Context, o CopyOptions) (*Report, error) {
 		return nil, err
 	}
 	src := source.NewRegistry(client)
-	entries, failed, err := resolveSources(ctx, src, c, o.Concurrency)
+	part := c
+	if o.Shard != nil {
+		part = shardOf(c, o.Shard)
+	}
+	entries, failed, err := resolveSources(ctx, src, part, o.Concurrency)
 	if err != nil {
 		return nil, err
+	}
+	if o.Shard != nil {
+		entries = slices.DeleteFunc(entries, func(e plan.BackupEntry) bool {
+			return !o.Shard(strings.TrimPrefix(e.Repo, c.Registry+"/"), e.Tag)
+		})
 	}
 	p, err := c.Restore(entries)
 	if err != nil {
 		return nil, err
+	}
+	if o.Shard != nil {
+		// Only the shard's repositories are the copy's: the others are
+		// other shards', not skipped.
+		mine := map[string]bool{}
+		for _, n := range part.Names() {
+			mine[n] = true
+		}
+		p.Skipped = slices.DeleteFunc(p.Skipped, func(n string) bool { return !mine[n] })
 	}
 	if !o.IncludeReferrers {
 		// As a backup: referrers only when asked for. Every mapping says
@@ -137,7 +162,7 @@ func Copy(ctx context.Context, o CopyOptions) (*Report, error) {
 	if progress == nil {
 		progress = &pipeline.Progress{}
 	}
-	rep := &Report{RestorePlan: p, DryRun: p.DryRun, Progress: progress, Sources: sourceTags(c, entries)}
+	rep := &Report{RestorePlan: p, DryRun: p.DryRun, Progress: progress, Sources: sourceTags(part, entries)}
 	clients := registry.NewClients(o.To)
 	job := pipeline.Job{
 		Selections:  pipeline.RestoreSelections(p),
@@ -279,4 +304,28 @@ func sourceTags(c *plan.Copy, entries []plan.BackupEntry) *SourceTags {
 	}
 	sort.Strings(st.Repos)
 	return st
+}
+
+// shardOf is c with the tags shard accepts: the repositories and tags
+// to resolve. A repository taken with every tag stays whole (its tags are
+// listed, then filtered).
+func shardOf(c *plan.Copy, shard func(repo, tag string) bool) *plan.Copy {
+	part := *c
+	part.Repos = nil
+	for _, r := range c.Repos {
+		if r.Tags == nil {
+			part.Repos = append(part.Repos, r)
+			continue
+		}
+		var tags []string
+		for _, t := range r.Tags {
+			if shard(r.Name, t) {
+				tags = append(tags, t)
+			}
+		}
+		if len(tags) > 0 {
+			part.Repos = append(part.Repos, plan.Repo{Name: r.Name, Tags: tags})
+		}
+	}
+	return &part
 }

@@ -310,8 +310,10 @@ func outputName(p *plan.Backup) string {
 type planRun struct {
 	plan *planfile.Plan // what runs: the shard's plan
 	args []string       // the sources that select it
-	// targets are a copy's targets (its arguments).
+	// targets are a copy's targets (its arguments); shard, the shard's
+	// tags of args (nil: all).
 	targets []string
+	shard   func(repo, tag string) bool
 	line    string // what it is, said before the run
 }
 
@@ -330,7 +332,7 @@ func (b *backupCmd) fromPlan(args []string) (*planRun, error) {
 	if len(args) > 0 {
 		return nil, usageError("--plan %s is the selection: give no repositories as arguments (got %s); make another plan to back up others", b.planFile, strings.Join(args, " "))
 	}
-	sp, line, err := selectShard(b.planFile, b.shard)
+	_, _, sp, line, err := selectShard(b.planFile, b.shard)
 	if err != nil {
 		return nil, err
 	}

@@ -170,6 +170,9 @@ func (cp *copyCmd) run(ctx context.Context, args []string, dash int, failFast *b
 		Concurrency:      cp.reg.concurrency,
 		Progress:         &pipeline.Progress{},
 	}
+	if sharded != nil {
+		opts.Shard = sharded.shard
+	}
 	// What can be checked without a registry is checked first.
 	if err := opts.Validate(); err != nil {
 		return err
@@ -261,7 +264,7 @@ func (cp *copyCmd) fromPlan(args []string, dash int) (*planRun, error) {
 	default:
 		return nil, usageError("--plan %s is the selection: the arguments are the targets only, got %d (put several targets after --)", cp.planFile, len(args))
 	}
-	sp, line, err := selectShard(cp.planFile, cp.shard)
+	whole, s, sp, line, err := selectShard(cp.planFile, cp.shard)
 	if err != nil {
 		return nil, err
 	}
@@ -269,5 +272,12 @@ func (cp *copyCmd) fromPlan(args []string, dash int) (*planRun, error) {
 		return nil, usageError("--include-referrers: plan %s was made without referrers; make it again with regvault plan --include-referrers", cp.planFile)
 	}
 	cp.includeReferrers = sp.IncludeReferrers
-	return &planRun{plan: sp, args: api.PlanSources(sp), targets: targets, line: line}, nil
+	// The sources are the whole plan's, the shard picks its tags: the
+	// target table maps every repository as a copy of the whole plan
+	// does.
+	run := &planRun{plan: sp, args: api.PlanSources(whole), targets: targets, line: line}
+	if s != nil {
+		run.shard = s.Has
+	}
+	return run, nil
 }

@@ -238,25 +238,26 @@ func readPlanFile(path string) (*planfile.Plan, error) {
 }
 
 // selectShard is the plan of --plan (a file) and --shard (a spec; ""
-// runs the whole plan): the shard's plan and a line that names it.
-func selectShard(path, spec string) (*planfile.Plan, string, error) {
+// runs the whole plan): the whole plan, the shard (nil for none), the
+// shard's plan and a line that names it.
+func selectShard(path, spec string) (*planfile.Plan, *shard.Shard, *planfile.Plan, string, error) {
 	p, err := readPlanFile(path)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, nil, "", err
 	}
 	if spec == "" {
-		return p, fmt.Sprintf("plan %s: %s, %s", path, plural(len(p.Repositories), "repository", "repositories"),
+		return p, nil, p, fmt.Sprintf("plan %s: %s, %s", path, plural(len(p.Repositories), "repository", "repositories"),
 			plural(p.TagCount(), "tag", "tags")), nil
 	}
 	s, err := shard.Select(p, spec)
 	if err != nil {
-		return nil, "", usageError("--shard: %v", err)
+		return nil, nil, nil, "", usageError("--shard: %v", err)
 	}
 	sp := s.Plan(p)
 	if len(sp.Repositories) == 0 {
-		return nil, "", errEmptyShard{name: s.Name(), path: path}
+		return nil, nil, nil, "", errEmptyShard{name: s.Name(), path: path}
 	}
-	return sp, fmt.Sprintf("shard %s of plan %s: %s, %s, %s unique", s.Name(), path, plural(len(sp.Repositories), "repository", "repositories"),
+	return p, s, sp, fmt.Sprintf("shard %s of plan %s: %s, %s, %s unique", s.Name(), path, plural(len(sp.Repositories), "repository", "repositories"),
 		plural(s.TagCount, "tag", "tags"), humanBytes(s.Bytes)), nil
 }
 
