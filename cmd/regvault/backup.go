@@ -62,7 +62,13 @@ const backupExamples = `  # Back up several repositories of one registry into on
     docker.io/library/busybox:1.36.1 docker.io/library/alpine:3.19.0
 
   # Machine-readable summary
-  regvault backup --output apps.tar --format json registry.mycompany.com/app/frontend`
+  regvault backup --output apps.tar --format json registry.mycompany.com/app/frontend
+
+  # Every repository under a namespace (the registry's catalog)
+  regvault backup --output team.tar.zst 'registry.mycompany.com/team/*'
+
+  # Shard 2 of 4 of a plan (regvault plan); in a Kubernetes Indexed Job: --shard auto/4
+  regvault backup --plan plan.json --shard 2/4 --output part-2-of-4.tar.zst`
 
 // listingLimitsHelp states the limits of registry.MaxTagPages & co.,
 // source.MaxReferrerDepth and source.MaxIndexDepth.
@@ -90,7 +96,7 @@ type backupCmd struct {
 func (c *cli) backupCommand() *cobra.Command {
 	b := &backupCmd{c: c, reg: registryFlags{c: c}}
 	cmd := &cobra.Command{
-		Use:   "backup [flags] --output <path> <registry>/<repo>[:<tag>[,<tag>...]] ...",
+		Use:   "backup [flags] --output <path> <registry>/<repo>[:<tag>[,<tag>...]] | <registry>/<prefix>/* ...\n  regvault backup [flags] --output <path> --plan <plan.json> [--shard I/N]",
 		Short: "Back up repositories of one registry into one OCI image layout",
 		Long: `Back up one or more repositories of one registry into a single OCI image
 layout: a directory, a tar (.tar), a compressed tar (.tar.gz, .tgz, .tar.zst,
@@ -100,6 +106,21 @@ however many repositories and tags share it.
 Each argument is <registry>/<repository>[:<tag>[,<tag>...]]. With no tags, every
 tag of the repository is backed up. All repositories must be from the same
 registry: create a separate backup for each registry.
+<registry>/<prefix>/* (quoted) is every repository the registry's catalog
+lists under prefix, every tag (<registry>/* every repository).
+
+--plan plan.json (written by regvault plan) backs up the plan's tags instead
+of arguments, with no listing, and its referrer policy; --shard I/N only
+shard I of N of it (I from 0; auto/N takes I from $JOB_COMPLETION_INDEX, as
+a Kubernetes Indexed Job sets it): every process computes the same
+assignment from the plan alone. Each shard writes its own archive, named
+registry/repository:tag throughout (--full-reference), so that the parts
+restore as one (restore --input part-0 --input part-1 ...). A tag that moved
+since the plan was made is backed up as it is now, with a warning naming
+both digests; a tag deleted since fails its repository as any missing tag
+does. A plan that cannot be read, a bad --shard, or --plan with arguments
+is a usage error (exit code 2). A shard with no tag (more shards than tags)
+writes nothing and exits 0.
 
 index.json names each tag by the tag alone for a single repository (as oras
 does), and by registry/repository:tag with --full-reference and always for

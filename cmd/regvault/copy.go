@@ -44,7 +44,10 @@ const copyExamples = `  # Copy two repositories, every tag, with their signature
     registry-a.mycompany.com/app/frontend registry-b.mycompany.com
 
   # Machine-readable summary
-  regvault copy --format json registry-a.mycompany.com/app/frontend registry-b.mycompany.com`
+  regvault copy --format json registry-a.mycompany.com/app/frontend registry-b.mycompany.com
+
+  # Shard 2 of 4 of a plan (regvault plan); in a Kubernetes Indexed Job: --shard auto/4
+  regvault copy --plan plan.json --shard 2/4 registry-b.mycompany.com/mirror`
 
 type copyCmd struct {
 	c   *cli
@@ -64,6 +67,7 @@ func (c *cli) copyCommand() *cobra.Command {
 	cp := &copyCmd{c: c, reg: newCopyRegistryFlags(c)}
 	cmd := &cobra.Command{
 		Use: "copy [flags] <registry>/<repo>[:<tag>[,<tag>...]] ... <target>\n" +
+			"  regvault copy [flags] --plan <plan.json> [--shard I/N] <target> | -- <target> ...\n" +
 			"  regvault copy [flags] <registry>/<repo>[:<tag>[,<tag>...]] ... -- <target> <target> ...\n" +
 			"  regvault copy [flags] --rules <file> <registry>/<repo>[:<tag>[,<tag>...]] ...",
 		Short: "Copy repositories from one registry into others, directly, with remapping",
@@ -76,6 +80,18 @@ The sources are named as backup's arguments: <registry>/<repository>[:<tag>[,<ta
 all of one registry; no tags takes every tag (the referrers tag schema's
 sha256-<hex> tags are not tags and are left out). --include-referrers
 copies the referrers (signatures, SBOMs) of what is copied, recursively.
+<registry>/<prefix>/* (quoted) is every repository the registry's catalog
+lists under prefix.
+
+--plan plan.json (written by regvault plan) copies the plan's tags from its
+registry instead of sources, with no listing, and its referrer policy; the
+arguments are then the targets only. --shard I/N copies only shard I of N of
+it (auto/N: I from $JOB_COMPLETION_INDEX, as a Kubernetes Indexed Job sets
+it); the target table is that of the whole plan, so each repository lands
+where one unsharded copy puts it. A tag that moved since the plan was made
+is copied as it is now, with a warning naming both digests, before anything
+is pushed. A plan that cannot be read or a bad --shard is a usage error
+(exit code 2); a shard with no tag copies nothing and exits 0.
 
 The last argument is the target, as restore's targets
 (<registry>[/<repository>][:<tag>[,<tag>...]]) with the same table: a

@@ -204,3 +204,30 @@ func TestPlanMovedTag(t *testing.T) {
 		t.Errorf("stderr: %s", r.stderr)
 	}
 }
+
+// <registry>/<prefix>/* names the repositories of the catalog under
+// prefix for backup and copy too.
+func TestSourcePatterns(t *testing.T) {
+	src, sample := sampleRegistry(t)
+	out := filepath.Join(t.TempDir(), "demo")
+	r := regvault(t, "", "backup", "--plain-http", "--no-tty", "-o", out, src.Host()+"/demo/*")
+	r.wantCode(t, exitOK)
+	var want []string
+	for _, repo := range []string{registrytest.SampleBackend, registrytest.SampleFrontend} {
+		for tag := range sample.Tags[repo] {
+			want = append(want, ref(src, repo)+":"+tag)
+		}
+	}
+	slices.Sort(want)
+	if got := layoutTags(t, out); !slices.Equal(got, want) {
+		t.Errorf("backup of demo/*: %v, want %v", got, want)
+	}
+	dst := registrytest.NewInProcess(t)
+	regvault(t, "", "copy", "--from-plain-http", "--to-plain-http", "--no-tty", src.Host()+"/library/*", dst.Host()+"/m").wantCode(t, exitOK)
+	for tag, d := range sample.Tags[registrytest.SampleBase] {
+		wantTag(t, dst, "m", tag, d) // one repository: renamed to m, as the table says
+	}
+	r = regvault(t, "", "backup", "--plain-http", "--no-tty", "-o", out+"2", src.Host()+"/none/*")
+	r.wantCode(t, exitFailure)
+	wantContains(t, "stderr", r.stderr, "does not list any repository under none/")
+}
