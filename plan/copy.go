@@ -239,8 +239,15 @@ func (c *Copy) sourceRepos() *backup {
 // caller's mistake.
 func (c *Copy) Restore(entries []BackupEntry) (*Restore, error) {
 	byName := map[string]Repo{}
+	named := map[string]map[string]bool{} // full name → its named tags (a set: a plan names thousands)
 	for i, n := range c.Names() {
 		byName[n] = c.Repos[i]
+		if c.Repos[i].Tags != nil {
+			named[n] = map[string]bool{}
+			for _, t := range c.Repos[i].Tags {
+				named[n][t] = true
+			}
+		}
 	}
 	var kept []BackupEntry
 	for _, e := range entries {
@@ -249,7 +256,7 @@ func (c *Copy) Restore(entries []BackupEntry) (*Restore, error) {
 		case !ok:
 			return nil, fmt.Errorf("copy plan: %s:%s is not from one of the sources (%s)", e.Repo, e.Tag, strings.Join(c.Names(), ", "))
 		case r.Tags == nil && IsReferrerTag(e.Tag):
-		case r.Tags != nil && !slices.Contains(r.Tags, e.Tag):
+		case r.Tags != nil && !named[e.Repo][e.Tag]:
 		default:
 			kept = append(kept, e)
 		}

@@ -5,7 +5,6 @@ package plan
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 
 	"oras.land/oras-go/v2/registry"
@@ -45,12 +44,16 @@ func ParseRepoRef(s string) (RepoRef, error) {
 		if list == "" {
 			return RepoRef{}, usagef("%q ends with ':' but names no tag: drop the ':' to back up every tag", s)
 		}
+		// A set, not a search of the list: a plan's source names every
+		// tag of a repository, tens of thousands of them.
+		seen := map[string]bool{}
 		for _, t := range strings.Split(list, ",") {
 			ref := registry.Reference{Registry: host, Repository: rest, Reference: t}
 			if t == "" || ref.ValidateReferenceAsTag() != nil {
 				return RepoRef{}, usagef("%q: invalid tag %q: %s", s, t, tagRule)
 			}
-			if !slices.Contains(tags, t) {
+			if !seen[t] {
+				seen[t] = true
 				tags = append(tags, t)
 			}
 		}
