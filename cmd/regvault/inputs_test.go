@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"maps"
 	"os"
 	"path/filepath"
@@ -47,6 +48,15 @@ func TestRestoreSeveralInputs(t *testing.T) {
 	wantContains(t, "stdout", r.stdout, "Loaded backup archive: "+parts[0]+", "+parts[1])
 	if got := targetState(t, several, sample, ""); !maps.Equal(got, want) {
 		t.Errorf("restore of the parts:\n%v\nrestore of one backup:\n%v", got, want)
+	}
+
+	r = regvault(t, "", "restore", "--plain-http", "--no-tty", "--format", "json", "-i", parts[0], "-i", parts[1], several.Host())
+	r.wantCode(t, exitOK)
+	var js struct {
+		Inputs []string `json:"inputs"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &js); err != nil || !slices.Equal(js.Inputs, parts) {
+		t.Errorf("JSON inputs %v (%v), want %v", js.Inputs, err, parts)
 	}
 
 	glob := registrytest.NewInProcess(t)

@@ -231,3 +231,41 @@ func TestSourcePatterns(t *testing.T) {
 	r.wantCode(t, exitFailure)
 	wantContains(t, "stderr", r.stderr, "does not list any repository under none/")
 }
+
+// A shard with no tag (more shards than the plan has tags) does nothing
+// and exits 0: its pod completes.
+func TestPlanEmptyShard(t *testing.T) {
+	src, sample := sampleRegistry(t)
+	var tag string
+	for name := range sample.Tags[registrytest.SampleBase] {
+		tag = name
+		break
+	}
+	p := filepath.Join(t.TempDir(), "plan.json")
+	regvault(t, "", "plan", "--plain-http", "--no-tty", "-o", p, ref(src, registrytest.SampleBase)+":"+tag).wantCode(t, exitOK)
+	dir := t.TempDir()
+	var ran int
+	for _, spec := range []string{"0/2", "1/2"} {
+		out := filepath.Join(dir, strings.ReplaceAll(spec, "/", "-of-")+".tar")
+		r := regvault(t, "", "backup", "--plain-http", "--no-tty", "--plan", p, "--shard", spec, "-o", out)
+		r.wantCode(t, exitOK)
+		if strings.Contains(r.stdout, "has no tag to move") {
+			if _, err := os.Stat(out); err == nil {
+				t.Errorf("shard %s without tags wrote %s", spec, out)
+			}
+			continue
+		}
+		ran++
+		if got := layoutTags(t, out); !slices.Equal(got, []string{ref(src, registrytest.SampleBase) + ":" + tag}) {
+			t.Errorf("shard %s: %v", spec, got)
+		}
+	}
+	if ran != 1 {
+		t.Errorf("%d shards ran, want 1", ran)
+	}
+	dst := registrytest.NewInProcess(t)
+	for _, spec := range []string{"0/2", "1/2"} {
+		regvault(t, "", "copy", "--from-plain-http", "--to-plain-http", "--no-tty", "--plan", p, "--shard", spec, dst.Host()).wantCode(t, exitOK)
+	}
+	wantTag(t, dst, registrytest.SampleBase, tag, sample.Tags[registrytest.SampleBase][tag])
+}

@@ -312,6 +312,7 @@ func (r *restoreCmd) run(ctx context.Context, args []string, failFast *bool) err
 // shows it.
 type backupIndex struct {
 	path  string
+	paths []string // several backups restored as one
 	kind  source.LayoutKind
 	size  int64               // -1: not known
 	repos []string            // sorted
@@ -319,7 +320,7 @@ type backupIndex struct {
 }
 
 func newBackupIndex(in *api.Input) *backupIndex {
-	return &backupIndex{path: in.Path, kind: in.Kind, size: in.Size, repos: in.Repos, tags: in.Tags}
+	return &backupIndex{path: in.Path, paths: in.Paths, kind: in.Kind, size: in.Size, repos: in.Repos, tags: in.Tags}
 }
 
 func (in *backupIndex) tagCount() int {
@@ -912,7 +913,9 @@ type restoreJSONFailure struct {
 }
 
 type restoreJSONSummary struct {
-	Input      string              `json:"input"`
+	Input string `json:"input"`
+	// Inputs are the backups restored as one, when several.
+	Inputs     []string            `json:"inputs,omitempty"`
 	InputKind  string              `json:"inputKind"`
 	InputSize  int64               `json:"inputSize"` // -1: not known
 	Rules      string              `json:"rules,omitempty"`
@@ -957,6 +960,7 @@ func (r *restoreReporter) printJSON(s *restoreSummary, code int) error {
 	orig := newOrigins(p)
 	js := restoreJSONSummary{
 		Input:            r.in.path,
+		Inputs:           r.in.paths,
 		InputKind:        r.in.kind.String(),
 		InputSize:        r.in.size,
 		Rules:            r.rulesFile,
