@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/regvault/regvault/internal/registrytest"
@@ -97,6 +98,15 @@ func TestPlanErrors(t *testing.T) {
 	src, _ := sampleRegistry(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "plan.json")
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+			t.Errorf("the named pipe was replaced: %v %v", fi, err)
+		}
+	}()
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -108,6 +118,7 @@ func TestPlanErrors(t *testing.T) {
 		{"pattern with a tag", []string{"-o", out, src.Host() + "/demo/*:v1"}, exitUsage, "only a last path element * is a pattern"},
 		{"empty prefix", []string{"-o", out, src.Host() + "/nothing/*"}, exitFailure, "does not list any repository under nothing/"},
 		{"a tag not there", []string{"-o", out, ref(src, registrytest.SampleFrontend) + ":nope"}, exitFailure, "no plan written: 1 of 1 repository could not be read"},
+		{"not a regular file", []string{"-o", fifo, ref(src, registrytest.SampleFrontend)}, exitUsage, "is not a regular file (a device or a named pipe)"},
 		{"bad shards", []string{"-o", out, "--shards", "1", ref(src, registrytest.SampleFrontend)}, exitUsage, "--shards 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

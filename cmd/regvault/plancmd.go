@@ -111,6 +111,10 @@ func (pc *planCmd) run(ctx context.Context, args []string) error {
 	if pc.output != "-" {
 		if fi, err := os.Stat(pc.output); err == nil && fi.IsDir() {
 			return usageError("--output %s is a directory: name the plan file, e.g. %s", pc.output, filepath.Join(pc.output, "plan.json"))
+		} else if err == nil && !fi.Mode().IsRegular() {
+			// The plan is renamed into place: that would replace a device
+			// or a named pipe with a file.
+			return usageError("--output %s is not a regular file (a device or a named pipe): give a file name, or - for standard output", pc.output)
 		}
 	}
 	regOpts, err := pc.reg.options(c.stdin)
