@@ -2,6 +2,8 @@ package regvault
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/regvault/regvault/graph"
 	"github.com/regvault/regvault/pipeline"
@@ -32,6 +34,11 @@ type Selection struct {
 	// with.
 	IncludeReferrers bool
 	Repositories     []RepositoryReport
+	// Empty are the repositories a <registry>/<prefix>/* source listed
+	// that have no tag (their tags were deleted): left out of the
+	// selection, not failures. A repository named as such with no tag is
+	// a failure.
+	Empty []graph.Repository
 	// UniqueNodes and UniqueBytes are the unique manifests and blobs a
 	// copy or backup of the selection moves.
 	UniqueNodes int
@@ -45,7 +52,7 @@ type Selection struct {
 // *RepositoryError (Op "plan"); the error is those errors joined, or a
 // failure of the whole run. Bad options are a *plan.UsageError.
 func Plan(ctx context.Context, o PlanOptions) (*Selection, error) {
-	sources, err := ExpandSources(ctx, o.Sources, o.Registry)
+	sources, listed, err := expandSources(ctx, o.Sources, o.Registry)
 	if err != nil {
 		return nil, err
 	}
@@ -63,6 +70,13 @@ func Plan(ctx context.Context, o PlanOptions) (*Selection, error) {
 	sel := &Selection{Registry: rep.BackupPlan.Registry, Graph: rep.Graph, IncludeReferrers: o.IncludeReferrers,
 		UniqueNodes: rep.Result.UniqueNodes, UniqueBytes: rep.Result.UniqueBytes}
 	for _, rr := range rep.Repositories {
+		var empty *pipeline.NoTagsError
+		if rr.Err != nil && listed[rr.Repository.String()] && errors.As(rr.Err, &empty) {
+			// The catalog lists it, its tags were deleted: nothing to
+			// plan, not a failure.
+			sel.Empty = append(sel.Empty, rr.Repository)
+			continue
+		}
 		if rr.Err != nil {
 			e := *rr.Err
 			e.Op = OpPlan
@@ -70,6 +84,13 @@ func Plan(ctx context.Context, o PlanOptions) (*Selection, error) {
 		}
 		sel.Repositories = append(sel.Repositories, rr)
 	}
-	out := &Report{Repositories: sel.Repositories, Err: rep.Err}
+	runErr := rep.Err
+	if len(sel.Empty) > 0 && errors.Is(runErr, pipeline.ErrNothingDone) {
+		runErr = nil // the failures it says are those left out, or named below
+		if len(sel.Repositories) == 0 {
+			runErr = fmt.Errorf("no repository with tags: the %d the catalog lists have none", len(sel.Empty))
+		}
+	}
+	out := &Report{Repositories: sel.Repositories, Err: runErr}
 	return sel, out.outcome()
 }

@@ -25,44 +25,60 @@ func IsPattern(source string) bool { return strings.HasSuffix(source, "/*") }
 // *plan.UsageError; a prefix under which the catalog lists nothing is an
 // error that says so (a mistyped namespace must not make an empty plan).
 func ExpandSources(ctx context.Context, sources []string, o registry.Options) ([]string, error) {
+	out, _, err := expandSources(ctx, sources, o)
+	return out, err
+}
+
+// expandSources is ExpandSources, and the repositories (full names) that
+// only a pattern named.
+func expandSources(ctx context.Context, sources []string, o registry.Options) ([]string, map[string]bool, error) {
 	var out []string
+	named := map[string]bool{}
+	listed := map[string]bool{}
 	clients := map[string]*registry.Client{}
 	for _, s := range sources {
 		if !IsPattern(s) {
 			if strings.Contains(s, "*") {
-				return nil, &plan.UsageError{Msg: fmt.Sprintf("%q: only a last path element * is a pattern (<registry>/<prefix>/* for every repository under prefix)", s)}
+				return nil, nil, &plan.UsageError{Msg: fmt.Sprintf("%q: only a last path element * is a pattern (<registry>/<prefix>/* for every repository under prefix)", s)}
 			}
 			out = append(out, s)
+			if ref, err := plan.ParseRepoRef(s); err == nil {
+				named[ref.Registry+"/"+ref.Repository] = true
+			}
 			continue
 		}
 		host, prefix, _ := strings.Cut(strings.TrimSuffix(s, "/*"), "/")
 		if host == "" || strings.ContainsAny(host, "*@/") || strings.ContainsAny(prefix, "*:@") {
-			return nil, &plan.UsageError{Msg: fmt.Sprintf("%q: a pattern is <registry>/<prefix>/* (every repository under prefix, every tag) or <registry>/*; it takes no tag", s)}
+			return nil, nil, &plan.UsageError{Msg: fmt.Sprintf("%q: a pattern is <registry>/<prefix>/* (every repository under prefix, every tag) or <registry>/*; it takes no tag", s)}
 		}
 		c := clients[host]
 		if c == nil {
 			var err error
 			if c, err = registry.New(host, o); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			clients[host] = c
 		}
 		repos, err := c.ListRepositories(ctx, prefix)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", s, err)
+			return nil, nil, fmt.Errorf("%s: %w", s, err)
 		}
 		if len(repos) == 0 {
 			where := "any repository"
 			if prefix != "" {
 				where = "any repository under " + prefix + "/"
 			}
-			return nil, fmt.Errorf("%s: the catalog of %s does not list %s", s, host, where)
+			return nil, nil, fmt.Errorf("%s: the catalog of %s does not list %s", s, host, where)
 		}
 		for _, r := range repos {
 			out = append(out, host+"/"+r)
+			listed[host+"/"+r] = true
 		}
 	}
-	return out, nil
+	for n := range named {
+		delete(listed, n)
+	}
+	return out, listed, nil
 }
 
 // File is the plan file (package planfile) of the selection: what

@@ -44,6 +44,15 @@ type Selection struct {
 	Referrers bool
 }
 
+// NoTagsError is a repository taken with every tag that lists none (a
+// registry's catalog still lists a repository whose tags were all
+// deleted).
+type NoTagsError struct {
+	Repository string // registry/path
+}
+
+func (e *NoTagsError) Error() string { return e.Repository + " has no tags" }
+
 // BackupSelections selects the repositories of a backup plan, each under
 // its own name.
 func BackupSelections(repos []plan.Repo, referrers bool) []Selection {
@@ -416,7 +425,7 @@ func (r *run) resolveSelection(ctx context.Context, sel Selection, limit int) ([
 			}
 		}
 		if len(names) == 0 {
-			return nil, fmt.Errorf("%s/%s has no tags", r.job.Registry, sel.Source)
+			return nil, &NoTagsError{Repository: r.job.Registry + "/" + sel.Source}
 		}
 		sort.Strings(names)
 		for _, t := range names {

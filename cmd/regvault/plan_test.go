@@ -280,3 +280,29 @@ func TestPlanEmptyShard(t *testing.T) {
 	}
 	wantTag(t, dst, registrytest.SampleBase, tag, sample.Tags[registrytest.SampleBase][tag])
 }
+
+// A repository the catalog lists with no tag (distribution keeps listing
+// one whose tags were all deleted) is left out of a plan of a pattern,
+// with a note; named as such, it is a failure.
+func TestPlanLeavesOutEmptyRepositories(t *testing.T) {
+	src := registrytest.NewDistribution(t, registrytest.DistConfig{})
+	registrytest.Seed(t, src, registrytest.SampleOptions{})
+	r := registrytest.Repo(t, src, "demo/empty")
+	d, err := registrytest.PushImage(t.Context(), r, "gone", []byte("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Delete(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "plan.json")
+	res := regvault(t, "", "plan", "--plain-http", "--no-tty", "-o", out, src.Host()+"/demo/*")
+	res.wantCode(t, exitOK)
+	wantContains(t, "stderr", res.stderr, "Note: "+src.Host()+"/demo/empty has no tags (the catalog lists it, its tags were deleted): left out of the plan")
+	if got, want := planRepos(readPlan(t, out)), []string{registrytest.SampleBackend, registrytest.SampleFrontend}; !slices.Equal(got, want) {
+		t.Errorf("plan: %v, want %v", got, want)
+	}
+	res = regvault(t, "", "plan", "--plain-http", "--no-tty", "-o", out+"2", src.Host()+"/demo/*", ref(src, "demo/empty"))
+	res.wantCode(t, exitFailure)
+	wantContains(t, "stdout", res.stdout, src.Host()+"/demo/empty has no tags")
+}

@@ -56,7 +56,9 @@ The arguments are backup's (<registry>/<repository>[:<tag>[,<tag>...]]; no
 tags is every tag), and <registry>/<prefix>/* names every repository the
 registry's catalog (/v2/_catalog, paginated) lists under prefix
 (<registry>/* every repository): quote it, so that the shell leaves the *
-alone. A prefix under which the catalog lists nothing is an error.
+alone. A prefix under which the catalog lists nothing is an error; a
+repository it lists with no tag (its tags deleted) is left out, with a
+note.
 
 The plan is written under a temporary name next to it and renamed when
 complete (- writes it to standard output). If a repository cannot be read,
@@ -135,6 +137,9 @@ func (pc *planCmd) run(ctx context.Context, args []string) error {
 		return err
 	}
 	pc.reg.warnInsecure(sel.Registry)
+	for _, r := range sel.Empty {
+		fmt.Fprintf(c.stderr, "Note: %s has no tags (the catalog lists it, its tags were deleted): left out of the plan\n", r)
+	}
 	if err != nil {
 		var failed int
 		for _, rr := range sel.Repositories {
