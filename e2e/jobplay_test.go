@@ -7,14 +7,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/stretchr/testify/require"
 
@@ -32,12 +35,15 @@ type holdGate struct {
 	passed atomic.Int64
 	once   sync.Once
 	held   chan struct{}
+	// when, if set, says when to start holding instead of "after two".
+	when func() bool
 }
 
 func (g *holdGate) handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet && r.Header.Get(holdHeader) == "hold" && strings.Contains(r.URL.Path, "/blobs/sha256:") {
-			if g.passed.Add(1) > 2 {
+			n := g.passed.Add(1)
+			if g.when == nil && n > 2 || g.when != nil && g.when() {
 				g.once.Do(func() { close(g.held) })
 				<-r.Context().Done() // until the process is killed
 				return
@@ -49,12 +55,12 @@ func (g *holdGate) handler(next http.Handler) http.Handler {
 
 // jobSource is a registry with two samples (6 repositories, 12 tags,
 // referrers) behind a holdGate.
-func jobSource(t *testing.T) (*registrytest.Server, []registrytest.Sample, *holdGate) {
+func jobSource(t *testing.T, base, layer int) (*registrytest.Server, []registrytest.Sample, *holdGate) {
 	gate := &holdGate{held: make(chan struct{})}
 	src := registrytest.NewInProcess(t, registrytest.WithHandler(gate.handler))
 	var samples []registrytest.Sample
 	for _, prefix := range []string{"", "team/"} {
-		samples = append(samples, registrytest.Seed(t, src, registrytest.SampleOptions{Prefix: prefix, Seed: "job-" + prefix, BaseLayerSize: 64 << 10, LayerSize: 16 << 10}))
+		samples = append(samples, registrytest.Seed(t, src, registrytest.SampleOptions{Prefix: prefix, Seed: "job-" + prefix, BaseLayerSize: base, LayerSize: layer}))
 	}
 	return src, samples, gate
 }
@@ -97,7 +103,7 @@ func registryState(t *testing.T, s *registrytest.Server, samples []registrytest.
 // its requests (extra arguments) so that the gate holds it mid-way, and
 // is killed (SIGKILL) there and run again, as backoffLimitPerIndex
 // retries it. Every other pod must exit 0, and so must the re-run.
-func playJob(t *testing.T, bin string, n, victim int, gate *holdGate, args func(i int) []string, mark []string) {
+func playJob(t *testing.T, bin string, n, victim int, gate *holdGate, args func(i int) []string, mark []string, ready func() bool) string {
 	t.Helper()
 	run := func(i int, extra []string) *exec.Cmd {
 		cmd := exec.Command(bin, append(args(i), extra...)...)
@@ -128,6 +134,13 @@ func playJob(t *testing.T, bin string, n, victim int, gate *holdGate, args func(
 		_ = cmd.Wait()
 		t.Fatalf("pod %d never reached its third blob:\n%s", victim, out.String())
 	}
+	for deadline := time.Now().Add(60 * time.Second); ready != nil && !ready(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Fatalf("pod %d did not get as far as the test waits for:\n%s", victim, out.String())
+		}
+	}
 	require.NoError(t, cmd.Process.Kill())
 	err := cmd.Wait()
 	require.Error(t, err, "the killed pod exits non-zero:\n%s", out.String())
@@ -141,6 +154,7 @@ func playJob(t *testing.T, bin string, n, victim int, gate *holdGate, args func(
 	// The retry of the killed pod.
 	rerun, err := run(victim, nil).CombinedOutput()
 	require.NoError(t, err, "re-run of pod %d:\n%s", victim, rerun)
+	return string(rerun)
 }
 
 // entrySet is every index.json entry of the backups (name and digest),
@@ -168,7 +182,7 @@ func entrySet(t *testing.T, paths ...string) []string {
 // target the same tags, digests and referrers as its restore.
 func TestJobPlayBackup(t *testing.T) {
 	bin := build(t)
-	src, samples, gate := jobSource(t)
+	src, samples, gate := jobSource(t, 64<<10, 16<<10)
 	dir := t.TempDir()
 	plan := filepath.Join(dir, "plan.json")
 	out, err := exec.Command(bin, "plan", "--plain-http", "--no-tty", "--include-referrers", "-o", plan, src.Host()+"/*").CombinedOutput()
@@ -180,7 +194,7 @@ func TestJobPlayBackup(t *testing.T) {
 	playJob(t, bin, 3, 1, gate, func(i int) []string {
 		return []string{"backup", "--plain-http", "--no-tty", "--plan", plan, "--shard", "auto/3",
 			"-o", filepath.Join(partsDir, fmt.Sprintf("part-%d-of-3.tar.zst", i))}
-	}, []string{"--header", holdHeader + ": hold"})
+	}, []string{"--header", holdHeader + ": hold"}, nil)
 
 	// The three parts, no leftover of the killed run.
 	names, err := filepath.Glob(filepath.Join(partsDir, "*"))
@@ -233,17 +247,55 @@ func countReferrerSubjects(samples []registrytest.Sample) int {
 // --shard auto/3 <target>`, one killed mid-way and run again; the target
 // then holds what one unsharded copy of the plan gives another.
 func TestJobPlayCopy(t *testing.T) {
+	const large = 1 << 20 // sink's headAlways: a re-run asks for such blobs rather than send them again
 	bin := build(t)
-	src, samples, gate := jobSource(t)
+	src, samples, gate := jobSource(t, 2*large, large)
+	sizes := map[digest.Digest]int64{}
+	for _, sample := range samples {
+		for _, content := range sample.Content {
+			for _, d := range content {
+				sizes[d.Digest] = d.Size
+			}
+		}
+	}
 	dir := t.TempDir()
 	plan := filepath.Join(dir, "plan.json")
 	out, err := exec.Command(bin, "plan", "--plain-http", "--no-tty", "--include-referrers", "-o", plan, src.Host()+"/*").CombinedOutput()
 	require.NoError(t, err, "%s", out)
 
-	sharded := registrytest.NewInProcess(t)
-	playJob(t, bin, 3, 2, gate, func(i int) []string {
+	// The target records the blob uploads the killed pod completed: it
+	// is killed once it has a large one.
+	up := &uploads{done: map[digest.Digest]int{}}
+	largeDone := func() bool {
+		for d := range up.completed() {
+			if sizes[d] >= large {
+				return true
+			}
+		}
+		return false
+	}
+	// The killed pod transfers one blob at a time and is held once it
+	// has uploaded a large one.
+	gate.when = largeDone
+	sharded := registrytest.NewInProcess(t, registrytest.WithHandler(up.marked))
+	const victim = 2
+	args := func(i int) []string {
 		return []string{"copy", "--from-plain-http", "--to-plain-http", "--no-tty", "--plan", plan, "--shard", "auto/3", sharded.Host() + "/mirror"}
-	}, []string{"--from-header", holdHeader + ": hold"})
+	}
+	rerun := playJob(t, bin, 3, victim, gate, args,
+		[]string{"--from-header", holdHeader + ": hold", "--to-header", holdHeader + ": mark", "--concurrency", "1"},
+		largeDone)
+
+	// The re-run did not redo what the killed pod had done: it uploaded
+	// fewer blobs than the same shard into an empty registry.
+	fresh := registrytest.NewInProcess(t)
+	cmd := exec.Command(bin, append(args(victim)[:len(args(victim))-1], fresh.Host()+"/mirror")...)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("JOB_COMPLETION_INDEX=%d", victim))
+	out, err = cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	if uploaded(rerun) >= uploaded(string(out)) {
+		t.Errorf("the re-run uploaded %d blobs, a fresh copy of the shard %d: it redid what was done\nre-run:\n%s", uploaded(rerun), uploaded(string(out)), rerun)
+	}
 
 	single := registrytest.NewInProcess(t)
 	out, err = exec.Command(bin, "copy", "--from-plain-http", "--to-plain-http", "--no-tty", "--plan", plan, single.Host()+"/mirror").CombinedOutput()
@@ -253,4 +305,14 @@ func TestJobPlayCopy(t *testing.T) {
 	if got := registryState(t, sharded, samples, "mirror/"); !maps.Equal(got, want) {
 		t.Errorf("3 sharded copies:\n%v\none copy:\n%v", got, want)
 	}
+}
+
+// uploaded is the number of blobs a copy's summary says it uploaded.
+func uploaded(out string) int {
+	m := regexp.MustCompile(`Uploaded (\d+) blob`).FindStringSubmatch(out)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
 }
