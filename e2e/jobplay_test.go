@@ -226,6 +226,7 @@ func TestJobPlayBackup(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	want := registryState(t, one, samples, "")
 	require.Len(t, want, 12+countReferrerSubjects(samples))
+	wantReferrers(t, want)
 	got := registryState(t, parts, samples, "")
 	if !maps.Equal(got, want) {
 		t.Errorf("restore of the 3 parts:\n%v\nrestore of one backup:\n%v", got, want)
@@ -302,6 +303,7 @@ func TestJobPlayCopy(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	want := registryState(t, single, samples, "mirror/")
 	require.Len(t, want, 12+countReferrerSubjects(samples))
+	wantReferrers(t, want)
 	if got := registryState(t, sharded, samples, "mirror/"); !maps.Equal(got, want) {
 		t.Errorf("3 sharded copies:\n%v\none copy:\n%v", got, want)
 	}
@@ -315,4 +317,15 @@ func uploaded(out string) int {
 	}
 	n, _ := strconv.Atoi(m[1])
 	return n
+}
+
+// wantReferrers fails unless every subject of the state has referrers:
+// the plan's referrer policy (--include-referrers) was followed.
+func wantReferrers(t *testing.T, state map[string]string) {
+	t.Helper()
+	for k, v := range state {
+		if strings.Contains(k, " referrers of ") && v == "" {
+			t.Errorf("%s: none", k)
+		}
+	}
 }
