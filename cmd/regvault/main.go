@@ -180,6 +180,11 @@ once, and restores such a layout into registries, with remapping; copy
 moves repositories from one registry into others directly, with the same
 remapping and no archive.
 
+A job too large for one machine is split: plan resolves the selection
+once into a plan file, and backup and copy run one shard of it each
+(--plan, --shard I/N), as the pods of a Kubernetes Indexed Job do;
+restore takes the parts back as one (--input repeated).
+
 Credentials come from the Docker config and its credential helpers
 (see 'regvault login'), or from the --username/--password-stdin flags.
 
