@@ -30,6 +30,12 @@ ORAS_BIN       := $(CACHE)/bin/oras
 REGCTL_VERSION := v0.11.7
 REGCTL_MODULE  := github.com/regclient/regclient
 REGCTL_BIN     := $(CACHE)/bin/regctl
+# crane is a client of `regvault serve` in the tests (the binary only: its
+# library would pull docker/cli into go.mod). CRANE_VERSION is
+# bench/tools.go's CraneVersion too (a bench test checks).
+CRANE_VERSION  := v0.22.1
+CRANE_MODULE   := github.com/google/go-containerregistry
+CRANE_BIN      := $(CACHE)/bin/crane
 
 # The OCI distribution-spec conformance suite, run read-only against
 # `regvault serve` (cmd/regvault/serve_conformance_test.go). The module has
@@ -101,11 +107,12 @@ $(DIST_STAMP):
 	@rm -f "$(CACHE)"/bin/.registry-*.stamp
 	@touch "$@"
 
-# peers installs oras and regctl at their pinned versions (a binary of
+# peers installs oras, regctl and crane at their pinned versions (a binary of
 # another version is replaced; one of the right version is reused).
 peers:
 	@$(call go_install_tool,$(ORAS_BIN),$(ORAS_MODULE),$(ORAS_MODULE)/cmd/oras,$(ORAS_VERSION))
 	@$(call go_install_tool,$(REGCTL_BIN),$(REGCTL_MODULE),$(REGCTL_MODULE)/cmd/regctl,$(REGCTL_VERSION))
+	@$(call go_install_tool,$(CRANE_BIN),$(CRANE_MODULE),$(CRANE_MODULE)/cmd/crane,$(CRANE_VERSION))
 
 # conformance installs the conformance suite at its pinned version.
 conformance:
@@ -130,7 +137,7 @@ RACE := $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && command -v "$$($(GO) env 
 
 test: distribution peers conformance
 	@[ -n "$(RACE)" ] || echo "no C compiler for cgo: testing without the race detector"
-	REGVAULT_DISTRIBUTION="$(DIST_BIN)" REGVAULT_ORAS="$(ORAS_BIN)" REGVAULT_REGCTL="$(REGCTL_BIN)" REGVAULT_CONFORMANCE="$(CONFORMANCE_BIN)" $(GO) test $(RACE) -count=1 -timeout 15m ./...
+	REGVAULT_DISTRIBUTION="$(DIST_BIN)" REGVAULT_ORAS="$(ORAS_BIN)" REGVAULT_REGCTL="$(REGCTL_BIN)" REGVAULT_CRANE="$(CRANE_BIN)" REGVAULT_CONFORMANCE="$(CONFORMANCE_BIN)" $(GO) test $(RACE) -count=1 -timeout 15m ./...
 
 demo: build
 	$(GO) run ./cmd/regvault-demo -regvault bin/regvault

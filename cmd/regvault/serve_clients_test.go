@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"maps"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -231,4 +234,126 @@ func referrerDigests(t *testing.T, repo interface {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// TestServeCrane: crane reads digests and manifests of an index and of a
+// Docker-media-type image, pulls a tag into an OCI layout, lists the tags
+// and the catalog of a served backup.
+func TestServeCrane(t *testing.T) {
+	bin := peer(t, "REGVAULT_CRANE", "crane")
+	src, sample := sampleRegistry(t)
+	srv := startServe(t, "--input", servedBackup(t, src, "sample.tar"))
+	p := pickSampleImages(t, sample)
+	at := func(repo, ref string) string { return srv.addr + "/" + repo + ref }
+	for _, c := range []struct {
+		ref  string
+		want ocispec.Descriptor
+	}{
+		{at(registrytest.SampleBackend, ":v2"), p.index},
+		{at(registrytest.SampleBase, ":1.1"), p.dockerList},
+		{at(registrytest.SampleBase, "@"+p.dockerImage.Digest.String()), p.dockerImage},
+	} {
+		if got := strings.TrimSpace(runPeer(t, bin, "digest", "--insecure", c.ref)); got != c.want.Digest.String() {
+			t.Errorf("crane digest %s: %s, the source's is %s", c.ref, got, c.want.Digest)
+		}
+		if got := digest.FromString(runPeer(t, bin, "manifest", "--insecure", c.ref)); got != c.want.Digest {
+			t.Errorf("crane manifest %s: body of digest %s, the source's is %s", c.ref, got, c.want.Digest)
+		}
+	}
+
+	// crane pull --format=oci of the index's tag: the layout holds the
+	// index, its platform images and the shared layer.
+	dir := filepath.Join(t.TempDir(), "layout")
+	runPeer(t, bin, "pull", "--insecure", "--format=oci", at(registrytest.SampleBackend, ":v2"), dir)
+	store, err := oci.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, d := range []ocispec.Descriptor{p.index, p.indexChild, sample.BaseLayer} {
+		if ok, err := store.Exists(ctx, d); err != nil || !ok {
+			t.Errorf("crane pull did not write %s (%s) into the layout: %v", d.Digest, d.MediaType, err)
+		}
+	}
+	if !strings.Contains(readFile(t, filepath.Join(dir, "index.json")), p.index.Digest.String()) {
+		t.Errorf("the index.json crane pull wrote does not name %s:\n%s", p.index.Digest, readFile(t, filepath.Join(dir, "index.json")))
+	}
+
+	// crane ls and crane catalog: the source's tags and repositories.
+	for _, name := range sample.Repositories {
+		got := strings.Fields(runPeer(t, bin, "ls", "--insecure", srv.addr+"/"+name))
+		if want := sortedKeys(sample.Tags[name]); !slices.Equal(got, want) {
+			t.Errorf("crane ls %s: %v, the source has %v", name, got, want)
+		}
+	}
+	got := strings.Fields(runPeer(t, bin, "catalog", "--insecure", srv.addr))
+	want := slices.Sorted(slices.Values(sample.Repositories))
+	if !slices.Equal(got, want) {
+		t.Errorf("crane catalog: %v, the backup has %v", got, want)
+	}
+}
+
+// TestServeSkopeo: skopeo inspects, lists and copies (--all) from a served
+// backup. skopeo is a distribution package, not a Go module: the test runs
+// where it is installed (bench installs it with apt-get), and never
+// installs it.
+func TestServeSkopeo(t *testing.T) {
+	bin, err := exec.LookPath("skopeo")
+	if err != nil {
+		t.Skip("skopeo is not on PATH (a distribution package, e.g. apt-get install skopeo; tests do not install it)")
+	}
+	src, sample := sampleRegistry(t)
+	srv := startServe(t, "--input", servedBackup(t, src, "sample.tar"))
+	p := pickSampleImages(t, sample)
+	at := func(repo, ref string) string { return "docker://" + srv.addr + "/" + repo + ref }
+	for _, c := range []struct {
+		ref  string
+		want ocispec.Descriptor
+	}{
+		{at(registrytest.SampleBackend, ":v2"), p.index},
+		{at(registrytest.SampleBase, ":1.1"), p.dockerList},
+		{at(registrytest.SampleBase, "@"+p.dockerImage.Digest.String()), p.dockerImage},
+	} {
+		if got := digest.FromString(runPeer(t, bin, "inspect", "--raw", "--tls-verify=false", c.ref)); got != c.want.Digest {
+			t.Errorf("skopeo inspect --raw %s: body of digest %s, the source's is %s", c.ref, got, c.want.Digest)
+		}
+	}
+	var tags struct{ Tags []string }
+	if err := json.Unmarshal([]byte(runPeer(t, bin, "list-tags", "--tls-verify=false", at(registrytest.SampleBase, ""))), &tags); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := slices.Sorted(slices.Values(tags.Tags)), sortedKeys(sample.Tags[registrytest.SampleBase]); !slices.Equal(got, want) {
+		t.Errorf("skopeo list-tags: %v, the source has %v", got, want)
+	}
+	// skopeo copy --all of the index into an OCI layout keeps its digest
+	// (--preserve-digests refuses any conversion).
+	dir := filepath.Join(t.TempDir(), "layout")
+	runPeer(t, bin, "--insecure-policy", "copy", "--all", "--preserve-digests", "--src-tls-verify=false",
+		at(registrytest.SampleBackend, ":v2"), "oci:"+dir+":v2")
+	store, err := oci.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if got, err := store.Resolve(ctx, "v2"); err != nil || got.Digest != p.index.Digest {
+		t.Errorf("the layout skopeo copy wrote has v2 at %s (%v), want %s", got.Digest, err, p.index.Digest)
+	}
+	for _, d := range []ocispec.Descriptor{p.indexChild, sample.BaseLayer} {
+		if ok, err := store.Exists(ctx, d); err != nil || !ok {
+			t.Errorf("skopeo copy --all did not copy %s (%s): %v", d.Digest, d.MediaType, err)
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
