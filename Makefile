@@ -144,7 +144,9 @@ demo: build
 
 # Benchmarks against oras, crane, skopeo, regsync and a plain-HTTP baseline; writes
 # docs/benchmarks.md. BENCHFLAGS picks a subset, e.g. BENCHFLAGS='-w D1 -p wan'
-# or BENCHFLAGS=-quick (see go run ./bench/cmd/bench -h).
+# or BENCHFLAGS=-quick (see go run ./bench/cmd/bench -h). BENCHFLAGS='-ops serve'
+# measures regvault serve against the distribution registry (the Serve
+# section at the end of docs/benchmarks.md).
 BENCHFLAGS ?=
 bench: distribution
 	REGVAULT_DISTRIBUTION="$(DIST_BIN)" $(GO) run ./bench/cmd/bench $(BENCHFLAGS)

@@ -852,7 +852,8 @@ func (s *ServeResult) Markdown() string {
 		}
 		p("| %s | %s | %.1fs | %.0f | %.1fs | %s |\n", pl.Server, pl.Client, medianOf(pl.WallSec), pl.MBps(), medianOf(pl.CPUSec), strings.Join(runs, " "))
 	}
-	p("\nMB/s is the unique blob bytes (%s) over the wall time. Commands (the host is the server's address): `%s`; `%s`.\n\n", mbString(s.BlobBytes), firstCommand(s.Pulls, ClientCrane), firstCommand(s.Pulls, ClientBaseline))
+	p("\nMB/s is the unique blob bytes (%s) over the wall time. Commands (the host is the server's address): `%s`; `%s`.\n", mbString(s.BlobBytes), firstCommand(s.Pulls, ClientCrane), firstCommand(s.Pulls, ClientBaseline))
+	p("The cells run in turn, each run starting one cell later; run 1 starts with crane against regvault serve, the first read of every blob by that server process: it hashes each blob as it sends it (the digest check), and sends a blob it has checked once as a plain copy afterwards. So the first figure of that row is a cold pull, the other rows and runs are warm (the distribution registry checks no digest when it serves).\n\n")
 
 	p("### Serve: memory under %d concurrent blob GETs\n\n| server | peak RSS after start | peak RSS after the GETs | bytes read | wall |\n|---|---:|---:|---:|---:|\n", ServeConcurrentGets)
 	for _, m := range s.Memory {
