@@ -1000,6 +1000,7 @@ func (r *Report) MergeDoc(old string) {
 		have[s.Title()] = true
 	}
 	_, results, _ := strings.Cut(old, "\n## Results\n")
+	results, _, _ = strings.Cut(results, "\n## ") // the Serve section (serve.go) follows
 	for _, chunk := range splitBefore(results, "### ") {
 		title, _, _ := strings.Cut(strings.TrimPrefix(chunk, "### "), "\n")
 		parts := strings.Split(title, " · ")

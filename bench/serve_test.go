@@ -247,3 +247,18 @@ func TestCraneVersionMatchesMakefile(t *testing.T) {
 	}
 	t.Error("Makefile has no CRANE_VERSION")
 }
+
+// A report rewritten over a document with a Serve section keeps no part
+// of that section in the result sections it carries over (the Serve
+// section is put back whole at the end).
+func TestMergeDocLeavesServeSection(t *testing.T) {
+	old := "# Benchmarks\n\n## Results\n\n### B · loopback · restore\n\n| tool | wall |\n\n" + sampleServeResult().Markdown()
+	r := &Report{}
+	r.MergeDoc(old)
+	if len(r.Sections) != 1 {
+		t.Fatalf("kept sections: %d, want 1", len(r.Sections))
+	}
+	if raw := r.Sections[0].Raw; strings.Contains(raw, serveHeading) || strings.Contains(raw, "Serve targets") {
+		t.Errorf("the kept section carries the Serve section:\n%s", raw)
+	}
+}
