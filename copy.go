@@ -103,7 +103,9 @@ type SourceTags struct {
 // repositories' errors joined; the report says what was done either way.
 // Bad options, and a plan that cannot be made (a target table that is
 // ambiguous, tags that collide), are a *plan.UsageError with a nil
-// report: nothing was pushed.
+// report: nothing was pushed. So is, as a *RepositoryError, a source
+// repository that cannot be read under fail-fast; when no source
+// repository can be read, the error joins their *RepositoryErrors.
 func Copy(ctx context.Context, o CopyOptions) (*Report, error) {
 	if o.Concurrency == 0 {
 		o.Concurrency = 8
@@ -129,6 +131,15 @@ func Copy(ctx context.Context, o CopyOptions) (*Report, error) {
 		entries = slices.DeleteFunc(entries, func(e plan.BackupEntry) bool {
 			return !o.Shard(strings.TrimPrefix(e.Repo, c.Registry+"/"), e.Tag)
 		})
+	}
+	if len(entries) == 0 && len(failed) > 0 {
+		// Nothing could be read: say why (a name, a password), not that
+		// the selection is empty.
+		errs := make([]error, len(failed))
+		for i, e := range failed {
+			errs[i] = e
+		}
+		return nil, errors.Join(errs...)
 	}
 	p, err := c.Restore(entries)
 	if err != nil {

@@ -445,3 +445,33 @@ func TestCopyInterruptedThenRerun(t *testing.T) {
 		t.Fatalf("%d goroutines before, %d after the copies:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// A copy none of whose sources can be read says why for each (a wrong
+// name, a refused password), with or without fail-fast, rather than that
+// the selection is empty; nothing is pushed.
+func TestCopyEverySourceUnreadable(t *testing.T) {
+	src := registrytest.NewInProcess(t)
+	dst := registrytest.NewInProcess(t)
+	for _, ff := range []bool{true, false} {
+		failFast := ff
+		report, err := regvault.Copy(context.Background(), regvault.CopyOptions{
+			Sources:  []string{src.Host() + "/no/such", src.Host() + "/nor/this:v1"},
+			Targets:  []string{dst.Host() + "/m"},
+			FailFast: &failFast,
+			From:     registry.Options{PlainHTTP: true},
+			To:       registry.Options{PlainHTTP: true},
+		})
+		var re *regvault.RepositoryError
+		if !errors.As(err, &re) || re.Op != regvault.OpCopy || report != nil {
+			t.Fatalf("fail-fast %v: error %v (%T), report %v: want the copy's RepositoryError", ff, err, err, report)
+		}
+		for _, name := range []string{"/no/such", "/nor/this"} {
+			if !strings.Contains(err.Error(), src.Host()+name) {
+				t.Errorf("fail-fast %v: %q does not name %s", ff, err, src.Host()+name)
+			}
+		}
+	}
+	if s := dst.Stats(); s.ByMethod("PUT")+s.ByMethod("POST") != 0 {
+		t.Errorf("writes: %v", s.Requests)
+	}
+}

@@ -229,6 +229,16 @@ func (cp *copyCmd) run(ctx context.Context, args []string, dash int, failFast *b
 	rep.stop()
 	if report == nil {
 		var re *api.RepositoryError
+		if all, ok := err.(interface{ Unwrap() []error }); ok && errors.As(err, &re) {
+			// no source repository could be read
+			msg := ""
+			for _, e := range all.Unwrap() {
+				if errors.As(e, &re) {
+					msg += fmt.Sprintf("reading %s: %v\n", re.Repository, re.Err)
+				}
+			}
+			return fmt.Errorf("%sNothing was copied: no source repository could be read", msg)
+		}
 		if errors.As(err, &re) {
 			// fail-fast: a source repository could not be read
 			return fmt.Errorf("reading %s: %w\nNothing was copied: --fail-fast stops at the first failure; --fail-fast=false copies the other repositories", re.Repository, re.Err)

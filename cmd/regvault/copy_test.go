@@ -333,3 +333,24 @@ func TestCopyMissingSourceTag(t *testing.T) {
 	}
 	wantNoTag(t, dst, registrytest.SampleFrontend, "v1")
 }
+
+// A copy none of whose sources can be read (a mistyped name, a refused
+// --from-password) says why, naming each, and exits 1; it is not a usage
+// error about an empty selection.
+func TestCopyNoSourceReadable(t *testing.T) {
+	src := registrytest.NewInProcess(t, registrytest.WithBasicAuth(map[string]string{"alice": "right-pass"}))
+	dst := registrytest.NewInProcess(t)
+	for _, ff := range []string{"--fail-fast=true", "--fail-fast=false"} {
+		r := regvault(t, "", copyArgs(ff, "--from-username", "alice", "--from-password", "wrong-pass",
+			ref(src, "app/one"), ref(src, "app/two"), dst.Host())...)
+		r.wantCode(t, exitFailure)
+		wantContains(t, "stderr", r.stderr, "reading "+ref(src, "app/one")+": ", "reading "+ref(src, "app/two")+": ",
+			"Nothing was copied: no source repository could be read")
+		if strings.Contains(r.stdout+r.stderr, "wrong-pass") {
+			t.Errorf("%s: the password in the output:\n%s%s", ff, r.stdout, r.stderr)
+		}
+	}
+	if n := writes(dst); n != 0 {
+		t.Errorf("%d writes", n)
+	}
+}
