@@ -1,11 +1,13 @@
 package regvault_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
 
 	"github.com/regvault/regvault"
 	"github.com/regvault/regvault/internal/registrytest"
@@ -207,7 +210,22 @@ func TestCopySourceServesWrongBytes(t *testing.T) {
 		t.Run(what, func(t *testing.T) {
 			var suffix atomic.Pointer[string]
 			src := registrytest.NewInProcess(t, registrytest.WithHandler(corrupt(&suffix)))
-			dst := registrytest.NewInProcess(t)
+			var wrong atomic.Pointer[[]byte] // the victim's bytes as the source serves them
+			var received atomic.Int64        // whole request bodies of those bytes
+			dst := registrytest.NewInProcess(t, registrytest.WithHandler(func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.Method != http.MethodPut && r.Method != http.MethodPatch {
+						next.ServeHTTP(w, r)
+						return
+					}
+					body, err := io.ReadAll(r.Body)
+					if w := wrong.Load(); err == nil && w != nil && bytes.Equal(body, *w) {
+						received.Add(1)
+					}
+					r.Body = io.NopCloser(bytes.NewReader(body))
+					next.ServeHTTP(w, r)
+				})
+			}))
 			sample, err := registrytest.SeedSample(context.Background(), src.Target(), registrytest.SampleOptions{})
 			if err != nil {
 				t.Fatal(err)
@@ -230,6 +248,13 @@ func TestCopySourceServesWrongBytes(t *testing.T) {
 				// by digest or by tag: whichever the copy fetches
 				s = "/demo/frontend/manifests/"
 			}
+			good, err := content.FetchAll(context.Background(), registrytest.Repo(t, src, "demo/frontend"), victim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bad := append([]byte(nil), good...)
+			bad[0] ^= 0xff
+			wrong.Store(&bad)
 			suffix.Store(&s)
 			failFast := false
 			report, err := regvault.Copy(context.Background(), regvault.CopyOptions{
@@ -245,6 +270,9 @@ func TestCopySourceServesWrongBytes(t *testing.T) {
 			}
 			if report == nil {
 				t.Fatal("no report")
+			}
+			if n := received.Load(); n != 0 {
+				t.Errorf("the target received the whole wrong %s %d time(s)", victim.Digest, n)
 			}
 			ctx := context.Background()
 			fr := registrytest.Repo(t, dst, "m/demo/frontend")

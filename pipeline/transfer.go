@@ -226,9 +226,9 @@ func (r *run) open(ctx context.Context, n *graph.Node) (io.ReadCloser, error) {
 		cr := &countingReader{r: rc, n: &r.progress.Done}
 		if v, ok := r.job.Source.(Verifying); ok && v.Verifies() {
 			// The source checks the digest itself: hash each byte once.
-			return readCloser{cr, rc}, nil
+			return readCloser{&holdLast{r: cr, left: n.Desc.Size}, rc}, nil
 		}
-		return readCloser{source.VerifyReader(cr, n.Desc), rc}, nil
+		return readCloser{&holdLast{r: source.VerifyReader(cr, n.Desc), left: n.Desc.Size}, rc}, nil
 	}
 	return nil, errors.Join(errs...)
 }
@@ -575,4 +575,81 @@ func (rr *rangeReader) Close() error {
 		return rr.rc.Close()
 	}
 	return nil
+}
+
+// holdLast passes on a verified blob's bytes but its last one, which it
+// gives only once the verifying reader has ended cleanly. A digest that
+// does not match comes with (or right after) the last bytes; keeping one
+// back means an upload of the blob's size never completes with wrong
+// content: the target receives a short body, not the wrong bytes whole.
+type holdLast struct {
+	r    io.Reader
+	left int64 // bytes not passed on yet
+	err  error
+}
+
+func (h *holdLast) Read(p []byte) (int, error) {
+	if h.err != nil {
+		return 0, h.err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if h.left > 1 {
+		if int64(len(p)) > h.left-1 {
+			p = p[:h.left-1]
+		}
+		k, err := h.r.Read(p)
+		h.left -= int64(k)
+		if err != nil {
+			h.err = err
+			if err == io.EOF {
+				h.err = io.ErrUnexpectedEOF
+			}
+			// Bytes before the last may go with an error: the body is
+			// short either way.
+			return k, h.err
+		}
+		return k, nil
+	}
+	var last [1]byte
+	got := 0
+	for h.left == 1 && got == 0 {
+		k, err := h.r.Read(last[:])
+		got = k
+		if err != nil && (err != io.EOF || k == 0) {
+			h.err = err
+			if err == io.EOF {
+				h.err = io.ErrUnexpectedEOF
+			}
+			return 0, h.err
+		}
+		if err == io.EOF {
+			h.left, h.err = 0, io.EOF
+			p[0] = last[0]
+			return 1, nil
+		}
+	}
+	// The verifier ends with io.EOF only once every byte matched.
+	var more [1]byte
+	for {
+		k, err := h.r.Read(more[:])
+		if k > 0 {
+			h.err = fmt.Errorf("%w: more than the expected bytes", content.ErrTrailingData)
+			return 0, h.err
+		}
+		if err == io.EOF {
+			h.err = io.EOF
+			if got == 1 {
+				h.left = 0
+				p[0] = last[0]
+				return 1, nil
+			}
+			return 0, io.EOF
+		}
+		if err != nil {
+			h.err = err
+			return 0, err
+		}
+	}
 }
