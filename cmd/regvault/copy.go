@@ -113,7 +113,9 @@ others. --dry-run says what the targets lack and the upload size.
 The first repository that fails stops the copy (rules: settings.fail-fast);
 --fail-fast=false goes on with the others: a source blob that cannot be
 read fails the target repositories that need it (their tags are not set)
-and the others are completed (exit code 3). Exit codes: 0 done, 1 failure,
+and the others are completed (exit code 3). When no source repository can
+be read, the copy says why for each and pushes nothing (exit code 1).
+Exit codes: 0 done, 1 failure,
 2 usage or validation error (nothing pushed), 3 partial.
 
 Each end has its own registry flags, as oras cp names them: --from-* for
