@@ -10,8 +10,8 @@ import (
 	"sync"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
-	"oras.land/oras-go/v2/errdef"
 
 	"github.com/regvault/regvault/graph"
 	"github.com/regvault/regvault/pipeline"
@@ -118,7 +118,7 @@ func Copy(ctx context.Context, o CopyOptions) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	src := source.NewRegistry(client)
+	src := &resolvedSource{Registry: source.NewRegistry(client), tags: map[string]*resolvedTag{}}
 	part := c
 	if o.Shard != nil {
 		part = shardOf(c, o.Shard)
@@ -175,8 +175,10 @@ func Copy(ctx context.Context, o CopyOptions) (*Report, error) {
 	}
 	rep := &Report{RestorePlan: p, DryRun: p.DryRun, Progress: progress, Sources: sourceTags(part, entries)}
 	clients := registry.NewClients(o.To)
+	sels := pipeline.RestoreSelections(p)
+	src.expect(c.Registry, sels)
 	job := pipeline.Job{
-		Selections:  pipeline.RestoreSelections(p),
+		Selections:  sels,
 		Concurrency: p.Concurrency,
 		FailFast:    p.FailFast,
 		Source:      src,
@@ -209,7 +211,7 @@ func Copy(ctx context.Context, o CopyOptions) (*Report, error) {
 // source tags, as backup does: tags of the referrers tag schema are left
 // out. A source repository that cannot be read is returned as a failure
 // of its own; the others go on.
-func resolveSources(ctx context.Context, src *source.Registry, c *plan.Copy, conc int) ([]plan.BackupEntry, []*RepositoryError, error) {
+func resolveSources(ctx context.Context, src *resolvedSource, c *plan.Copy, conc int) ([]plan.BackupEntry, []*RepositoryError, error) {
 	var (
 		mu      sync.Mutex
 		entries []plan.BackupEntry
@@ -244,28 +246,28 @@ func resolveSources(ctx context.Context, src *source.Registry, c *plan.Copy, con
 					return nil
 				}
 			}
-			rp, err := src.Repository(r.Name)
-			if err != nil {
-				fail("", err)
-				return nil
-			}
 			for _, t := range tags {
-				g.Go(func() error {
-					// A HEAD: the manifest itself is fetched once, by the
-					// walk.
-					desc, err := rp.Resolve(gctx, t)
+				resolve := func() error {
+					// A GET, not a HEAD: the pipeline walks from the
+					// manifest fetched here (resolvedSource), so a tag
+					// costs one request.
+					desc, body, err := src.Registry.Resolve(gctx, r.Name, t)
 					if err != nil {
-						if !errors.Is(err, errdef.ErrNotFound) { // that one names repo:tag
-							err = fmt.Errorf("resolving %s:%s: %w", repo, t, err)
-						}
 						fail(t, err)
 						return nil
 					}
+					src.keep(r.Name, t, desc, body)
 					mu.Lock()
 					entries = append(entries, plan.BackupEntry{Repo: repo.String(), Tag: t, Digest: desc.Digest, Size: desc.Size})
 					mu.Unlock()
 					return nil
-				})
+				}
+				// Not g.Go: with every slot held by a repository waiting
+				// to start its tags, none would start. A tag without a
+				// free slot is resolved here, in its repository's slot.
+				if !g.TryGo(resolve) {
+					_ = resolve()
+				}
 			}
 			return nil
 		})
@@ -339,4 +341,67 @@ func shardOf(c *plan.Copy, shard func(repo, tag string) bool) *plan.Copy {
 		}
 	}
 	return &part
+}
+
+// resolvedSource is the source registry of a copy, whose tags were
+// resolved while planning: the pipeline's Resolve of such a tag answers
+// with the manifest fetched then, so each source tag costs one GET
+// (instead of a HEAD to plan and a GET to walk), and the walk starts
+// from the very bytes the plan was made from.
+type resolvedSource struct {
+	*source.Registry
+	mu   sync.Mutex
+	tags map[string]*resolvedTag // path + ":" + tag
+}
+
+type resolvedTag struct {
+	desc ocispec.Descriptor
+	body []byte
+	// uses: how many selections will resolve it (several targets); the
+	// bytes are let go after the last, so a big plan does not hold every
+	// manifest to the end of the run.
+	uses int
+}
+
+func (s *resolvedSource) keep(repo, tag string, desc ocispec.Descriptor, body []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tags[repo+":"+tag] = &resolvedTag{desc: desc, body: body}
+}
+
+// expect counts the selections that will resolve each tag, and lets go
+// of the tags none will (left out by the plan).
+func (s *resolvedSource) expect(registry string, sels []pipeline.Selection) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sel := range sels {
+		repo := strings.TrimPrefix(sel.Source, registry+"/")
+		for _, tm := range sel.Tags {
+			if t, ok := s.tags[repo+":"+tm.From]; ok {
+				t.uses++
+			}
+		}
+	}
+	for k, t := range s.tags {
+		if t.uses == 0 {
+			delete(s.tags, k)
+		}
+	}
+}
+
+// Resolve answers with the manifest fetched while planning; a tag not
+// resolved then is fetched.
+func (s *resolvedSource) Resolve(ctx context.Context, repo, tag string) (ocispec.Descriptor, []byte, error) {
+	s.mu.Lock()
+	t, ok := s.tags[repo+":"+tag]
+	if ok {
+		if t.uses--; t.uses <= 0 {
+			delete(s.tags, repo+":"+tag)
+		}
+	}
+	s.mu.Unlock()
+	if ok {
+		return t.desc, t.body, nil
+	}
+	return s.Registry.Resolve(ctx, repo, tag)
 }

@@ -10,10 +10,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/regvault/regvault/archive"
 	"github.com/regvault/regvault/internal/registrytest"
 )
 
@@ -352,5 +354,71 @@ func TestCopyNoSourceReadable(t *testing.T) {
 	}
 	if n := writes(dst); n != 0 {
 		t.Errorf("%d writes", n)
+	}
+}
+
+// A copy resolves each source tag with one GET, whose manifest the walk
+// then starts from: no HEAD per tag, and one manifest GET per manifest
+// (the tags' included), one blob GET per blob.
+func TestCopyResolvesEachSourceTagOnce(t *testing.T) {
+	src, sample := sampleRegistry(t)
+	dst := registrytest.NewInProcess(t)
+	src.ResetStats()
+	r := regvault(t, "", copyArgs("--include-referrers", ref(src, registrytest.SampleBackend), dst.Host())...)
+	r.wantCode(t, exitOK)
+	var manifests, blobs int64
+	for _, d := range sample.Content[registrytest.SampleBackend] {
+		if archive.IsManifest(d.MediaType) {
+			manifests++
+		} else {
+			blobs++
+		}
+	}
+	st := src.Stats()
+	if n := st.Count(http.MethodHead, registrytest.KindManifest); n != 0 {
+		t.Errorf("the copy made %d manifest HEADs at the source, want 0 (a tag is resolved by its GET)", n)
+	}
+	if n := st.Count(http.MethodGet, registrytest.KindManifest); n != manifests {
+		t.Errorf("the copy made %d manifest GETs at the source, want %d (one per manifest)", n, manifests)
+	}
+	if n := st.Count(http.MethodGet, registrytest.KindBlob); n != blobs {
+		t.Errorf("the copy made %d blob GETs at the source, want %d (one per blob)", n, blobs)
+	}
+	for tag, d := range sample.Tags[registrytest.SampleBackend] {
+		wantTag(t, dst, registrytest.SampleBackend, tag, d)
+	}
+	wantSampleReferrers(t, dst, sample, registrytest.SampleBackend, registrytest.SampleBackend)
+}
+
+// More source repositories than request slots (--concurrency 1: 4) are
+// resolved without waiting on each other for ever.
+func TestCopyManyRepositoriesFewSlots(t *testing.T) {
+	src := registrytest.NewInProcess(t)
+	a := registrytest.Seed(t, src, registrytest.SampleOptions{Prefix: "a/"})
+	b := registrytest.Seed(t, src, registrytest.SampleOptions{Prefix: "b/", Seed: "b"})
+	dst := registrytest.NewInProcess(t)
+	var args []string
+	for _, s := range []registrytest.Sample{a, b} {
+		for _, repo := range s.Repositories {
+			args = append(args, ref(src, repo))
+		}
+	}
+	done := make(chan result, 1)
+	go func() {
+		done <- regvault(t, "", copyArgs(append(append([]string{"--concurrency", "1"}, args...), dst.Host())...)...)
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("a copy of 6 repositories with --concurrency 1 did not end within 2 minutes")
+	}
+	r.wantCode(t, exitOK)
+	for _, s := range []registrytest.Sample{a, b} {
+		for repo, tags := range s.Tags {
+			for tag, d := range tags {
+				wantTag(t, dst, repo, tag, d)
+			}
+		}
 	}
 }
