@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
+	"oras.land/oras-go/v2/errdef"
 
 	"github.com/regvault/regvault/graph"
 	"github.com/regvault/regvault/pipeline"
@@ -252,6 +253,10 @@ func resolveSources(ctx context.Context, src *resolvedSource, c *plan.Copy, conc
 					// manifest fetched here (resolvedSource), so a tag
 					// costs one request.
 					desc, body, err := src.Registry.Resolve(gctx, r.Name, t)
+					if errors.Is(err, errdef.ErrNotFound) {
+						// said once: repo:tag and why
+						err = fmt.Errorf("%s:%s: %w", repo, t, errdef.ErrNotFound)
+					}
 					if err != nil {
 						fail(t, err)
 						return nil
