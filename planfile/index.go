@@ -12,9 +12,10 @@ type Index struct {
 	plan     *Plan
 	content  map[string]int32 // digest → index into Content
 	children [][]int32
-	// referrers by subject's content index: the referrer's content index
+	// referrers by subject's content index (a slice, not a map: the walk
+	// looks it up at every node): the referrer's content index
 	// and the repositories (indexes into Repositories) it is in.
-	referrers map[int32][]indexReferrer
+	referrers [][]indexReferrer
 
 	stamp []uint32
 	gen   uint32
@@ -33,7 +34,7 @@ func NewIndex(p *Plan) *Index {
 		plan:      p,
 		content:   make(map[string]int32, len(p.Content)),
 		children:  make([][]int32, len(p.Content)),
-		referrers: map[int32][]indexReferrer{},
+		referrers: make([][]indexReferrer, len(p.Content)),
 		stamp:     make([]uint32, len(p.Content)),
 	}
 	for i, c := range p.Content {

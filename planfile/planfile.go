@@ -177,6 +177,12 @@ func Parse(data []byte) (*Plan, error) {
 	if version != Version {
 		return nil, fmt.Errorf("plan format version %d is not supported: this regvault reads version %d; make the plan with the regvault that runs it", version, Version)
 	}
+	if p, ok := parseCanonical(data); ok {
+		if err := p.Validate(); err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	var p Plan
