@@ -369,3 +369,24 @@ func TestNoteUnderEveryTable(t *testing.T) {
 		}
 	}
 }
+
+// The "plan and shards" section (figures of go test ./shard/) survives a
+// rewrite of the document, once, after restore planning.
+func TestMergeDocKeepsPlanAndShards(t *testing.T) {
+	shards := "### plan and shards · generated plans\n\nfigures\n\n"
+	old := (&Report{PlanScale: &PlanScale{Points: []PlanPoint{{Tags: 10000, Wall: 1, CPU: 1}}}}).Markdown() + shards
+	rep := &Report{}
+	rep.MergeDoc(old)
+	md := rep.Markdown()
+	if strings.Count(md, shards) != 1 {
+		t.Fatalf("the plan-and-shards section is not kept once:\n%s", md)
+	}
+	if strings.Index(md, "### restore planning") > strings.Index(md, shards) {
+		t.Errorf("the plan-and-shards section comes before restore planning:\n%s", md)
+	}
+	rep2 := &Report{}
+	rep2.MergeDoc(md)
+	if md2 := rep2.Markdown(); md2 != md {
+		t.Errorf("merging again changes the document:\n%s\n----\n%s", md, md2)
+	}
+}

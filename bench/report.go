@@ -362,6 +362,9 @@ type Report struct {
 	PriorTools     map[string][5]string
 	PriorTargets   map[string]Target
 	PriorPlanScale string
+	// PriorShards is the "plan and shards" section, measured by the shard
+	// package's benchmarks and tests (go test), kept as it is.
+	PriorShards string
 }
 
 // Markdown is the whole document.
@@ -404,6 +407,7 @@ func (r *Report) Markdown() string {
 	} else if r.PriorPlanScale != "" {
 		b.WriteString(r.PriorPlanScale)
 	}
+	b.WriteString(r.PriorShards)
 	for _, s := range r.Sections {
 		b.WriteString(s.Markdown())
 	}
@@ -1007,6 +1011,8 @@ func (r *Report) MergeDoc(old string) {
 		switch {
 		case strings.HasPrefix(title, "restore planning"):
 			r.PriorPlanScale = chunk
+		case strings.HasPrefix(title, "plan and shards"):
+			r.PriorShards = chunk
 		case len(parts) == 3 && !have[title]:
 			base, _, _ := strings.Cut(parts[0], "-")
 			r.Sections = append(r.Sections, &Section{Workload: parts[0], Base: base, Profile: parts[1], Op: parts[2], Raw: chunk})

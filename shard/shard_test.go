@@ -2,6 +2,7 @@ package shard_test
 
 import (
 	"bytes"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -358,5 +359,25 @@ func BenchmarkReadAndSelect(b *testing.B) {
 		if _, err := shard.SelectEnv(p, "auto/16", func(string) string { return "3" }); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkEncode writes plans of 10,000, 40,000 and 100,000 tags: the
+// ns/tag figure stays flat when encoding is linear in the plan's size.
+func BenchmarkEncode(b *testing.B) {
+	for _, tags := range []int{10_000, 40_000, 100_000} {
+		w := workload{seed: 3, repos: tags / 50, maxTags: 50, minSize: 20 * mib, hugeTags: tags / 2, hugeSize: int64(tags) * 2 * mib}
+		p := w.generate()
+		b.Run(fmt.Sprintf("tags=%d", tags), func(b *testing.B) {
+			var buf bytes.Buffer
+			for b.Loop() {
+				buf.Reset()
+				if err := p.Encode(&buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(p.TagCount()), "ns/tag")
+			b.ReportMetric(float64(p.TagCount()), "tags")
+		})
 	}
 }
