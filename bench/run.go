@@ -158,7 +158,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	var sections []*Section
 	workloads := cfg.Workloads
-	if !contains(cfg.Ops, OpBackup) && !contains(cfg.Ops, OpRestore) && !contains(cfg.Ops, OpPlan) && !contains(cfg.Ops, OpCopy) {
+	if !contains(cfg.Ops, OpBackup) && !contains(cfg.Ops, OpRestore) && !contains(cfg.Ops, OpPlan) && !contains(cfg.Ops, OpCopy) && !contains(cfg.Ops, OpScale) {
 		workloads = nil // planscale alone: nothing to seed
 	}
 	for _, name := range workloads {
@@ -349,12 +349,33 @@ func (r *runner) workload(ctx context.Context, src *SeededSource) ([]*Section, e
 			fmt.Fprintln(r.cfg.Out)
 			fmt.Fprint(r.cfg.Out, sec.Markdown())
 		}
+		if contains(r.cfg.Ops, OpScale) {
+			if err := r.scale(ctx, src, prof, pdir, w); err != nil {
+				px.Close()
+				return sections, err
+			}
+		}
 		px.Close()
 		if !r.cfg.Keep {
 			os.RemoveAll(pdir)
 		}
 	}
 	return sections, nil
+}
+
+// scale runs OpScale and prints its table (scale.go).
+func (r *runner) scale(ctx context.Context, src *SeededSource, prof Profile, pdir string, w *Workload) error {
+	for _, t := range r.tools {
+		if t.Name == ToolRegvault {
+			s, err := runScale(ctx, t.Path, filepath.Join(pdir, "scale"), src.BackendHost(), w, prof, r.cfg.Runs, r.logf)
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(r.cfg.Out, "\n"+s.Markdown())
+			return nil
+		}
+	}
+	return fmt.Errorf("-ops %s needs the regvault tool", OpScale)
 }
 
 // plans runs the tools' dry runs: the cost of resolving and walking the
