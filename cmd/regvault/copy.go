@@ -247,21 +247,7 @@ func (cp *copyCmd) run(ctx context.Context, args []string, dash int, failFast *b
 		}
 		return err // nothing was pushed: the options, the sources or the plan were refused
 	}
-	sum := newRestoreSummary(report)
-	code := sum.exitCode()
-	if rep.json {
-		if err := rep.printJSON(sum, code); err != nil {
-			return err
-		}
-	} else {
-		rep.printSummary(sum)
-	}
-	var whole error
-	if sum.runErr != nil && len(sum.culprits()) == 0 {
-		whole = fmt.Errorf("copy failed: %w", sum.runErr)
-	}
-	return runOutcome(code, sum.interrupted, sum.plan.DryRun,
-		"interrupted: the copy was not completed; run it again to complete it", whole)
+	return rep.finish(report)
 }
 
 // fromPlan reads --plan and --shard; nil when there is no --plan. The

@@ -291,21 +291,28 @@ func (r *restoreCmd) run(ctx context.Context, args []string, failFast *bool) err
 	if report == nil {
 		return err // nothing was pushed: the options, the backup or the plan were refused
 	}
+	return rep.finish(report)
+}
+
+// finish prints the report of a restore or copy that ran and gives the
+// command's outcome (its exit code, an interruption, or a failure no
+// repository is to blame for: reading the backup or the source).
+func (r *restoreReporter) finish(report *api.Report) error {
 	sum := newRestoreSummary(report)
 	code := sum.exitCode()
-	if rep.json {
-		if err := rep.printJSON(sum, code); err != nil {
+	if r.json {
+		if err := r.printJSON(sum, code); err != nil {
 			return err
 		}
 	} else {
-		rep.printSummary(sum)
+		r.printSummary(sum)
 	}
 	var whole error
 	if sum.runErr != nil && len(sum.culprits()) == 0 {
-		whole = fmt.Errorf("restore failed: %w", sum.runErr) // reading the backup: no repository to blame
+		whole = fmt.Errorf("%s failed: %w", r.say("restore", "copy"), sum.runErr)
 	}
 	return runOutcome(code, sum.interrupted, sum.plan.DryRun,
-		"interrupted: the restore was not completed; run it again to complete it", whole)
+		fmt.Sprintf("interrupted: the %s was not completed; run it again to complete it", r.say("restore", "copy")), whole)
 }
 
 // backupIndex is what the backup's index.json lists, as the report
