@@ -32,10 +32,13 @@ type Profile struct {
 var (
 	ProfileWAN      = Profile{Name: "wan", Latency: 40 * time.Millisecond, Rate: 25 * MB}
 	ProfileLoopback = Profile{Name: "loopback"}
+	// ProfileFar is an intercontinental link: a long round trip and a
+	// slow stream.
+	ProfileFar = Profile{Name: "far", Latency: 150 * time.Millisecond, Rate: 10 * MB}
 )
 
 // AllProfiles is the order in which profiles run and are reported.
-var AllProfiles = []Profile{ProfileWAN, ProfileLoopback}
+var AllProfiles = []Profile{ProfileWAN, ProfileFar, ProfileLoopback}
 
 // ProfileByName is the profile called name.
 func ProfileByName(name string) (Profile, error) {
@@ -44,7 +47,7 @@ func ProfileByName(name string) (Profile, error) {
 			return p, nil
 		}
 	}
-	return Profile{}, fmt.Errorf("unknown profile %q (want wan or loopback)", name)
+	return Profile{}, fmt.Errorf("unknown profile %q (want wan, far or loopback)", name)
 }
 
 // Describe says what the profile does, for the report.
@@ -52,7 +55,7 @@ func (p Profile) Describe() string {
 	if p.Latency == 0 && p.Rate == 0 {
 		return "loopback: the counting proxy only, no added latency, no cap"
 	}
-	return fmt.Sprintf("wan: +%s per request, each request and response body stream capped at %.0f MB/s", p.Latency, p.Rate/MB)
+	return fmt.Sprintf("%s: +%s per request, each request and response body stream capped at %.0f MB/s", p.Name, p.Latency, p.Rate/MB)
 }
 
 // Proxy is a reverse proxy on 127.0.0.1 in front of one registry. It

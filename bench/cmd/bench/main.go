@@ -54,7 +54,7 @@ func run() error {
 		fs.PrintDefaults()
 	}
 	workloads := fs.String("w", strings.Join(bench.AllWorkloads, ","), "workloads: D1 (8 repos × 3 tags, shared layers, referrers), L (≥2 GiB unique, 20 repos), S (200 repos × 5 small tags), B (one 2 GiB layer)")
-	profiles := fs.String("p", "wan,loopback", "network profiles: wan (+40 ms per request, 25 MB/s per body stream), loopback")
+	profiles := fs.String("p", "wan,loopback", "network profiles: wan (+40 ms per request, 25 MB/s per body stream), far (+150 ms per request, 10 MB/s per body stream), loopback")
 	tools := fs.String("t", strings.Join(bench.AllTools, ","), "tools")
 	ops := fs.String("ops", "backup,restore,copy,planscale", "operations: backup, restore, copy (registry to registry, source and target each behind a proxy of the profile; with regvault's backup and restore of the same set as reference rows), plan (regvault backup --dry-run), planscale (regvault restore --dry-run of one repository with 10k/40k/100k tags), serve (regvault serve of a .tar of L next to the distribution registry: pull throughput, peak RSS under 100 blob GETs, time to first byte; the Serve section at the end of the report), scale (regvault plan, then N = 1, 2, 4 shards of regvault backup --plan --shard at once, each behind its own proxy of the profile: wall, speedup, efficiency, bytes fetched against the plan's unique bytes; printed, not written to the report)")
 	runs := fs.Int("runs", 3, "runs of each tool per table; the median is reported (default 1 with -quick)")
