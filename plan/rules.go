@@ -204,7 +204,7 @@ func (r *Rules) checkMapping(i int, m *RuleMapping, target string, tags []string
 	}
 	switch t, err := ParseTarget(target); {
 	case target == "":
-		add(m.pos.start, "\"target\" is missing: name a registry/repository to restore to")
+		add(m.pos.start, "\"target\" is missing: name the registry/repository to write to")
 	case err != nil:
 		add(m.pos.target, "invalid target: %v", err)
 	case t.Repository == "":
@@ -216,7 +216,7 @@ func (r *Rules) checkMapping(i int, m *RuleMapping, target string, tags []string
 	}
 	if tags != nil {
 		if len(tags) == 0 {
-			add(p.tagList, "\"tags\" is empty: list the tags to restore, or leave \"tags\" out to restore every tag")
+			add(p.tagList, "\"tags\" is empty: list the tags to take, or leave \"tags\" out to take every tag")
 		}
 		// a tag listed twice is taken once; positions stay parallel to Tags
 		m.Tags, m.pos.tags = []string{}, nil

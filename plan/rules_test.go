@@ -124,7 +124,7 @@ func TestRulesMappingErrors(t *testing.T) {
 		{"empty mappings", `{"mappings": []}`, []string{`rules.json: no mappings`}},
 		{"null mappings", `{"mappings": null}`, []string{`rules.json: no mappings`}},
 		{"missing target", m(`{"source": "docker.io/library/alpine"}`), []string{
-			`rules.json:1:15: mappings[0] (source "docker.io/library/alpine"): "target" is missing: name a registry/repository to restore to`}},
+			`rules.json:1:15: mappings[0] (source "docker.io/library/alpine"): "target" is missing: name the registry/repository to write to`}},
 		{"empty target", m(`{"source": "docker.io/library/alpine", "target": ""}`), []string{`"target" is missing`}},
 		{"invalid target", m(`{"source": "docker.io/library/alpine", "target": "reg.example/Alpine"}`), []string{
 			`rules.json:1:64: mappings[0] (source "docker.io/library/alpine"): invalid target: "reg.example/Alpine": invalid repository name "Alpine"`}},
@@ -133,7 +133,7 @@ func TestRulesMappingErrors(t *testing.T) {
 		{"target with tags", m(`{"source": "docker.io/library/alpine", "target": "reg.example/x:v1"}`), []string{
 			`target "reg.example/x:v1" names tags: list them in "tags"`}},
 		{"empty tags", m(`{"source": "docker.io/library/alpine", "target": "reg.example/x", "tags": []}`), []string{
-			`rules.json:1:89: mappings[0] (source "docker.io/library/alpine"): "tags" is empty: list the tags to restore, or leave "tags" out to restore every tag`}},
+			`rules.json:1:89: mappings[0] (source "docker.io/library/alpine"): "tags" is empty: list the tags to take, or leave "tags" out to take every tag`}},
 		{"invalid tag", m(`{"source": "docker.io/library/alpine", "target": "reg.example/x", "tags": ["ok", ".bad"]}`), []string{
 			`rules.json:1:96: mappings[0] (source "docker.io/library/alpine"): invalid tag ".bad" in "tags": a tag is up to 128 characters`}},
 		{"invalid new tag", m(`{"source": "docker.io/library/alpine", "target": "reg.example/x", "tag-mappings": {"latest": "a b"}}`), []string{
