@@ -40,6 +40,7 @@ const (
 // Server and client names of the throughput table.
 const (
 	ServerRegvault     = "regvault serve (.tar)"
+	ServerRegvaultCold = "regvault serve (.tar), a fresh process per run"
 	ServerDistribution = "distribution (filesystem store)"
 	ClientCrane        = "crane pull of every tag"
 	ClientBaseline     = "baseline GET of every blob"
@@ -80,7 +81,13 @@ type ServePull struct {
 	Bytes   int64     `json:"bytes"` // the unique blob bytes moved
 	WallSec []float64 `json:"wallSec"`
 	CPUSec  []float64 `json:"cpuSec"` // the client's
-	Err     string    `json:"err,omitempty"`
+	// ServerCPUSec is the server process's CPU time (user + system)
+	// during each run.
+	ServerCPUSec []float64 `json:"serverCpuSec,omitempty"`
+	// Fresh: each run against a server process started for it, the
+	// first read of every blob by that process.
+	Fresh bool   `json:"fresh,omitempty"`
+	Err   string `json:"err,omitempty"`
 }
 
 // MBps is the throughput of the median run (0 without runs).
@@ -159,7 +166,14 @@ func RunServe(ctx context.Context, cfg Config) (*ServeResult, error) {
 		LoadBefore: loadAvg(), Runs: cfg.Runs, CraneVersion: CraneVersion,
 	}
 	logf("\n== serve (workload L)")
-	tb := &Toolbox{BinDir: filepath.Join(cfg.CacheDir, "bin"), BuildDir: filepath.Join(work, "bin"), Root: cfg.Root, Self: cfg.Self, Logf: logf, NoInstall: true}
+	buildDir := filepath.Join(work, "bin")
+	if cfg.ProfileDir != "" {
+		buildDir = cfg.ProfileDir // pprof reads the binary next to its profiles
+		if err := os.MkdirAll(buildDir, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	tb := &Toolbox{BinDir: filepath.Join(cfg.CacheDir, "bin"), BuildDir: buildDir, Root: cfg.Root, Self: cfg.Self, Logf: logf, NoInstall: true, Profile: cfg.ProfileDir != ""}
 	if err := os.MkdirAll(tb.BinDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -214,7 +228,7 @@ func RunServe(ctx context.Context, cfg Config) (*ServeResult, error) {
 	}
 	res.StartSec = rs.startSec
 	logf("  regvault serve at %s (started in %.2fs on a %s archive)", rs.addr, rs.startSec, sizeString(res.TarBytes))
-	res.Pulls = e.pulls(ctx, w, rs.addr, src.BackendHost())
+	res.Pulls = e.pulls(ctx, w, rs, big, src.BackendHost(), processWith(src.tmp))
 	throughputRSS := rs.hwm()
 	rs.stop()
 	if throughputRSS > 0 {
@@ -290,8 +304,13 @@ func RunServe(ctx context.Context, cfg Config) (*ServeResult, error) {
 	return res, nil
 }
 
-// pulls runs each client against each server cfg.Runs times.
-func (e *serveEnv) pulls(ctx context.Context, w *Workload, served, dist string) []ServePull {
+// pulls runs each client against each server cfg.Runs times, and crane
+// against a fresh regvault serve process per run (its first read of every
+// blob: each is hashed as it is sent). Before the runs, every blob is read
+// once from each long-running server (not measured), so that their rows
+// are repeated pulls: regvault serve has checked every blob, and both
+// servers' files are in the page cache.
+func (e *serveEnv) pulls(ctx context.Context, w *Workload, rs *servedProc, archivePath, dist string, distPid int) []ServePull {
 	blobList := filepath.Join(e.work, "blobs.json")
 	data, _ := json.Marshal(w.Blobs)
 	if err := os.WriteFile(blobList, data, 0o644); err != nil {
@@ -300,12 +319,16 @@ func (e *serveEnv) pulls(ctx context.Context, w *Workload, served, dist string) 
 	type cell struct {
 		pull  *ServePull
 		host  string
+		pid   int
+		fresh bool
 		tool  *Tool
-		check func(out []string) string
 	}
 	var cells []*cell
-	pulls := make([]ServePull, 0, 4)
-	for _, srv := range []struct{ name, host string }{{ServerRegvault, served}, {ServerDistribution, dist}} {
+	pulls := make([]ServePull, 0, 5)
+	for _, srv := range []struct {
+		name, host string
+		pid        int
+	}{{ServerRegvault, rs.addr, rs.pid}, {ServerDistribution, dist, distPid}} {
 		for _, t := range []*Tool{e.crane, e.base} {
 			name := ClientCrane
 			cmd := e.crane.BackupDoc
@@ -313,11 +336,22 @@ func (e *serveEnv) pulls(ctx context.Context, w *Workload, served, dist string) 
 				name, cmd = ClientBaseline, e.base.BackupDoc
 			}
 			pulls = append(pulls, ServePull{Server: srv.name, Client: name, Command: cmd, Bytes: w.BlobBytes()})
-			cells = append(cells, &cell{host: srv.host, tool: t})
+			cells = append(cells, &cell{host: srv.host, pid: srv.pid, tool: t})
 		}
 	}
+	pulls = append(pulls, ServePull{Server: ServerRegvaultCold, Client: ClientCrane, Command: e.crane.BackupDoc, Bytes: w.BlobBytes(), Fresh: true})
+	cells = append(cells, &cell{tool: e.crane, fresh: true})
 	for i := range cells {
 		cells[i].pull = &pulls[i]
+	}
+	for _, c := range cells[:4] {
+		if c.tool != e.base {
+			continue
+		}
+		start := time.Now()
+		run := e.r.execute(ctx, c.tool, "serve-warmup", mustBackup(c.tool, Env{W: w, Host: c.host, Dir: filepath.Join(e.work, "warmup"), BlobList: blobList}), filepath.Join(e.work, "warmup.log"))
+		os.RemoveAll(filepath.Join(e.work, "warmup"))
+		e.logf("  warm-up of %s (every blob read once, not measured): %.2fs %s", c.pull.Server, time.Since(start).Seconds(), run.Err)
 	}
 	for k := 0; k < e.cfg.Runs; k++ {
 		for i := range cells {
@@ -331,8 +365,23 @@ func (e *serveEnv) pulls(ctx context.Context, w *Workload, served, dist string) 
 				c.pull.Err = err.Error()
 				continue
 			}
-			cmds, out := c.tool.Backup(Env{W: w, Host: c.host, Dir: dir, BlobList: blobList})
+			host, pid := c.host, c.pid
+			var fresh *servedProc
+			if c.fresh {
+				var err error
+				if fresh, err = e.startServe(ctx, "serve-fresh", archivePath); err != nil {
+					c.pull.Err = err.Error()
+					continue
+				}
+				host, pid = fresh.addr, fresh.pid
+			}
+			cmds, out := c.tool.Backup(Env{W: w, Host: host, Dir: dir, BlobList: blobList})
+			cpu0 := procCPU(pid)
 			run := e.r.execute(ctx, c.tool, "serve-pull", cmds, filepath.Join(e.work, fmt.Sprintf("pull-%s-%d.log", c.tool.Name, k)))
+			serverCPU := procCPU(pid) - cpu0
+			if fresh != nil {
+				fresh.stop()
+			}
 			if run.Err == "" {
 				if msg := checkPulled(w, out[0], c.tool == e.crane); msg != "" {
 					run.Err = msg
@@ -343,12 +392,50 @@ func (e *serveEnv) pulls(ctx context.Context, w *Workload, served, dist string) 
 			} else {
 				c.pull.WallSec = append(c.pull.WallSec, run.WallSec)
 				c.pull.CPUSec = append(c.pull.CPUSec, run.CPUSec)
+				if pid > 0 {
+					c.pull.ServerCPUSec = append(c.pull.ServerCPUSec, serverCPU)
+				}
 			}
-			e.logf("  %s, %s, run %d/%d: %.2fs %s", c.pull.Server, c.pull.Client, k+1, e.cfg.Runs, run.WallSec, run.Err)
+			e.logf("  %s, %s, run %d/%d: %.2fs (server CPU %.2fs) %s", c.pull.Server, c.pull.Client, k+1, e.cfg.Runs, run.WallSec, serverCPU, run.Err)
 			os.RemoveAll(dir)
 		}
 	}
 	return pulls
+}
+
+func mustBackup(t *Tool, env Env) []Command {
+	cmds, _ := t.Backup(env)
+	return cmds
+}
+
+// procCPU is the CPU time (user + system) of process pid so far, in
+// seconds, or 0.
+func procCPU(pid int) float64 {
+	if pid <= 0 {
+		return 0
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	return parseProcCPU(string(data))
+}
+
+// parseProcCPU reads utime and stime (fields 14 and 15, in clock ticks of
+// 1/100 s on Linux) of a /proc/<pid>/stat line.
+func parseProcCPU(stat string) float64 {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	var u, s float64
+	fmt.Sscanf(f[11], "%g", &u)
+	fmt.Sscanf(f[12], "%g", &s)
+	return (u + s) / 100
 }
 
 // checkPulled is "" when what a pull wrote holds every blob of w (every
@@ -528,6 +615,10 @@ func (e *serveEnv) startServe(ctx context.Context, name, input string, args ...s
 	}
 	cmd := exec.Command(e.rv.Path, append([]string{"serve", "--input", input, "--listen", "127.0.0.1:0"}, args...)...)
 	cmd.Stderr = logFile
+	if e.cfg.ProfileDir != "" {
+		cmd.Env = append(os.Environ(), ProfileEnv+"="+filepath.Join(e.cfg.ProfileDir, name))
+		e.logf("  profiling regvault serve: %s-<pid>.pprof", filepath.Join(e.cfg.ProfileDir, name))
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		logFile.Close()
@@ -739,8 +830,8 @@ func (s *ServeResult) memory(server string) *ServeMemory {
 
 // throughputMet: for each client, regvault serve's median throughput is
 // at least the distribution registry's.
-func (s *ServeResult) throughputMet(client string) (string, string) {
-	a, b := s.pull(ServerRegvault, client), s.pull(ServerDistribution, client)
+func (s *ServeResult) throughputMet(server, client string) (string, string) {
+	a, b := s.pull(server, client), s.pull(ServerDistribution, client)
 	switch {
 	case a == nil || b == nil:
 		return "not measured", "?"
@@ -831,29 +922,40 @@ func (s *ServeResult) Markdown() string {
 	p("- the served archive: %s; regvault serve printed its startup line %.2fs after it started (reading the listing, checking every manifest)\n\n", sizeString(s.TarBytes), s.StartSec)
 
 	p("### Serve targets\n\n| target | figures | |\n|---|---|---|\n")
-	for _, c := range []string{ClientCrane, ClientBaseline} {
-		f, v := s.throughputMet(c)
-		p("| pull throughput of a served .tar ≥ the distribution registry's (%s) | %s | %s |\n", c, f, v)
+	for _, c := range []struct{ server, client, what string }{
+		{ServerRegvault, ClientCrane, ClientCrane + ", repeated"},
+		{ServerRegvault, ClientBaseline, ClientBaseline + ", repeated"},
+		{ServerRegvaultCold, ClientCrane, ClientCrane + ", first pull from a fresh regvault serve"},
+	} {
+		if s.pull(c.server, c.client) == nil {
+			continue // a result from before the fresh-process row
+		}
+		f, v := s.throughputMet(c.server, c.client)
+		p("| pull throughput of a served .tar ≥ the distribution registry's (%s) | %s | %s |\n", c.what, f, v)
 	}
 	f, v := s.rssMet()
 	p("| peak RSS of the server under %d concurrent blob GETs < %s | %s | %s |\n", ServeConcurrentGets, rssString(ServeRSSTarget), f, v)
 	f, v = s.ttfbMet()
 	p("| time to first byte of a blob independent of the archive's size (L within 1.5× or 1 ms of one image) | %s | %s |\n\n", f, v)
 
-	p("### Serve: pull throughput\n\n| server | client | wall (median) | MB/s | client CPU (median) | runs |\n|---|---|---:|---:|---:|---|\n")
+	p("### Serve: pull throughput\n\n| server | client | wall (median) | MB/s | client CPU (median) | server CPU (median) | runs |\n|---|---|---:|---:|---:|---:|---|\n")
 	for _, pl := range s.Pulls {
 		if pl.Err != "" {
-			p("| %s | %s | failed: %s | | | |\n", pl.Server, pl.Client, pl.Err)
+			p("| %s | %s | failed: %s | | | | |\n", pl.Server, pl.Client, pl.Err)
 			continue
 		}
 		runs := make([]string, len(pl.WallSec))
 		for i, w := range pl.WallSec {
 			runs[i] = fmt.Sprintf("%.1fs", w)
 		}
-		p("| %s | %s | %.1fs | %.0f | %.1fs | %s |\n", pl.Server, pl.Client, medianOf(pl.WallSec), pl.MBps(), medianOf(pl.CPUSec), strings.Join(runs, " "))
+		server := "?"
+		if len(pl.ServerCPUSec) > 0 {
+			server = fmt.Sprintf("%.2fs", medianOf(pl.ServerCPUSec))
+		}
+		p("| %s | %s | %.1fs | %.0f | %.1fs | %s | %s |\n", pl.Server, pl.Client, medianOf(pl.WallSec), pl.MBps(), medianOf(pl.CPUSec), server, strings.Join(runs, " "))
 	}
 	p("\nMB/s is the unique blob bytes (%s) over the wall time. Commands (the host is the server's address): `%s`; `%s`.\n", mbString(s.BlobBytes), firstCommand(s.Pulls, ClientCrane), firstCommand(s.Pulls, ClientBaseline))
-	p("The cells run in turn, each run starting one cell later; run 1 starts with crane against regvault serve, the first read of every blob by that server process: it hashes each blob as it sends it (the digest check), and sends a blob it has checked once as a plain copy afterwards. So the first figure of that row is a cold pull, the other rows and runs are warm (the distribution registry checks no digest when it serves).\n\n")
+	p("The cells run in turn, each run starting one cell later. Before the runs every blob is read once from each of the two long-running servers (not measured), so their rows are repeated pulls: regvault serve sends a blob it has checked whole once straight from the file (sendfile), and both servers' files are in the page cache. The fresh-process row starts a regvault serve for each run: its first read of every blob, hashed as it is sent (the digest check; the distribution registry checks no digest when it serves). Server CPU is the server process's user + system time during the run.\n\n")
 
 	p("### Serve: memory under %d concurrent blob GETs\n\n| server | peak RSS after start | peak RSS after the GETs | bytes read | wall |\n|---|---:|---:|---:|---:|\n", ServeConcurrentGets)
 	for _, m := range s.Memory {
