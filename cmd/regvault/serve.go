@@ -72,7 +72,9 @@ looked up at its size: a damaged backup is refused (regvault verify lists
 what is wrong). Each blob's digest is checked as it is sent; if the bytes
 turn out wrong, the connection is cut before the last bytes, so no client
 takes them as complete. A Range request of a blob not yet read whole reads
-the whole blob to check it, sending only the range.
+the whole blob to check it, sending only the range. A blob read whole and
+found intact is sent straight from the file afterwards (sendfile on plain
+HTTP), without hashing it again.
 
 A compressed backup (.tar.gz, .tar.zst) or standard input cannot be served
 in place: decompress it once to a .tar.
