@@ -467,10 +467,10 @@ var errCorrupt = errors.New("the backup's bytes do not match the digest")
 // 100 blobs read at once stay within 25 MiB.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
-// copyBlob writes bytes start..end (inclusive) of the blob sec to w. With
-// verify, the whole blob is hashed on the way (the bytes before and after
-// the range are read, not sent) and the last bytes of the range are held
-// back until the digest matches: a corrupt blob never completes a response.
+// copyBlob writes bytes start..end (inclusive) of the blob sec to w. The
+// whole blob is hashed on the way (the bytes before and after the range
+// are read, not sent) and the last bytes of the range are held back until
+// the digest matches: a corrupt blob never completes a response.
 func copyBlob(w io.Writer, sec *io.SectionReader, d digest.Digest, start, end int64) error {
 	size := sec.Size()
 	hash := d.Algorithm().Hash()

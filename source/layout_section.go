@@ -61,11 +61,12 @@ func (l *Layout) Section(ctx context.Context, desc ocispec.Descriptor) (*io.Sect
 
 // OpenFile opens desc's blob, unverified, as a file of its own positioned
 // at byte start of the blob. The caller reads at most desc.Size-start
-// bytes (the rest of a tar is other members) and closes the file. Unlike Section's shared file, its position is the caller's,
-// which is what sendfile needs: an HTTP server copies the bytes from the
-// page cache to the socket without reading them into memory. A tar is
-// opened again by its path, and refused if the path no longer names the
-// file the listing was read from. Errors are Section's.
+// bytes (the rest of a tar is other members) and closes the file. Unlike
+// Section's shared file, its position is the caller's, which is what
+// sendfile needs: an HTTP server copies the bytes from the page cache to
+// the socket without reading them into memory. A tar is opened again by
+// its path, and refused if the path no longer names the file the listing
+// was read from. Errors are Section's.
 func (l *Layout) OpenFile(ctx context.Context, desc ocispec.Descriptor, start int64) (*os.File, error) {
 	sec, closer, err := l.Section(ctx, desc)
 	if err != nil {
