@@ -89,12 +89,15 @@ type Proxy struct {
 // TraceEvent is one request as the proxy saw it, times from Reset.
 type TraceEvent struct {
 	Start, End time.Duration
-	Method     string
-	Kind       string
-	Path       string
-	Range      string
-	Status     int
-	In, Out    int64
+	// First is when the first body byte went through (the response's
+	// for a GET, the request's for an upload); 0 when none did.
+	First   time.Duration
+	Method  string
+	Kind    string
+	Path    string
+	Range   string
+	Status  int
+	In, Out int64
 }
 
 // Trace turns request recording on: Events returns what was recorded
@@ -104,6 +107,13 @@ func (p *Proxy) Trace() {
 	defer p.mu.Unlock()
 	p.tracing = true
 	p.t0 = time.Now()
+}
+
+// T0 is the time the events' times count from (the last Reset or Trace).
+func (p *Proxy) T0() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.t0
 }
 
 // Events is the requests recorded since the last Reset, by start time.
@@ -181,8 +191,9 @@ func (p *Proxy) handler(next http.Handler) http.Handler {
 		if p.profile.Latency > 0 {
 			time.Sleep(p.profile.Latency)
 		}
+		var first atomic.Int64 // time.Time.UnixNano of the first body byte
 		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = &pacedBody{ReadCloser: r.Body, n: &p.bytesIn, pace: newPacer(p.profile.Rate)}
+			r.Body = &pacedBody{ReadCloser: r.Body, n: &p.bytesIn, pace: newPacer(p.profile.Rate), first: &first}
 		}
 		// The status is counted as the header goes out, before the client
 		// can see it: a client that reads its answer and then asks for
@@ -202,7 +213,7 @@ func (p *Proxy) handler(next http.Handler) http.Handler {
 				}
 			}
 		}
-		pw := &pacedWriter{ResponseWriter: w, n: &p.bytesOut, pace: newPacer(p.profile.Rate), onStatus: onStatus}
+		pw := &pacedWriter{ResponseWriter: w, n: &p.bytesOut, pace: newPacer(p.profile.Rate), onStatus: onStatus, first: &first}
 		next.ServeHTTP(pw, r)
 		pw.setStatus(http.StatusOK) // a handler that wrote nothing answered 200
 		status := pw.status
@@ -212,7 +223,11 @@ func (p *Proxy) handler(next http.Handler) http.Handler {
 			if pb, ok := r.Body.(*pacedBody); ok {
 				in = pb.count.Load()
 			}
-			p.events = append(p.events, TraceEvent{Start: start.Sub(t0), End: time.Since(t0), Method: r.Method, Kind: kind, Path: r.URL.Path, Range: r.Header.Get("Range"), Status: status, In: in, Out: pw.count})
+			var firstAt time.Duration
+			if f := first.Load(); f != 0 {
+				firstAt = time.Unix(0, f).Sub(t0)
+			}
+			p.events = append(p.events, TraceEvent{Start: start.Sub(t0), End: time.Since(t0), First: firstAt, Method: r.Method, Kind: kind, Path: r.URL.Path, Range: r.Header.Get("Range"), Status: status, In: in, Out: pw.count})
 		}
 		p.mu.Unlock()
 	})
@@ -435,10 +450,19 @@ type pacedBody struct {
 	n     *atomic.Int64
 	pace  *pacer
 	count atomic.Int64
+	first *atomic.Int64 // set at the first byte (UnixNano), for the trace
+}
+
+// markFirst sets *first to now unless it is set.
+func markFirst(first *atomic.Int64, n int) {
+	if first != nil && n > 0 && first.Load() == 0 {
+		first.CompareAndSwap(0, time.Now().UnixNano())
+	}
 }
 
 func (b *pacedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p[:b.pace.limit(len(p))])
+	markFirst(b.first, n)
 	b.n.Add(int64(n))
 	b.count.Add(int64(n))
 	b.pace.wait(n)
@@ -453,6 +477,7 @@ type pacedWriter struct {
 	count  int64
 	// onStatus is called once, with the first status set.
 	onStatus func(int)
+	first    *atomic.Int64 // set at the first body byte (UnixNano), for the trace
 }
 
 func (w *pacedWriter) setStatus(code int) {
@@ -477,6 +502,7 @@ func (w *pacedWriter) Write(p []byte) (int, error) {
 	total := 0
 	for len(p) > 0 {
 		n, err := w.ResponseWriter.Write(p[:w.pace.limit(len(p))])
+		markFirst(w.first, n)
 		total += n
 		w.n.Add(int64(n))
 		w.count += int64(n)

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"time"
 )
 
 // RunResult is one run of one tool.
@@ -20,6 +21,8 @@ type RunResult struct {
 	Target *ProxyStats `json:"target,omitempty"`
 	Err    string      `json:"err,omitempty"`
 	Check  string      `json:"check,omitempty"` // "ok" or what is missing
+	// Start is when the run began, for its timeline (-trace).
+	Start time.Time `json:"-"`
 }
 
 // OK tells whether the run succeeded and its output checked out.

@@ -237,6 +237,9 @@ type runner struct {
 	// timeBin is GNU time, which measures each tool's peak RSS (see
 	// gnuTime); "" to use the rusage of wait4 instead.
 	timeBin string
+	// srcTrace is a copy's source trace, for the timeline that its
+	// target's trace completes (intoTarget).
+	srcTrace *TraceOf
 }
 
 // gnuTime is the path of GNU time, or "".
@@ -481,7 +484,9 @@ func (r *runner) backups(ctx context.Context, sec *Section, px *Proxy, pdir, blo
 			px.Reset()
 			res := r.execute(ctx, t, fmt.Sprintf("%s-%s-backup-%d", w.Name(), px.profile.Name, k), cmds, filepath.Join(dir, "..", fmt.Sprintf("backup-%d.log", k)))
 			res.Stats = px.Stats()
-			r.trace(px, fmt.Sprintf("%s-%s-backup-%s-%d", w.Name(), px.profile.Name, t.Name, k))
+			if tr := r.trace(px, fmt.Sprintf("%s-%s-backup-%s-%d", w.Name(), px.profile.Name, t.Name, k), res); tr != nil && measured {
+				r.timeline(fmt.Sprintf("%s · %s · backup · %s · run %d", w.Name(), px.profile.Name, t.Name, k+1), res, renamedAt(out, res), *tr)
+			}
 			if res.Err == "" {
 				res.Check = checkBackup(t, w, out)
 			}
@@ -540,7 +545,9 @@ func (r *runner) restores(ctx context.Context, sec *Section, prof Profile, src *
 			cmds := t.Restore(Env{W: w, In: in, Src: src.BackendHost(), Target: tpx.Addr, BlobList: blobList})
 			res := r.execute(ctx, t, fmt.Sprintf("%s-%s-restore-%d", w.Name(), prof.Name, k), cmds, filepath.Join(filepath.Dir(filepath.Dir(in[0])), fmt.Sprintf("restore-%d.log", k)))
 			res.Stats = tpx.Stats()
-			r.trace(tpx, fmt.Sprintf("%s-%s-restore-%s-%d", w.Name(), prof.Name, t.Name, k))
+			if tr := r.trace(tpx, fmt.Sprintf("%s-%s-restore-%s-%d", w.Name(), prof.Name, t.Name, k), res); tr != nil {
+				r.timeline(fmt.Sprintf("%s · %s · restore · %s · run %d", w.Name(), prof.Name, t.Name, k+1), res, -1, *tr)
+			}
 			if res.Err == "" {
 				res.Check = checkRestore(ctx, t, w, target.BackendHost())
 			}
@@ -592,7 +599,10 @@ func (r *runner) copies(ctx context.Context, sec *Section, px *Proxy, prof Profi
 				px.Reset()
 				res := r.execute(ctx, t, fmt.Sprintf("%s-%s-copy-%d", w.Name(), prof.Name, k), t.Copy(Env{W: w, Src: px.Addr, Target: target, Dir: dir}), filepath.Join(pdir, t.Name, fmt.Sprintf("copy-%d.log", k)))
 				res.Stats = px.Stats()
-				r.trace(px, fmt.Sprintf("%s-%s-copy-%s-%d-source", w.Name(), prof.Name, t.Name, k))
+				r.srcTrace = r.trace(px, fmt.Sprintf("%s-%s-copy-%s-%d-source", w.Name(), prof.Name, t.Name, k), res)
+				if r.srcTrace != nil {
+					r.srcTrace.Label = "source"
+				}
 				return res, nil
 			}, t, w)
 		}})
@@ -611,7 +621,7 @@ func (r *runner) copies(ctx context.Context, sec *Section, px *Proxy, prof Profi
 			px.Reset()
 			res := r.execute(ctx, rv, fmt.Sprintf("%s-%s-copyref-backup-%d", w.Name(), prof.Name, k), cmds, dir+".log")
 			res.Stats = px.Stats()
-			r.trace(px, fmt.Sprintf("%s-%s-copyref-backup-%d-source", w.Name(), prof.Name, k))
+			r.trace(px, fmt.Sprintf("%s-%s-copyref-backup-%d-source", w.Name(), prof.Name, k), res)
 			if res.Err == "" {
 				res.Check = checkBackup(rv, w, out)
 			}
@@ -679,7 +689,12 @@ func (r *runner) intoTarget(ctx context.Context, prof Profile, traceName string,
 	}
 	ts := tpx.Stats()
 	res.Target = &ts
-	r.trace(tpx, traceName+"-target")
+	src := r.srcTrace
+	r.srcTrace = nil
+	if tr := r.trace(tpx, traceName+"-target", res); tr != nil && src != nil {
+		tr.Label = "target"
+		r.timeline(strings.ReplaceAll(traceName, "-", " · "), res, -1, *src, *tr)
+	}
 	if res.Err == "" {
 		res.Check = checkRestore(ctx, t, w, target.BackendHost())
 	}
@@ -713,6 +728,7 @@ func (r *runner) execute(ctx context.Context, t *Tool, what string, cmds []Comma
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	start := time.Now()
+	res.Start = start
 	rssFile := logPath + ".rss"
 	for _, c := range cmds {
 		for path, data := range c.Files {
@@ -770,10 +786,11 @@ func (r *runner) execute(ctx context.Context, t *Tool, what string, cmds []Comma
 }
 
 // trace writes the requests px recorded to the trace directory and logs
-// their summary.
-func (r *runner) trace(px *Proxy, name string) {
+// their summary; it returns them for a timeline of res (nil when not
+// tracing).
+func (r *runner) trace(px *Proxy, name string, res RunResult) *TraceOf {
 	if r.cfg.TraceDir == "" {
-		return
+		return nil
 	}
 	ev := px.Events()
 	path := filepath.Join(r.cfg.TraceDir, name+".tsv")
@@ -781,6 +798,31 @@ func (r *runner) trace(px *Proxy, name string) {
 		r.logf("  trace: %v", err)
 	}
 	r.logf("  trace %s: %s", name, TraceSummary(ev))
+	return &TraceOf{Events: ev, Offset: res.Start.Sub(px.T0())}
+}
+
+// timeline prints the timeline of a traced run (a markdown part, for
+// docs/benchmarks.md's timeline sections).
+func (r *runner) timeline(name string, res RunResult, renamed time.Duration, traces ...TraceOf) {
+	if res.Start.IsZero() || res.Err != "" {
+		return
+	}
+	tl := NewTimeline(name, time.Duration(res.WallSec*float64(time.Second)), renamed, traces...)
+	fmt.Fprintf(r.cfg.Out, "\n%s\n", tl.Markdown())
+}
+
+// renamedAt is when the run's output file was renamed into place, from
+// the run's start: its inode's change time (rename sets it); -1 for a
+// directory or when it cannot tell.
+func renamedAt(out []string, res RunResult) time.Duration {
+	if len(out) != 1 || res.Start.IsZero() {
+		return -1
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(out[0], &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return -1
+	}
+	return time.Unix(st.Ctim.Sec, st.Ctim.Nsec).Sub(res.Start)
 }
 
 func tvSec(tv syscall.Timeval) float64 { return float64(tv.Sec) + float64(tv.Usec)/1e6 }
