@@ -77,3 +77,69 @@ func TestListReferrersAsksTheHostOnce(t *testing.T) {
 		t.Errorf("the tag-schema lookups went one at a time: the listings waited for each other, not only for the first")
 	}
 }
+
+// The listings that wait for the first to find out the host's Referrers
+// API go on as soon as it has: when the API answered that it is not there
+// and the first turns to the tag schema, not once the first's tag-schema
+// lookup is answered too (a round trip more in front of every other
+// repository's referrers).
+func TestListReferrersOthersGoOnOnceTheAPIAnswered(t *testing.T) {
+	var first atomic.Bool
+	others := make(chan struct{})
+	var othersOnce sync.Once
+	var overlapped atomic.Bool
+	var lookups atomic.Int64
+	hold := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/sha256-") {
+				held := first.CompareAndSwap(false, true)
+				if held {
+					select {
+					case <-others:
+						overlapped.Store(true)
+					case <-time.After(10 * time.Second): // a hang guard, not a timing
+					}
+				}
+				if !held && lookups.Add(1) == 1 {
+					othersOnce.Do(func() { close(others) })
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	srv := registrytest.NewInProcess(t, registrytest.WithReferrersAPI(false), registrytest.WithHandler(hold))
+	ctx := context.Background()
+	const repos = 3
+	subjects := make([]ocispec.Descriptor, repos)
+	for i := range repos {
+		d, err := registrytest.PushImage(ctx, registrytest.Repo(t, srv, fmt.Sprintf("r%d", i)), "v1", []byte(fmt.Sprint("layer ", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		subjects[i] = d
+	}
+	c, err := registry.New(srv.Host(), registry.Options{PlainHTTP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.ResetStats()
+	var wg sync.WaitGroup
+	errs := make([]error, repos)
+	for i := range repos {
+		wg.Go(func() {
+			_, errs[i] = c.ListReferrers(ctx, fmt.Sprintf("r%d", i), subjects[i])
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("r%d: %v", i, err)
+		}
+	}
+	if n := srv.Stats().Count(http.MethodGet, registrytest.KindReferrers); n != 1 {
+		t.Errorf("the Referrers API was asked about %d times, want once for the host", n)
+	}
+	if !overlapped.Load() {
+		t.Errorf("no other repository's tag-schema lookup went out while the first one's was under way: the others waited for the whole first listing")
+	}
+}

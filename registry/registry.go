@@ -204,7 +204,21 @@ func (c *Client) ListReferrers(ctx context.Context, path string, desc ocispec.De
 			// found out while this one waited: go on beside the others
 			<-c.probing
 		} else {
-			defer func() { <-c.probing }()
+			// The probe: the others may go on as soon as oras-go turns to
+			// the tag schema (the API answered that it is not there),
+			// not only once this listing is done (a round trip later).
+			release := sync.OnceFunc(func() { <-c.probing })
+			defer release()
+			probe := c.probeRepository(r, func() {
+				c.referrers.CompareAndSwap(referrersUnknown, referrersTagSchema)
+				release()
+			})
+			refs, err := ListReferrers(ctx, probe, desc)
+			if err == nil && c.referrers.Load() == referrersUnknown {
+				c.learnReferrers(probe)
+			}
+			c.shareReferrers(r)
+			return refs, err
 		}
 	}
 	c.shareReferrers(r)
@@ -213,6 +227,61 @@ func (c *Client) ListReferrers(ctx context.Context, path string, desc ocispec.De
 		c.learnReferrers(r)
 	}
 	return refs, err
+}
+
+// probeRepository is r for the listing that finds out the host's
+// referrers capability: its requests go through r's client, and
+// onTagSchema is called when oras-go, having found no Referrers API,
+// asks for the tag-schema index (a GET of a sha256-<hex> tag).
+func (c *Client) probeRepository(r *remote.Repository, onTagSchema func()) *remote.Repository {
+	ac := *c.auth
+	hc := *c.auth.Client
+	hc.Transport = &tagSchemaWatch{base: hc.Transport, seen: onTagSchema}
+	ac.Client = &hc
+	return &remote.Repository{
+		Client:               &ac,
+		Reference:            r.Reference,
+		PlainHTTP:            r.PlainHTTP,
+		SkipReferrersGC:      r.SkipReferrersGC,
+		TagListMaxPages:      r.TagListMaxPages,
+		ReferrerListMaxPages: r.ReferrerListMaxPages,
+	}
+}
+
+// tagSchemaWatch calls seen before the first GET of a referrers tag-schema
+// index.
+type tagSchemaWatch struct {
+	base http.RoundTripper
+	seen func()
+	once sync.Once
+}
+
+func (t *tagSchemaWatch) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodGet {
+		if i := strings.LastIndex(req.URL.Path, "/manifests/"); i >= 0 && isTagSchemaTag(req.URL.Path[i+len("/manifests/"):]) {
+			t.once.Do(t.seen)
+		}
+	}
+	base := t.base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return base.RoundTrip(req)
+}
+
+// isTagSchemaTag tells a referrers tag-schema tag (<alg>-<hex>) from a
+// digest (<alg>:<hex>) or a tag a user made.
+func isTagSchemaTag(ref string) bool {
+	alg, hex, ok := strings.Cut(ref, "-")
+	if !ok || alg == "" || len(hex) < 32 {
+		return false
+	}
+	for _, c := range hex {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // learnReferrers records the capability r found out in a listing that
