@@ -693,7 +693,7 @@ func (r *runner) intoTarget(ctx context.Context, prof Profile, traceName string,
 	r.srcTrace = nil
 	if tr := r.trace(tpx, traceName+"-target", res); tr != nil && src != nil {
 		tr.Label = "target"
-		r.timeline(strings.ReplaceAll(traceName, "-", " · "), res, -1, *src, *tr)
+		r.timeline(strings.ReplaceAll(traceName, "-", " · ")+" (run counted from 0)", res, -1, *src, *tr)
 	}
 	if res.Err == "" {
 		res.Check = checkRestore(ctx, t, w, target.BackendHost())

@@ -52,7 +52,8 @@ type TraceOf struct {
 // isBlobBody says whether e moved blob content (a blob GET, an upload
 // with a body).
 func isBlobBody(e TraceEvent) bool {
-	return (e.Kind == "blob" && e.Method == "GET" && e.Out > 0) || (e.Kind == "upload" && e.In > 0)
+	kind := e.Kind[strings.LastIndex(e.Kind, " ")+1:] // after a copy's side (source, target)
+	return (kind == "blob" && e.Method == "GET" && e.Out > 0) || (kind == "upload" && e.In > 0)
 }
 
 // NewTimeline builds the timeline of a run that lasted wall, from the
