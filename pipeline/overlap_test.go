@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,4 +82,45 @@ func TestBackupFetchesSmallBlobsBesideLarge(t *testing.T) {
 	defer h.mu.Unlock()
 	require.NotNil(t, h.heldBeside, "no large blob was fetched")
 	require.True(t, *h.heldBeside, "no small blob was fetched while the first large one was under way: the small ones waited for the large ones' slots")
+}
+
+// A copy asks the target what it holds while the source is still being
+// walked: the HEADs of the large blobs (asked wherever they go) go out as
+// soon as the manifests listing them are read, not after the last
+// referrer of the source is found. Over a far link those round trips were
+// in front of the first byte moved.
+func TestCopyAsksTheTargetWhileTheSourceIsWalked(t *testing.T) {
+	headSeen := make(chan struct{})
+	var headOnce sync.Once
+	var held, beside atomic.Bool
+	hold := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// the source's referrers lookups: the walk's last requests
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/referrers/") && held.CompareAndSwap(false, true) {
+				select {
+				case <-headSeen:
+					beside.Store(true)
+				case <-time.After(10 * time.Second): // a hang guard, not a timing
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	src := registrytest.NewInProcess(t, registrytest.WithHandler(hold))
+	sample := registrytest.Seed(t, src, registrytest.SampleOptions{BaseLayerSize: 2 << 20})
+	seeHead := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/blobs/") {
+				headOnce.Do(func() { close(headSeen) })
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	dst := registrytest.NewInProcess(t, registrytest.WithHandler(seeHead))
+	res, _, _, err := copyRepos(t, src, sample.Repositories, copyOptions{targets: []string{dst.Host()}, failFast: true})
+	require.NoError(t, err)
+	require.Empty(t, res.Failed())
+	requireCopied(t, src, dst, sample.Repositories, func(r string) string { return r })
+	require.True(t, held.Load(), "the source was never asked for referrers")
+	require.True(t, beside.Load(), "the target was asked nothing while the source's referrers were being looked up: its checks waited for the whole walk")
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
 
@@ -144,6 +145,23 @@ func Run(ctx context.Context, job Job) (*Result, *graph.Graph, error) {
 	r.walkers[1] = &source.Walker{Src: job.Source, Graph: r.graph, IncludeReferrers: true, Requests: requests}
 	r.walkers[0] = &source.Walker{Src: job.Source, Graph: r.graph, Requests: requests}
 	r.walker = r.walkers[1]
+	if a, ok := job.Sink.(sink.Asker); ok {
+		// The target is asked what Prepare needs to know while the source
+		// is walked, not after: over a far link those round trips were
+		// in front of the first byte moved (a copy).
+		var repos []string
+		seen := map[string]bool{}
+		for _, s := range job.Selections {
+			if !seen[s.Target] {
+				seen[s.Target] = true
+				repos = append(repos, s.Target)
+			}
+		}
+		a.AskRepos(ctx, repos)
+		for _, w := range r.walkers {
+			w.OnBlob = func(repo string, desc ocispec.Descriptor) { a.AskBlob(ctx, repo, desc) }
+		}
+	}
 
 	fail := func(res *Result, err error) (*Result, *graph.Graph, error) {
 		res.Duration = time.Since(start)

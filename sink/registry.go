@@ -19,6 +19,7 @@ import (
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry/remote"
 
+	"github.com/regvault/regvault/archive"
 	"github.com/regvault/regvault/graph"
 	"github.com/regvault/regvault/registry"
 )
@@ -49,7 +50,21 @@ type Registry struct {
 	// open hundreds of connections at once.
 	fanout *semaphore.Weighted
 
+	// asked holds the answers asked for ahead of Check (AskRepos,
+	// AskBlob) while the source is walked: "repo " + repository, "blob "
+	// + repository@digest.
+	askMu  sync.Mutex
+	asked  map[string]*answer
+	asking sync.WaitGroup
+
 	stats RegistryStats
+}
+
+// answer is one question asked ahead of Check.
+type answer struct {
+	done chan struct{}
+	yes  bool
+	err  error
 }
 
 // RegistryStats counts what a restore did.
@@ -91,6 +106,74 @@ func NewRegistry(clients *registry.Clients, failFast bool, concurrency int, opts
 	return s
 }
 
+// AskRepos starts asking, one tags/list each, whether the target
+// repositories exist (sink.Asker): Check's question, asked while the
+// source is walked.
+func (s *Registry) AskRepos(ctx context.Context, repos []string) {
+	for _, repo := range repos {
+		s.ask(ctx, "repo "+repo, func(ctx context.Context) (bool, error) { return s.repositoryExists(ctx, repo) })
+	}
+}
+
+// AskBlob starts asking whether repo holds a blob of at least headAlways
+// bytes (sink.Asker): Check asks about those wherever they go, so the
+// answer can come while the source is walked. Smaller blobs and manifests
+// wait for Check, which asks only where the repository exists.
+func (s *Registry) AskBlob(ctx context.Context, repo string, desc ocispec.Descriptor) {
+	if desc.Size < headAlways || archive.IsManifest(desc.MediaType) {
+		return
+	}
+	s.ask(ctx, "blob "+repo+"@"+desc.Digest.String(), func(ctx context.Context) (bool, error) {
+		r, err := s.repository(repo)
+		if err != nil {
+			return false, err
+		}
+		return r.Blobs().Exists(ctx, desc)
+	})
+}
+
+// ask starts fn once per key, on the pool of small requests.
+func (s *Registry) ask(ctx context.Context, key string, fn func(context.Context) (bool, error)) {
+	s.askMu.Lock()
+	if s.asked == nil {
+		s.asked = map[string]*answer{}
+	}
+	if _, ok := s.asked[key]; ok {
+		s.askMu.Unlock()
+		return
+	}
+	a := &answer{done: make(chan struct{})}
+	s.asked[key] = a
+	s.asking.Add(1)
+	s.askMu.Unlock()
+	go func() {
+		defer s.asking.Done()
+		defer close(a.done)
+		if a.err = s.fanout.Acquire(ctx, 1); a.err != nil {
+			return
+		}
+		defer s.fanout.Release(1)
+		a.yes, a.err = fn(ctx)
+	}()
+}
+
+// answered is the answer to a question asked ahead (ask), waiting for it;
+// ok is false when it was not asked or failed (then Check asks itself).
+func (s *Registry) answered(ctx context.Context, key string) (yes, ok bool) {
+	s.askMu.Lock()
+	a := s.asked[key]
+	s.askMu.Unlock()
+	if a == nil {
+		return false, false
+	}
+	select {
+	case <-a.done:
+	case <-ctx.Done():
+		return false, false
+	}
+	return a.yes, a.err == nil
+}
+
 // Stats returns the counters of what was done.
 func (s *Registry) Stats() *RegistryStats { return &s.stats }
 
@@ -119,6 +202,12 @@ func (s *Registry) Check(ctx context.Context, g *graph.Graph) error {
 	eg.SetLimit(s.concurrency * 4) // small requests: hide their latency
 	head := func(repo string, n *graph.Node) {
 		eg.Go(func() error {
+			if yes, ok := s.answered(ectx, "blob "+repo+"@"+n.Desc.Digest.String()); ok {
+				if yes {
+					s.markHave(n.Desc.Digest, repo)
+				}
+				return nil
+			}
 			ok, err := s.exists(ectx, repo, n)
 			if err != nil {
 				return s.fail(repo, fmt.Errorf("checking %s@%s: %w", repo, n.Desc.Digest, err))
@@ -151,7 +240,9 @@ func (s *Registry) Check(ctx context.Context, g *graph.Graph) error {
 			}
 		}
 	}
-	if err := eg.Wait(); err != nil {
+	err := eg.Wait()
+	s.asking.Wait() // what was asked ahead and is not needed (a repository that failed)
+	if err != nil {
 		return err
 	}
 	if err := s.checkListings(ctx, g); err != nil {
@@ -296,6 +387,14 @@ func (s *Registry) absentRepos(ctx context.Context, g *graph.Graph, eg *errgroup
 	for _, repo := range names {
 		eg.Go(func() error {
 			defer wg.Done()
+			if yes, ok := s.answered(ctx, "repo "+repo); ok {
+				if !yes {
+					mu.Lock()
+					absent[repo] = true
+					mu.Unlock()
+				}
+				return nil
+			}
 			ok, err := s.repositoryExists(ctx, repo)
 			if err == nil && !ok {
 				mu.Lock()
@@ -817,4 +916,7 @@ func (s *Registry) Drop(ctx context.Context, g *graph.Graph) error {
 
 // Abort leaves the registries as they are: what was pushed is only
 // unreferenced content until a tag points at it.
-func (s *Registry) Abort() error { return nil }
+func (s *Registry) Abort() error {
+	s.asking.Wait() // questions asked ahead end with their context, or answered
+	return nil
+}

@@ -7,6 +7,8 @@ import (
 	"context"
 	"io"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/regvault/regvault/graph"
 )
 
@@ -76,4 +78,18 @@ type Dropper interface {
 	// for that g no longer holds need not have been written; what Commit
 	// makes visible holds g and nothing of the repositories left out.
 	Drop(ctx context.Context, g *graph.Graph) error
+}
+
+// Asker is a Sink that can start asking its targets, read-only, while the
+// source is still being walked, so that Prepare finds the answers there
+// rather than asking then (a registry: which target repositories exist,
+// which large blobs they hold). It changes nothing on the targets, and
+// Prepare (or Abort) waits for what it started.
+type Asker interface {
+	// AskRepos starts asking whether the target repositories exist.
+	AskRepos(ctx context.Context, repos []string)
+	// AskBlob starts asking whether the target repository repo holds a
+	// blob the walk just found; a sink asks about the blobs it would ask
+	// about in Prepare anyway, and ignores the others.
+	AskBlob(ctx context.Context, repo string, desc ocispec.Descriptor)
 }

@@ -39,6 +39,10 @@ type Walker struct {
 	IncludeReferrers bool
 	// Requests bounds the requests under way at once, across all walks.
 	Requests *semaphore.Weighted
+	// OnBlob, if set, is told of each blob as a manifest that lists it is
+	// recorded, in the graph's repository repo: the sink may start asking
+	// the target about it while the walk goes on (sink.Asker).
+	OnBlob func(repo string, desc ocispec.Descriptor)
 
 	manifests once[digest.Digest, []byte]
 	visited   set[string]
@@ -142,6 +146,9 @@ func (w *Walker) walk(ctx context.Context, repo, from string, desc ocispec.Descr
 			return fmt.Errorf("%s@%s: %s %s has size %d, another manifest gives it %d", repo, desc.Digest, b.kind, b.desc.Digest, b.desc.Size, n.Desc.Size)
 		}
 		children = append(children, b.desc.Digest)
+		if w.OnBlob != nil {
+			w.OnBlob(repo, b.desc)
+		}
 	}
 	for _, c := range m.manifests {
 		children = append(children, c.Digest)
