@@ -583,10 +583,10 @@ func (r *run) transfer(ctx context.Context, res *Result, conc int) error {
 func (r *run) transferAny(ctx context.Context, need []*graph.Node, conc int, done func(*graph.Node)) error {
 	// Largest first: the longest transfer starts at once and the large
 	// ones fill the other slots around it. Manifests and small blobs
-	// (smallNode: latency-bound) go at the same time on slots of their
-	// own, as transferChildrenFirst has them: queued behind the large
-	// ones they were the run's tail, a round trip each for a few hundred
-	// bytes.
+	// (smallNode: latency-bound) go at the same time on the pool of
+	// small requests, as transferChildrenFirst has them: queued behind
+	// the large ones on conc slots they were the run's tail, a round trip
+	// each for a few hundred bytes.
 	need = slices.Clone(need)
 	sort.SliceStable(need, func(i, j int) bool { return need[i].Desc.Size > need[j].Desc.Size })
 	var total int64
@@ -614,12 +614,8 @@ func (r *run) transferAny(ctx context.Context, need []*graph.Node, conc int, don
 	}
 	g, gctx := errgroup.WithContext(tctx)
 	g.SetLimit(conc)
-	// conc slots of their own, not the 4× pool of small requests: a few
-	// hundred of them hide behind the large transfers either way (each
-	// takes a round trip), and 4× as many connections at once, on a busy
-	// machine, took the CPU the large streams needed.
 	var smalls errgroup.Group
-	smalls.SetLimit(conc)
+	smalls.SetLimit(int(MetadataRequests(conc)))
 	task := func(ctx context.Context, n *graph.Node, stop func()) func() error {
 		return func() error {
 			if r.lost.skip(n) || ctx.Err() != nil {
