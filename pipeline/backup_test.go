@@ -29,17 +29,11 @@ import (
 
 func backup(t *testing.T, srv *registrytest.Server, output string, args []string, referrers bool) (*pipeline.Result, error) {
 	t.Helper()
-	return backupWith(t, srv, output, args, referrers, 8)
-}
-
-// backupWith is backup with a --concurrency.
-func backupWith(t *testing.T, srv *registrytest.Server, output string, args []string, referrers bool, concurrency int) (*pipeline.Result, error) {
-	t.Helper()
 	var full []string
 	for _, a := range args {
 		full = append(full, srv.Host()+"/"+a)
 	}
-	p, err := plan.NewBackup(full, plan.BackupOptions{Output: output, IncludeReferrers: referrers, Concurrency: concurrency})
+	p, err := plan.NewBackup(full, plan.BackupOptions{Output: output, IncludeReferrers: referrers, Concurrency: 8})
 	require.NoError(t, err)
 	c, err := registry.New(p.Registry, registry.Options{PlainHTTP: true})
 	require.NoError(t, err)

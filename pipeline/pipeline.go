@@ -581,90 +581,34 @@ func (r *run) transfer(ctx context.Context, res *Result, conc int) error {
 }
 
 func (r *run) transferAny(ctx context.Context, need []*graph.Node, conc int, done func(*graph.Node)) error {
-	// Largest first: the longest transfer starts at once and the large
-	// ones fill the other slots around it. Manifests and small blobs
-	// (smallNode: latency-bound) go at the same time on the pool of
-	// small requests, as transferChildrenFirst has them: queued behind
-	// the large ones on conc slots they were the run's tail, a round trip
-	// each for a few hundred bytes.
+	// Largest first: the longest transfer starts at once and the small
+	// ones fill the other slots around it.
 	need = slices.Clone(need)
 	sort.SliceStable(need, func(i, j int) bool { return need[i].Desc.Size > need[j].Desc.Size })
 	var total int64
-	var large, small []*graph.Node
 	for _, n := range need {
 		total += n.Desc.Size
-		if n.Kind == graph.KindManifest || n.Desc.Size < smallNode {
-			small = append(small, n)
-		} else {
-			large = append(large, n)
-		}
 	}
 	share := total / int64(max(conc, 1))
-	tctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var mu sync.Mutex
-	var first error // the first failure of a task that did not end because another failed
-	record := func(err error) error {
-		mu.Lock()
-		if first == nil || errors.Is(first, context.Canceled) && !errors.Is(err, context.Canceled) {
-			first = err
-		}
-		mu.Unlock()
-		return err
-	}
-	g, gctx := errgroup.WithContext(tctx)
+	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(conc)
-	var smalls errgroup.Group
-	smalls.SetLimit(int(MetadataRequests(conc)))
-	task := func(ctx context.Context, n *graph.Node, stop func()) func() error {
-		return func() error {
-			if r.lost.skip(n) || ctx.Err() != nil {
-				return nil
-			}
-			if err := r.copyNode(ctx, n); err != nil {
-				if err := r.lost.fail(err); err != nil {
-					stop()
-					return record(err)
-				}
-				return nil
-			}
-			done(n)
-			return nil
-		}
-	}
-	launched := make(chan struct{})
-	go func() {
-		defer close(launched)
-		for _, n := range small {
-			if tctx.Err() != nil {
-				return
-			}
-			// tctx, not gctx: g's context ends when g.Wait returns
-			smalls.Go(task(tctx, n, cancel))
-		}
-	}()
-	for _, n := range large {
+	for _, n := range need {
 		if k := r.parts(n, conc, share); k > 1 {
 			r.transferParts(gctx, g, n, k, done)
 			continue
 		}
-		g.Go(task(gctx, n, func() {}))
+		g.Go(func() error {
+			if r.lost.skip(n) {
+				return nil
+			}
+			if err := r.copyNode(gctx, n); err != nil {
+				return r.lost.fail(err)
+			}
+			done(n)
+			return nil
+		})
 	}
-	errLarge := g.Wait()
-	if errLarge != nil {
-		cancel()
-	}
-	<-launched
-	_ = smalls.Wait()
-	switch {
-	case first != nil && !errors.Is(first, context.Canceled):
-		return first
-	case errLarge != nil:
-		return errLarge
-	case first != nil:
-		return first
-	}
-	return ctx.Err()
+	return g.Wait()
 }
 
 // smallNode is the size below which a node's transfer costs about a round
