@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -693,7 +694,7 @@ func (r *runner) intoTarget(ctx context.Context, prof Profile, traceName string,
 	r.srcTrace = nil
 	if tr := r.trace(tpx, traceName+"-target", res); tr != nil && src != nil {
 		tr.Label = "target"
-		r.timeline(strings.ReplaceAll(traceName, "-", " · ")+" (run counted from 0)", res, -1, *src, *tr)
+		r.timeline(timelineName(traceName), res, -1, *src, *tr)
 	}
 	if res.Err == "" {
 		res.Check = checkRestore(ctx, t, w, target.BackendHost())
@@ -809,6 +810,16 @@ func (r *runner) timeline(name string, res RunResult, renamed time.Duration, tra
 	}
 	tl := NewTimeline(name, time.Duration(res.WallSec*float64(time.Second)), renamed, traces...)
 	fmt.Fprintf(r.cfg.Out, "\n%s\n", tl.Markdown())
+}
+
+// timelineName turns a trace's name (D1-wan-copy-regvault-0) into a
+// timeline's (D1 · wan · copy · regvault · run 1).
+func timelineName(trace string) string {
+	parts := strings.Split(trace, "-")
+	if k, err := strconv.Atoi(parts[len(parts)-1]); err == nil {
+		parts[len(parts)-1] = fmt.Sprintf("run %d", k+1)
+	}
+	return strings.Join(parts, " · ")
 }
 
 // renamedAt is when the run's output file was renamed into place, from

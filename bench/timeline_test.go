@@ -53,3 +53,9 @@ func TestTimeline(t *testing.T) {
 		t.Errorf("copy: last blob byte %v, critical path %+v", tl.LastBlobByte, tl.Critical)
 	}
 }
+
+func TestTimelineName(t *testing.T) {
+	if got := timelineName("D1-wan-copy-regvault-0"); got != "D1 · wan · copy · regvault · run 1" {
+		t.Errorf("got %q", got)
+	}
+}
