@@ -28,7 +28,9 @@
 //
 // Finding out why a run is slow: -trace DIR writes every request of every
 // run as the proxy saw it (start, end, method, kind, bytes) and logs a
-// summary (when the first blob transfer and the largest one started);
+// summary (when the first blob transfer and the largest one started) and
+// a timeline of each backup, restore and copy (timeline.go: milestones,
+// the critical path of requests, the concurrency over time, as markdown);
 // -cpuprofile DIR profiles regvault (go tool pprof -top
 // DIR/regvault-profiling DIR/<file>.pprof).
 package bench

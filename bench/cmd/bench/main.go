@@ -73,7 +73,7 @@ func run() error {
 	reportOnly := fs.Bool("report", false, "run nothing: write the report from the results kept in <cache>/results")
 	note := fs.String("note", "", "a note said under every table of this run (the load of a shared machine, say)")
 	noInstall := fs.Bool("no-install", false, "do not install missing peers (skopeo through apt-get)")
-	trace := fs.String("trace", "", "directory for every run's requests as the proxy saw them (tab-separated: start, end, method, kind, bytes, path); the log gets a summary of each run")
+	trace := fs.String("trace", "", "directory for every run's requests as the proxy saw them (tab-separated: start, end, method, kind, bytes, path); the log gets a summary of each run, and a timeline of each backup, restore and copy (milestones, critical path, concurrency over time) as markdown")
 	cpuprofile := fs.String("cpuprofile", "", "directory for a CPU and heap profile of every regvault process (regvault is built with a profiling hook through go build -overlay; the checkout is not changed). The profiling build goes into the directory too. Read with: go tool pprof -top <dir>/regvault-profiling <dir>/<file>")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
