@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/stretchr/testify/require"
@@ -110,4 +111,52 @@ func (d *dropWriter) Write(p []byte) (int, error) {
 	}
 	d.written += len(p)
 	return d.ResponseWriter.Write(p)
+}
+
+// throttle slows every GET of the blob whose digest *d names to rate
+// bytes a second per response, as a link that caps each stream does.
+func throttle(d *string, rate int) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if *d != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+*d) {
+				next.ServeHTTP(&slowWriter{ResponseWriter: w, rate: rate}, r)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+type slowWriter struct {
+	http.ResponseWriter
+	rate int
+}
+
+func (s *slowWriter) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		k := min(len(p), 32<<10)
+		n, err := s.ResponseWriter.Write(p[:k])
+		written += n
+		if err != nil {
+			return written, err
+		}
+		time.Sleep(time.Duration(k) * time.Second / time.Duration(s.rate))
+		p = p[k:]
+	}
+	return written, nil
+}
+
+// corruptRanges flips a byte of every Range answer for the blob whose
+// digest *d names; whole GETs are left alone.
+func corruptRanges(d *string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if *d != "" && r.Method == http.MethodGet && r.Header.Get("Range") != "" && strings.HasSuffix(r.URL.Path, "/blobs/"+*d) {
+				next.ServeHTTP(&flipWriter{ResponseWriter: w}, r)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
 }

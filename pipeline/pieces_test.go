@@ -1,6 +1,9 @@
 package pipeline
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestPieces(t *testing.T) {
 	const MiB = 1 << 20
@@ -18,6 +21,28 @@ func TestPieces(t *testing.T) {
 	} {
 		if got := pieces(c.size, c.conc, c.total/int64(c.conc)); got != c.want {
 			t.Errorf("%s: pieces(%d MiB, conc %d, share of %d MiB) = %d, want %d", c.name, c.size/MiB, c.conc, c.total/MiB, got, c.want)
+		}
+	}
+}
+
+func TestSplitNow(t *testing.T) {
+	const MiB = 1 << 20
+	ms := time.Millisecond
+	for _, c := range []struct {
+		name      string
+		pos, size int64
+		elapsed   time.Duration
+		want      bool
+	}{
+		{"a stream capped at 25 MB/s with 2 GiB to go splits", 2500000, 2048 * MiB, 100 * ms, true},
+		{"the 32 MiB layer of D1 at 25 MB/s splits", 2500000, 32 * MiB, 100 * ms, true},
+		{"a loopback stream at 500 MB/s does not", 50000000, 2048 * MiB, 100 * ms, false},
+		{"nothing is decided before the window", 1 * MiB, 2048 * MiB, 40 * ms, false},
+		{"a slow stream almost done does not", 30 * MiB, 32 * MiB, 1200 * ms, false},
+		{"a stream that slowed down later splits", 400 * MiB, 2048 * MiB, 8000 * ms, true},
+	} {
+		if got := splitNow(c.pos, c.size, c.elapsed); got != c.want {
+			t.Errorf("%s: splitNow(%d, %d, %v) = %v, want %v", c.name, c.pos, c.size, c.elapsed, got, c.want)
 		}
 	}
 }

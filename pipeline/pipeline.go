@@ -593,15 +593,16 @@ func (r *run) transferAny(ctx context.Context, need []*graph.Node, conc int, don
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(conc)
 	for _, n := range need {
-		if k := r.parts(n, conc, share); k > 1 {
-			r.transferParts(gctx, g, n, k, done)
-			continue
-		}
+		large := r.parts(n, conc, share) > 1
 		g.Go(func() error {
 			if r.lost.skip(n) {
 				return nil
 			}
-			if err := r.copyNode(gctx, n); err != nil {
+			move := r.copyNode
+			if large {
+				move = func(ctx context.Context, n *graph.Node) error { return r.copyLarge(ctx, n, conc, share) }
+			}
+			if err := move(gctx, n); err != nil {
 				return r.lost.fail(err)
 			}
 			done(n)

@@ -5,11 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/errgroup"
 	"oras.land/oras-go/v2/content"
@@ -208,6 +211,20 @@ func (r *run) open(ctx context.Context, n *graph.Node) (io.ReadCloser, error) {
 		r.progress.Done.Add(int64(len(n.Content)))
 		return io.NopCloser(source.VerifyReader(bytes.NewReader(n.Content), n.Desc)), nil
 	}
+	rc, err := r.fetch(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	if v, ok := r.job.Source.(Verifying); ok && v.Verifies() {
+		// The source checks the digest itself: hash each byte once.
+		return readCloser{&holdLast{r: rc, left: n.Desc.Size}, rc}, nil
+	}
+	return readCloser{&holdLast{r: source.VerifyReader(rc, n.Desc), left: n.Desc.Size}, rc}, nil
+}
+
+// fetch opens a blob's bytes from the first source repository that
+// answers, counted in the progress, not verified.
+func (r *run) fetch(ctx context.Context, n *graph.Node) (io.ReadCloser, error) {
 	var errs []error
 	for _, repo := range n.Sources() {
 		release, err := r.walker.Acquire(ctx)
@@ -223,12 +240,7 @@ func (r *run) open(ctx context.Context, n *graph.Node) (io.ReadCloser, error) {
 			}
 			continue
 		}
-		cr := &countingReader{r: rc, n: &r.progress.Done}
-		if v, ok := r.job.Source.(Verifying); ok && v.Verifies() {
-			// The source checks the digest itself: hash each byte once.
-			return readCloser{&holdLast{r: cr, left: n.Desc.Size}, rc}, nil
-		}
-		return readCloser{&holdLast{r: source.VerifyReader(cr, n.Desc), left: n.Desc.Size}, rc}, nil
+		return readCloser{&countingReader{r: rc, n: &r.progress.Done}, rc}, nil
 	}
 	return nil, errors.Join(errs...)
 }
@@ -399,14 +411,18 @@ func (r *run) spool(ctx context.Context, it *spoolItem, dir string) error {
 // round trip costs more than a second connection gains.
 const minPart = 8 << 20
 
-// parts says in how many pieces to fetch n: more than one only for a
-// large blob, from a source that serves byte ranges, into a sink that
+// parts says in how many pieces n may be fetched: more than one only for
+// a large blob, from a source that serves byte ranges, into a sink that
 // takes parts, and only when n alone is more than share, a connection's
 // fair share of the run's bytes. Below that the other connections are
 // busy with other blobs for as long as n takes, so pieces would gain
-// nothing and cost requests and a second read to verify the whole; above
-// it (one big layer, or one much larger than the rest) a single stream
-// would be the run's tail, and pieces of about share bytes shorten it.
+// nothing and cost requests; above it (one big layer, or one much larger
+// than the rest) a single slow stream would be the run's tail, and pieces
+// of about share bytes shorten it. Whether n is split at all, copyLarge
+// decides from the rate of its first stream. The ranges of a split blob
+// are connections beside the conc transfers: pieces-1 at most, and as
+// only blobs larger than share qualify and pieces are about share bytes,
+// those of all a run's blobs together are about conc at most.
 func (r *run) parts(n *graph.Node, conc int, share int64) int {
 	if r.streaming || n.Content != nil || r.noRanges.Load() {
 		return 1
@@ -432,68 +448,276 @@ func pieces(size int64, conc int, share int64) int {
 	return int(max(1, min(int64(conc), size/minPart, k)))
 }
 
-// transferParts fetches n in k ranges at once, each a task of g; the last
-// to finish has the sink verify the whole. A source that turns out not to
-// serve ranges gets the blob fetched whole instead.
-func (r *run) transferParts(ctx context.Context, g *errgroup.Group, n *graph.Node, k int, done func(*graph.Node)) {
-	pw := r.job.Sink.(sink.PartWriter)
-	var left atomic.Int32
-	var whole atomic.Bool
-	left.Store(int32(k))
-	size := n.Desc.Size
-	for i := range k {
-		off, end := size*int64(i)/int64(k), size*int64(i+1)/int64(k)
-		g.Go(func() error {
-			if r.lost.skip(n) {
+// The decision to split a large blob's stream (see copyLarge). A single
+// HTTP stream that stays under slowStream is held back by its own path: a
+// window over a round trip, a per-connection cap at the registry or a
+// proxy (the WAN profile of bench/ caps each stream at 25 MB/s), and more
+// streams multiply it. One at or above it is bound by this end (the disk,
+// hashing, the local link), where more streams only compete for the same
+// limit and cost requests and buffers: on loopback one stream is as fast
+// as eight. splitWindow is long enough for a rate to show (a capped stream
+// runs at its cap from the first bytes) and short enough that a blob that
+// gains from ranges loses little: at 25 MB/s it is 2.5 MB of a 32 MiB
+// blob. A stream with less than splitGain to go at its rate is left
+// alone: ranges would save a fraction of that at the price of a round
+// trip each.
+var (
+	splitWindow = 100 * time.Millisecond
+	slowStream  = 100e6 // bytes per second
+	splitGain   = 500 * time.Millisecond
+)
+
+// probeSegment is how much of a large blob's stream is written at a time
+// while its rate is not known yet; steadySegment afterwards. The rate is
+// looked at between segments.
+const (
+	probeSegment  = 1 << 20
+	steadySegment = 8 << 20
+)
+
+// rangeBuffers bounds the memory of the ranges of one split blob: the
+// bytes that arrived ahead of the hash wait in buffers that take it
+// together.
+const rangeBuffers = 64 << 20
+
+// copyLarge copies a blob that may gain from byte ranges (see parts) into
+// a sink that takes parts. It starts as one stream, written in order and
+// hashed as it goes. When that stream turns out slow (see slowStream),
+// what is left of the blob is cut into ranges fetched over several
+// connections, up to pieces of them at once, the first stream carrying on
+// with the first. The ranges' bytes are written at their offsets and
+// hashed in order as the gaps before them fill, from buffers of bounded
+// size (rangeBuffers): the file is never read back. A source that
+// answers a range with the whole blob gets the blob as one stream.
+func (r *run) copyLarge(ctx context.Context, n *graph.Node, conc int, share int64) error {
+	lc := &largeCopy{r: r, pw: r.job.Sink.(sink.PartWriter), n: n, conc: conc, share: share, src: &sourceFaults{}}
+	err := lc.copy(ctx)
+	if errors.Is(err, source.ErrRangeUnsupported) && ctx.Err() == nil {
+		// A range after the first was answered whole: start over as
+		// one stream, which never splits now.
+		r.noRanges.Store(true)
+		r.progress.Done.Add(-lc.counted.Load())
+		lc = &largeCopy{r: r, pw: lc.pw, n: n, conc: conc, share: share, src: &sourceFaults{}}
+		err = lc.copy(ctx)
+	}
+	if err != nil {
+		return lc.src.wrap(ctx, n, err)
+	}
+	got := digest.NewDigestFromBytes(n.Desc.Digest.Algorithm(), lc.h.Sum(nil))
+	if err := lc.pw.FinishParts(ctx, n, got); err != nil {
+		if errors.Is(err, content.ErrMismatchedDigest) {
+			// Each part came from the source, and together they are
+			// not the blob: the source's fault.
+			lc.src.note()
+		}
+		return lc.src.wrap(ctx, n, err)
+	}
+	return nil
+}
+
+type largeCopy struct {
+	r           *run
+	pw          sink.PartWriter
+	n           *graph.Node
+	conc        int
+	share       int64
+	src         *sourceFaults
+	h           hash.Hash    // n's bytes so far, in order
+	counted     atomic.Int64 // bytes added to the run's progress
+	noSplit     bool         // the split was tried and not taken
+	chunks      []*chunk     // the ranges after the first stream's part
+	next        atomic.Int64 // the next chunk to fetch
+	bufs        chan []byte  // free buffers (nil: not allocated yet)
+	chunkSize   int64
+	firstStream chan struct{} // closed when the first stream's part is hashed
+}
+
+// chunk is one range of a split blob; ready is closed when buf holds its
+// bytes, written to the sink, and waiting to be hashed.
+type chunk struct {
+	off, end int64
+	buf      []byte
+	ready    chan struct{}
+}
+
+// copy streams n in order, hashing it, until the stream turns out slow;
+// then it splits.
+func (lc *largeCopy) copy(ctx context.Context) error {
+	n, size := lc.n, lc.n.Desc.Size
+	lc.h = n.Desc.Digest.Algorithm().Hash()
+	rc, err := lc.src.track(lc.r.fetch(ctx, n))
+	if err != nil {
+		return err
+	}
+	closeStream := sync.OnceValue(rc.Close)
+	defer closeStream()
+	stream := io.TeeReader(&countingReader{r: rc, n: &lc.counted}, lc.h)
+	start := time.Now()
+	var pos int64
+	for pos < size {
+		seg := int64(steadySegment)
+		if time.Since(start) < splitWindow {
+			seg = probeSegment
+		}
+		seg = min(seg, size-pos)
+		var r io.Reader = stream
+		if pos+seg < size {
+			r = io.LimitReader(stream, seg)
+		} // the last segment reads on to the end: bytes beyond the size are an error
+		if err := lc.pw.WritePart(ctx, n, pos, seg, r); err != nil {
+			return err
+		}
+		pos += seg
+		if pos < size && lc.slow(pos, time.Since(start)) {
+			split, err := lc.split(ctx, pos, stream, closeStream)
+			if split || err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// slow says whether the stream should split now.
+func (lc *largeCopy) slow(pos int64, elapsed time.Duration) bool {
+	return !lc.noSplit && !lc.r.noRanges.Load() && splitNow(pos, lc.n.Desc.Size, elapsed)
+}
+
+// splitNow says whether a stream of a blob of size bytes that has
+// brought pos of them in elapsed should split what is left into ranges.
+func splitNow(pos, size int64, elapsed time.Duration) bool {
+	if elapsed < splitWindow || pos <= 0 {
+		return false
+	}
+	rate := float64(pos) / elapsed.Seconds()
+	left := time.Duration(float64(size-pos) / rate * float64(time.Second))
+	return rate < slowStream && left > splitGain
+}
+
+// split fetches [pos, size) of n in ranges, the stream, positioned at
+// pos, taking the first. It reports false (and the stream goes on alone)
+// when the rest is too small for pieces, or the source answers the first
+// range with anything but that range.
+func (lc *largeCopy) split(ctx context.Context, pos int64, stream io.Reader, closeStream func() error) (bool, error) {
+	size := lc.n.Desc.Size
+	w := pieces(size-pos, lc.conc, lc.share)
+	if w < 2 {
+		lc.noSplit = true
+		return false, nil
+	}
+	// w pieces of the rest, or smaller ones when w of them would not
+	// fit in the buffers (one per stream and one to spare).
+	c := min((size-pos+int64(w)-1)/int64(w), rangeBuffers/int64(w+1))
+	lc.chunkSize = c
+	for off := pos + c; off < size; off += c {
+		lc.chunks = append(lc.chunks, &chunk{off: off, end: min(off+c, size), ready: make(chan struct{})})
+	}
+	// Ask for the first range before anything depends on it: a source
+	// that does not serve ranges, or fails to, is left to the stream.
+	g, gctx := errgroup.WithContext(ctx)
+	first := lc.rangeReader(gctx, lc.chunks[0])
+	if err := first.open(); err != nil {
+		lc.chunks, lc.noSplit = nil, true
+		if errors.Is(err, source.ErrRangeUnsupported) {
+			lc.r.noRanges.Store(true)
+		} else if ctx.Err() != nil {
+			return true, err
+		}
+		return false, nil
+	}
+	lc.bufs = make(chan []byte, w+1)
+	for range w + 1 {
+		lc.bufs <- nil
+	}
+	lc.next.Store(1) // chunk 0 goes to the range just opened
+	lc.firstStream = make(chan struct{})
+
+	g.Go(func() error { return lc.hash(gctx) })
+	g.Go(func() error { return lc.fetchChunks(gctx, first) })
+	for range w - 2 {
+		g.Go(func() error { return lc.fetchChunks(gctx, nil) })
+	}
+	g.Go(func() error {
+		// The first stream carries on up to the first range, hashed as
+		// it goes, then fetches ranges as the others do.
+		err := lc.pw.WritePart(gctx, lc.n, pos, c, io.LimitReader(stream, c))
+		closeStream()
+		if err != nil {
+			return err
+		}
+		close(lc.firstStream)
+		return lc.fetchChunks(gctx, nil)
+	})
+	return true, g.Wait()
+}
+
+func (lc *largeCopy) rangeReader(ctx context.Context, c *chunk) *rangeReader {
+	return &rangeReader{ctx: ctx, rf: lc.r.job.Source.(source.RangeFetcher), repos: lc.n.Sources(), desc: lc.n.Desc, off: c.off, end: c.end, r: lc.r}
+}
+
+// fetchChunks fetches chunks, next first, until none is left; first, if
+// not nil, is chunk 0's range, already open. A buffer is taken before a
+// chunk is: the chunk the hash waits for always has one.
+func (lc *largeCopy) fetchChunks(ctx context.Context, first *rangeReader) error {
+	for {
+		var buf []byte
+		select {
+		case buf = <-lc.bufs:
+		case <-ctx.Done():
+			if first != nil {
+				first.Close()
+			}
+			return ctx.Err()
+		}
+		rr, c := first, (*chunk)(nil)
+		if rr != nil {
+			c, first = lc.chunks[0], nil
+		} else {
+			i := lc.next.Add(1) - 1
+			if i >= int64(len(lc.chunks)) {
+				lc.bufs <- buf
 				return nil
 			}
-			var src sourceFaults
-			err := r.copyPart(ctx, pw, n, off, end-off, &src)
-			if errors.Is(err, source.ErrRangeUnsupported) {
-				whole.Store(true)
-				r.noRanges.Store(true)
-				err = nil
-			}
-			if err != nil {
-				return r.lost.fail(src.wrap(ctx, n, err))
-			}
-			if left.Add(-1) > 0 {
-				return nil
-			}
-			if whole.Load() {
-				err = r.copyNode(ctx, n)
-			} else if err = pw.FinishParts(ctx, n); err != nil {
-				if errors.Is(err, content.ErrMismatchedDigest) {
-					// Each part came from the source, and together they
-					// are not the blob: the source's fault.
-					src.note()
-				}
-				err = src.wrap(ctx, n, err)
-			}
-			if err != nil {
-				return r.lost.fail(err)
-			}
-			done(n)
-			return nil
-		})
+			c = lc.chunks[i]
+			rr = lc.rangeReader(ctx, c)
+		}
+		if buf == nil {
+			buf = make([]byte, lc.chunkSize)
+		}
+		buf = buf[:c.end-c.off]
+		counted := &countingReader{r: &countingReader{r: lc.src.trackReader(rr), n: &lc.r.progress.Done}, n: &lc.counted}
+		_, err := io.ReadFull(counted, buf)
+		rr.Close()
+		if err == nil {
+			err = lc.pw.WritePart(ctx, lc.n, c.off, int64(len(buf)), bytes.NewReader(buf))
+		}
+		if err != nil {
+			return err
+		}
+		c.buf = buf
+		close(c.ready)
 	}
 }
 
-// copyPart writes bytes [off, off+length) of n, resuming a range that
-// broke off where it stopped.
-func (r *run) copyPart(ctx context.Context, pw sink.PartWriter, n *graph.Node, off, length int64, src *sourceFaults) error {
-	rf := r.job.Source.(source.RangeFetcher)
-	rr := &rangeReader{ctx: ctx, rf: rf, repos: n.Sources(), desc: n.Desc, off: off, end: off + length, r: r}
-	defer rr.Close()
-	// Ask for the first range before handing the reader on, so a source
-	// without ranges is found out before the sink writes anything.
-	if err := rr.open(); err != nil {
-		if !errors.Is(err, source.ErrRangeUnsupported) {
-			src.note()
-		}
-		return err
+// hash goes on from the first stream's part through the chunks, in
+// order, each as soon as it is there, and frees its buffer.
+func (lc *largeCopy) hash(ctx context.Context) error {
+	select {
+	case <-lc.firstStream:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	return pw.WritePart(ctx, n, off, length, &countingReader{r: src.trackReader(rr), n: &r.progress.Done})
+	for _, c := range lc.chunks {
+		select {
+		case <-c.ready:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		lc.h.Write(c.buf)
+		lc.bufs <- c.buf[:cap(c.buf)]
+		c.buf = nil
+	}
+	return nil
 }
 
 // rangeAttempts bounds how often one range resumes after a dropped

@@ -261,13 +261,14 @@ func (l *Layout) WritePart(ctx context.Context, n *graph.Node, off, length int64
 	return t.writePart(ctx, n, off, length, r)
 }
 
-// FinishParts verifies a blob written in parts and counts it as written.
-func (l *Layout) FinishParts(ctx context.Context, n *graph.Node) error {
+// FinishParts counts a blob written in parts as written, given the
+// digest its bytes were hashed to as they arrived.
+func (l *Layout) FinishParts(ctx context.Context, n *graph.Node, got digest.Digest) error {
 	t, ok := l.form.(*tarLayout)
 	if !ok {
 		return fmt.Errorf("layout %s: write %s: this form takes whole blobs only", l.output, n.Desc.Digest)
 	}
-	return t.finishParts(ctx, n)
+	return t.finishParts(ctx, n, got)
 }
 
 // Commit checks that every node was written and makes the backup visible

@@ -7,6 +7,7 @@ import (
 	"context"
 	"io"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/regvault/regvault/graph"
@@ -59,9 +60,12 @@ type PartWriter interface {
 	// WritePart stores the length bytes of n that start at off, read
 	// from r. Parts may be written concurrently, in any order.
 	WritePart(ctx context.Context, n *graph.Node, off, length int64, r io.Reader) error
-	// FinishParts checks, once every part is written, the whole of n
-	// against its digest, and then counts n as written.
-	FinishParts(ctx context.Context, n *graph.Node) error
+	// FinishParts counts n as written once every part is. got is the
+	// digest of n's bytes as the caller hashed them, in order, while
+	// they arrived: the sink does not read the parts back. A got that
+	// is not n's digest leaves n unwritten and returns an error
+	// wrapping content.ErrMismatchedDigest.
+	FinishParts(ctx context.Context, n *graph.Node, got digest.Digest) error
 }
 
 // Dropper is a Sink that can still leave repositories out after Prepare:
