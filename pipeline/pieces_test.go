@@ -29,20 +29,22 @@ func TestSplitNow(t *testing.T) {
 	const MiB = 1 << 20
 	ms := time.Millisecond
 	for _, c := range []struct {
-		name      string
-		pos, size int64
-		elapsed   time.Duration
-		want      bool
+		name            string
+		pos, size       int64
+		elapsed, waited time.Duration
+		want            bool
 	}{
-		{"a stream capped at 25 MB/s with 2 GiB to go splits", 2500000, 2048 * MiB, 100 * ms, true},
-		{"the 32 MiB layer of D1 at 25 MB/s splits", 2500000, 32 * MiB, 100 * ms, true},
-		{"a loopback stream at 500 MB/s does not", 50000000, 2048 * MiB, 100 * ms, false},
-		{"nothing is decided before the window", 1 * MiB, 2048 * MiB, 40 * ms, false},
-		{"a slow stream almost done does not", 30 * MiB, 32 * MiB, 1200 * ms, false},
-		{"a stream that slowed down later splits", 400 * MiB, 2048 * MiB, 8000 * ms, true},
+		{"a stream capped at 25 MB/s with 2 GiB to go splits", 2500000, 2048 * MiB, 100 * ms, 95 * ms, true},
+		{"the 32 MiB layer of D1 at 25 MB/s splits", 2500000, 32 * MiB, 100 * ms, 95 * ms, true},
+		{"a loopback stream at 500 MB/s does not", 50000000, 2048 * MiB, 100 * ms, 20 * ms, false},
+		{"a slow stream whose bytes are there when asked for is held back here: it does not", 2500000, 2048 * MiB, 100 * ms, 30 * ms, false},
+		{"nor one starved of CPU, waited for two thirds of the time", 3300000, 2048 * MiB, 100 * ms, 66 * ms, false},
+		{"nothing is decided before the window", 1 * MiB, 2048 * MiB, 40 * ms, 40 * ms, false},
+		{"a slow stream almost done does not", 30 * MiB, 32 * MiB, 1200 * ms, 1100 * ms, false},
+		{"a stream that slowed down later splits", 400 * MiB, 2048 * MiB, 8000 * ms, 7000 * ms, true},
 	} {
-		if got := splitNow(c.pos, c.size, c.elapsed); got != c.want {
-			t.Errorf("%s: splitNow(%d, %d, %v) = %v, want %v", c.name, c.pos, c.size, c.elapsed, got, c.want)
+		if got := splitNow(c.pos, c.size, c.elapsed, c.waited); got != c.want {
+			t.Errorf("%s: splitNow(%d, %d, %v, %v) = %v, want %v", c.name, c.pos, c.size, c.elapsed, c.waited, got, c.want)
 		}
 	}
 }

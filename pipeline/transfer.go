@@ -551,7 +551,8 @@ func (lc *largeCopy) copy(ctx context.Context) error {
 	}
 	closeStream := sync.OnceValue(rc.Close)
 	defer closeStream()
-	stream := io.TeeReader(&countingReader{r: rc, n: &lc.counted}, lc.h)
+	wait := &waitReader{r: rc}
+	stream := io.TeeReader(&countingReader{r: wait, n: &lc.counted}, lc.h)
 	start := time.Now()
 	var pos int64
 	for pos < size {
@@ -568,7 +569,7 @@ func (lc *largeCopy) copy(ctx context.Context) error {
 			return err
 		}
 		pos += seg
-		if pos < size && lc.slow(pos, time.Since(start)) {
+		if pos < size && lc.slow(pos, time.Since(start), wait.waited) {
 			split, err := lc.split(ctx, pos, stream, closeStream)
 			if split || err != nil {
 				return err
@@ -579,19 +580,39 @@ func (lc *largeCopy) copy(ctx context.Context) error {
 }
 
 // slow says whether the stream should split now.
-func (lc *largeCopy) slow(pos int64, elapsed time.Duration) bool {
-	return !lc.noSplit && !lc.r.noRanges.Load() && splitNow(pos, lc.n.Desc.Size, elapsed)
+func (lc *largeCopy) slow(pos int64, elapsed, waited time.Duration) bool {
+	return !lc.noSplit && !lc.r.noRanges.Load() && splitNow(pos, lc.n.Desc.Size, elapsed, waited)
 }
 
 // splitNow says whether a stream of a blob of size bytes that has
-// brought pos of them in elapsed should split what is left into ranges.
-func splitNow(pos, size int64, elapsed time.Duration) bool {
-	if elapsed < splitWindow || pos <= 0 {
+// brought pos of them in elapsed, waiting for them for waited of it,
+// should split what is left into ranges. A stream this end waits for
+// most of the time (a capped one: nine tenths and more) is held back on
+// its way here; one whose bytes are there when asked for is held back by
+// this end (the disk, hashing, a busy machine: a loopback stream starved
+// of CPU is waited for some two thirds of the time), and more streams
+// would only add to that.
+func splitNow(pos, size int64, elapsed, waited time.Duration) bool {
+	if elapsed < splitWindow || pos <= 0 || waited < elapsed*4/5 {
 		return false
 	}
 	rate := float64(pos) / elapsed.Seconds()
 	left := time.Duration(float64(size-pos) / rate * float64(time.Second))
 	return rate < slowStream && left > splitGain
+}
+
+// waitReader adds up the time its reads take: waiting for bytes, for
+// the most part.
+type waitReader struct {
+	r      io.Reader
+	waited time.Duration
+}
+
+func (w *waitReader) Read(p []byte) (int, error) {
+	t := time.Now()
+	n, err := w.r.Read(p)
+	w.waited += time.Since(t)
+	return n, err
 }
 
 // split fetches [pos, size) of n in ranges, the stream, positioned at
