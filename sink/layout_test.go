@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/stretchr/testify/require"
+	"oras.land/oras-go/v2/content"
 
 	"github.com/regvault/regvault/archive"
 	"github.com/regvault/regvault/graph"
@@ -645,4 +647,59 @@ func TestLayoutDirRefusesAnotherRepository(t *testing.T) {
 	l = newLayout(t, out, true)
 	_, _, err = l.Prepare(context.Background(), f.g)
 	require.ErrorAs(t, err, &mix)
+}
+
+// A plain tar takes a blob in parts, in any order, and counts it written
+// on the digest its bytes were hashed to as they arrived: the right one
+// gives the tar written whole, byte for byte; a wrong one leaves the blob
+// unwritten (Commit names it) instead of being taken on trust.
+func TestLayoutTarParts(t *testing.T) {
+	f := singleRepo(t)
+	dir := t.TempDir()
+	whole := filepath.Join(dir, "whole.tar")
+	run(t, newLayout(t, whole, true), f)
+
+	for _, wrong := range []bool{false, true} {
+		out := filepath.Join(dir, fmt.Sprintf("parts-%v.tar", wrong))
+		l := newLayout(t, out, true)
+		ctx := context.Background()
+		need, _, err := l.Prepare(ctx, f.g)
+		require.NoError(t, err)
+		require.True(t, l.AcceptsParts())
+		var parted *graph.Node
+		for _, n := range need {
+			data := f.content[n.Desc.Digest]
+			if n.Content != nil || len(data) < 2 || parted != nil {
+				require.NoError(t, l.Write(ctx, n, f.open(n)))
+				continue
+			}
+			parted = n
+			half := int64(len(data) / 2)
+			require.NoError(t, l.WritePart(ctx, n, half, int64(len(data))-half, bytes.NewReader(data[half:])))
+			require.NoError(t, l.WritePart(ctx, n, 0, half, bytes.NewReader(data[:half])))
+			got := n.Desc.Digest
+			if wrong {
+				got = digest.FromString("not these bytes")
+			}
+			err := l.FinishParts(ctx, n, got)
+			if !wrong {
+				require.NoError(t, err)
+				continue
+			}
+			require.ErrorIs(t, err, content.ErrMismatchedDigest)
+			require.Contains(t, err.Error(), n.Desc.Digest.String())
+		}
+		require.NotNil(t, parted)
+		err = l.Commit(ctx)
+		if wrong {
+			require.Error(t, err)
+			require.Contains(t, err.Error(), parted.Desc.Digest.String())
+			require.NoError(t, l.Abort())
+			continue
+		}
+		require.NoError(t, err)
+		a, _ := os.ReadFile(whole)
+		b, _ := os.ReadFile(out)
+		require.Equal(t, digest.FromBytes(a), digest.FromBytes(b), "the tar written in parts is the tar written whole")
+	}
 }
