@@ -294,8 +294,8 @@ func rangeCounter(d *string, n *atomic.Int32) func(http.Handler) http.Handler {
 }
 
 // slowBlobRate caps each response for the large blob of these tests at
-// 16 MiB/s: a stream far slower than what ranges give (see splitNow).
-const slowBlobRate = 16 << 20
+// 8 MiB/s: a stream far slower than what ranges give (see splitNow).
+const slowBlobRate = 8 << 20
 
 // A large blob that comes slowly goes on in parallel byte ranges into its
 // slot of a plain tar, and the archive is the same as one written in

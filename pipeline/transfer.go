@@ -627,8 +627,9 @@ func (lc *largeCopy) split(ctx context.Context, pos int64, stream io.Reader, clo
 		return false, nil
 	}
 	// w pieces of the rest, or smaller ones when w of them would not
-	// fit in the buffers (one per stream and one to spare).
-	c := min((size-pos+int64(w)-1)/int64(w), rangeBuffers/int64(w+1))
+	// fit in the buffers (see fetchChunks: two per stream and one to
+	// spare).
+	c := min((size-pos+int64(w)-1)/int64(w), rangeBuffers/int64(2*w+1))
 	lc.chunkSize = c
 	for off := pos + c; off < size; off += c {
 		lc.chunks = append(lc.chunks, &chunk{off: off, end: min(off+c, size), ready: make(chan struct{})})
@@ -646,8 +647,8 @@ func (lc *largeCopy) split(ctx context.Context, pos int64, stream io.Reader, clo
 		}
 		return false, nil
 	}
-	lc.bufs = make(chan []byte, w+1)
-	for range w + 1 {
+	lc.bufs = make(chan []byte, 2*w+1)
+	for range 2*w + 1 {
 		lc.bufs <- nil
 	}
 	lc.next.Store(1) // chunk 0 goes to the range just opened
@@ -676,39 +677,49 @@ func (lc *largeCopy) rangeReader(ctx context.Context, c *chunk) *rangeReader {
 	return &rangeReader{ctx: ctx, rf: lc.r.job.Source.(source.RangeFetcher), repos: lc.n.Sources(), desc: lc.n.Desc, off: c.off, end: c.end, r: lc.r}
 }
 
-// fetchChunks fetches chunks, next first, until none is left; first, if
-// not nil, is chunk 0's range, already open. A buffer is taken before a
-// chunk is: the chunk the hash waits for always has one.
-func (lc *largeCopy) fetchChunks(ctx context.Context, first *rangeReader) error {
+// fetchChunks fetches chunks until none is left; first, if not nil, is
+// chunk 0's range, already open. While it reads one chunk, it has the
+// range of its next one opened, so that no stream waits a round trip
+// between chunks. A buffer is taken before the chunk after the one it is
+// for is claimed: each stream holds at most two chunks that are claimed
+// and not hashed, so with 2w+1 buffers for w streams, whichever chunk the
+// hash waits for always gets one.
+func (lc *largeCopy) fetchChunks(ctx context.Context, first *rangeReader) (err error) {
+	var cur *openingRange
+	if first != nil {
+		cur = &openingRange{c: lc.chunks[0], rr: first, opened: make(chan struct{})}
+		close(cur.opened)
+	}
+	defer func() {
+		if cur != nil {
+			<-cur.opened
+			cur.rr.Close()
+		}
+	}()
 	for {
 		var buf []byte
 		select {
 		case buf = <-lc.bufs:
 		case <-ctx.Done():
-			if first != nil {
-				first.Close()
-			}
 			return ctx.Err()
 		}
-		rr, c := first, (*chunk)(nil)
-		if rr != nil {
-			c, first = lc.chunks[0], nil
-		} else {
-			i := lc.next.Add(1) - 1
-			if i >= int64(len(lc.chunks)) {
+		if cur == nil {
+			if cur = lc.claim(ctx); cur == nil {
 				lc.bufs <- buf
 				return nil
 			}
-			c = lc.chunks[i]
-			rr = lc.rangeReader(ctx, c)
 		}
+		next := lc.claim(ctx)
+		c := cur.c
 		if buf == nil {
 			buf = make([]byte, lc.chunkSize)
 		}
 		buf = buf[:c.end-c.off]
-		counted := &countingReader{r: &countingReader{r: lc.src.trackReader(rr), n: &lc.r.progress.Done}, n: &lc.counted}
+		<-cur.opened
+		counted := &countingReader{r: &countingReader{r: lc.src.trackReader(cur.rr), n: &lc.r.progress.Done}, n: &lc.counted}
 		_, err := io.ReadFull(counted, buf)
-		rr.Close()
+		cur.rr.Close()
+		cur = next
 		if err == nil {
 			err = lc.pw.WritePart(ctx, lc.n, c.off, int64(len(buf)), bytes.NewReader(buf))
 		}
@@ -717,7 +728,31 @@ func (lc *largeCopy) fetchChunks(ctx context.Context, first *rangeReader) error 
 		}
 		c.buf = buf
 		close(c.ready)
+		if cur == nil {
+			return nil
+		}
 	}
+}
+
+// openingRange is a chunk claimed by a stream, its range being opened.
+type openingRange struct {
+	c      *chunk
+	rr     *rangeReader
+	opened chan struct{} // closed once rr is open or failed to (rr.Read then tries again)
+}
+
+// claim takes the next chunk, if any is left, and starts opening its range.
+func (lc *largeCopy) claim(ctx context.Context) *openingRange {
+	i := lc.next.Add(1) - 1
+	if i >= int64(len(lc.chunks)) {
+		return nil
+	}
+	o := &openingRange{c: lc.chunks[i], rr: lc.rangeReader(ctx, lc.chunks[i]), opened: make(chan struct{})}
+	go func() {
+		defer close(o.opened)
+		_ = o.rr.open() // an error shows again when the range is read
+	}()
+	return o
 }
 
 // hash goes on from the first stream's part through the chunks, in
