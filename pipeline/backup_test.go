@@ -301,6 +301,7 @@ const slowBlobRate = 8 << 20
 // slot of a plain tar, and the archive is the same as one written in
 // order.
 func TestBackupSlowLargeBlobSplitsIntoRanges(t *testing.T) {
+	pipeline.SetSplitWaited(t, 0)
 	var slow, counted string
 	var ranges atomic.Int32
 	srv := registrytest.NewInProcess(t, registrytest.WithHandler(rangeCounter(&counted, &ranges)), registrytest.WithHandler(throttle(&slow, slowBlobRate)))
@@ -327,6 +328,7 @@ func TestBackupSlowLargeBlobSplitsIntoRanges(t *testing.T) {
 // fetched whole, as one stream, even when that stream is slow; the
 // archive is still right.
 func TestBackupLargeBlobWithoutRanges(t *testing.T) {
+	pipeline.SetSplitWaited(t, 0)
 	noRanges := func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			r.Header.Del("Range")
@@ -355,6 +357,7 @@ func TestBackupLargeBlobWithoutRanges(t *testing.T) {
 // repositories that need it, and only them: the tar holds the others,
 // byte for byte as a backup of them alone.
 func TestBackupCorruptRangedBlobFailsItsRepositories(t *testing.T) {
+	pipeline.SetSplitWaited(t, 0)
 	var corrupt string
 	var ranges atomic.Int32
 	srv := registrytest.NewInProcess(t, registrytest.WithHandler(rangeCounter(&corrupt, &ranges)), registrytest.WithHandler(corruptRanges(&corrupt)), registrytest.WithHandler(throttle(&corrupt, slowBlobRate)))

@@ -12,3 +12,14 @@ func SetSplitGain(t testing.TB, d time.Duration) {
 	splitGain = d
 	t.Cleanup(func() { splitGain = old })
 }
+
+// SetSplitWaited sets, for one test, the part of its time a slow stream
+// must spend waiting for its bytes to split (see splitNow). The tests of
+// what a split does set it to 0: on a machine busy with other work, a
+// throttled stream in the same process is not always waited for most of
+// the time, and whether it should be is TestSplitNow's.
+func SetSplitWaited(t testing.TB, f float64) {
+	old := splitWaited
+	splitWaited = f
+	t.Cleanup(func() { splitWaited = old })
+}

@@ -118,6 +118,7 @@ func backupInto(t *testing.T, srv *registrytest.Server, snk sink.Sink, repos []s
 // cover the blob once and the digest comes out right; with one range's
 // bytes wrong, the mismatch is found all the same.
 func TestSplitBlobHashedAsItArrives(t *testing.T) {
+	pipeline.SetSplitWaited(t, 0)
 	var slow, corrupt string
 	var ranges atomic.Int32
 	srv := registrytest.NewInProcess(t, registrytest.WithHandler(rangeCounter(&slow, &ranges)), registrytest.WithHandler(corruptRanges(&corrupt)), registrytest.WithHandler(throttle(&slow, slowBlobRate)))

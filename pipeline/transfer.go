@@ -465,6 +465,7 @@ var (
 	splitWindow = 100 * time.Millisecond
 	slowStream  = 100e6 // bytes per second
 	splitGain   = 500 * time.Millisecond
+	splitWaited = 0.8 // the part of the time spent waiting for the bytes: see splitNow
 )
 
 // probeSegment is how much of a large blob's stream is written at a time
@@ -593,7 +594,7 @@ func (lc *largeCopy) slow(pos int64, elapsed, waited time.Duration) bool {
 // of CPU is waited for some two thirds of the time), and more streams
 // would only add to that.
 func splitNow(pos, size int64, elapsed, waited time.Duration) bool {
-	if elapsed < splitWindow || pos <= 0 || waited < elapsed*4/5 {
+	if elapsed < splitWindow || pos <= 0 || waited.Seconds() < splitWaited*elapsed.Seconds() {
 		return false
 	}
 	rate := float64(pos) / elapsed.Seconds()
@@ -637,8 +638,8 @@ func (lc *largeCopy) split(ctx context.Context, pos int64, stream io.Reader, clo
 	// Ask for the first range before anything depends on it: a source
 	// that does not serve ranges, or fails to, is left to the stream.
 	g, gctx := errgroup.WithContext(ctx)
-	first := lc.rangeReader(gctx, lc.chunks[0])
-	if err := first.open(); err != nil {
+	rr := lc.rangeReader(gctx, lc.chunks[0])
+	if err := rr.open(); err != nil {
 		lc.chunks, lc.noSplit = nil, true
 		if errors.Is(err, source.ErrRangeUnsupported) {
 			lc.r.noRanges.Store(true)
@@ -651,7 +652,9 @@ func (lc *largeCopy) split(ctx context.Context, pos int64, stream io.Reader, clo
 	for range 2*w + 1 {
 		lc.bufs <- nil
 	}
-	lc.next.Store(1) // chunk 0 goes to the range just opened
+	lc.next.Store(1) // chunk 0 goes to the range just opened, with a buffer
+	first := &openingRange{c: lc.chunks[0], buf: chunkBuffer(<-lc.bufs, c, lc.chunks[0]), rr: rr, opened: make(chan struct{})}
+	close(first.opened)
 	lc.firstStream = make(chan struct{})
 
 	g.Go(func() error { return lc.hash(gctx) })
@@ -678,18 +681,14 @@ func (lc *largeCopy) rangeReader(ctx context.Context, c *chunk) *rangeReader {
 }
 
 // fetchChunks fetches chunks until none is left; first, if not nil, is
-// chunk 0's range, already open. While it reads one chunk, it has the
-// range of its next one opened, so that no stream waits a round trip
-// between chunks. A buffer is taken before the chunk after the one it is
-// for is claimed: each stream holds at most two chunks that are claimed
-// and not hashed, so with 2w+1 buffers for w streams, whichever chunk the
-// hash waits for always gets one.
-func (lc *largeCopy) fetchChunks(ctx context.Context, first *rangeReader) (err error) {
-	var cur *openingRange
-	if first != nil {
-		cur = &openingRange{c: lc.chunks[0], rr: first, opened: make(chan struct{})}
-		close(cur.opened)
-	}
+// chunk 0, its range already open. Every chunk is claimed with a buffer
+// of its own, so the chunk the hash waits for always has one and is being
+// read. While a stream reads one chunk it has the range of its next one
+// opened, so that it does not wait a round trip between chunks, but only
+// with a buffer that is free at once: it never waits for a buffer while
+// it holds a chunk not yet read.
+func (lc *largeCopy) fetchChunks(ctx context.Context, first *openingRange) error {
+	cur := first
 	defer func() {
 		if cur != nil {
 			<-cur.opened
@@ -697,24 +696,24 @@ func (lc *largeCopy) fetchChunks(ctx context.Context, first *rangeReader) (err e
 		}
 	}()
 	for {
-		var buf []byte
-		select {
-		case buf = <-lc.bufs:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
 		if cur == nil {
-			if cur = lc.claim(ctx); cur == nil {
-				lc.bufs <- buf
+			var buf []byte
+			select {
+			case buf = <-lc.bufs:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if cur = lc.claim(ctx, buf); cur == nil {
 				return nil
 			}
 		}
-		next := lc.claim(ctx)
-		c := cur.c
-		if buf == nil {
-			buf = make([]byte, lc.chunkSize)
+		var next *openingRange
+		select {
+		case buf := <-lc.bufs:
+			next = lc.claim(ctx, buf)
+		default:
 		}
-		buf = buf[:c.end-c.off]
+		c, buf := cur.c, cur.buf
 		<-cur.opened
 		counted := &countingReader{r: &countingReader{r: lc.src.trackReader(cur.rr), n: &lc.r.progress.Done}, n: &lc.counted}
 		_, err := io.ReadFull(counted, buf)
@@ -728,31 +727,41 @@ func (lc *largeCopy) fetchChunks(ctx context.Context, first *rangeReader) (err e
 		}
 		c.buf = buf
 		close(c.ready)
-		if cur == nil {
-			return nil
-		}
 	}
 }
 
-// openingRange is a chunk claimed by a stream, its range being opened.
+// openingRange is a chunk claimed by a stream, with its buffer, its range
+// being opened.
 type openingRange struct {
 	c      *chunk
+	buf    []byte
 	rr     *rangeReader
 	opened chan struct{} // closed once rr is open or failed to (rr.Read then tries again)
 }
 
-// claim takes the next chunk, if any is left, and starts opening its range.
-func (lc *largeCopy) claim(ctx context.Context) *openingRange {
+// claim takes the next chunk with buf (nil: one is allocated), if any
+// chunk is left, and starts opening its range; else buf goes back.
+func (lc *largeCopy) claim(ctx context.Context, buf []byte) *openingRange {
 	i := lc.next.Add(1) - 1
 	if i >= int64(len(lc.chunks)) {
+		lc.bufs <- buf
 		return nil
 	}
-	o := &openingRange{c: lc.chunks[i], rr: lc.rangeReader(ctx, lc.chunks[i]), opened: make(chan struct{})}
+	c := lc.chunks[i]
+	o := &openingRange{c: c, buf: chunkBuffer(buf, lc.chunkSize, c), rr: lc.rangeReader(ctx, c), opened: make(chan struct{})}
 	go func() {
 		defer close(o.opened)
 		_ = o.rr.open() // an error shows again when the range is read
 	}()
 	return o
+}
+
+// chunkBuffer is buf, or a new buffer of size bytes, cut to c's length.
+func chunkBuffer(buf []byte, size int64, c *chunk) []byte {
+	if buf == nil {
+		buf = make([]byte, size)
+	}
+	return buf[:c.end-c.off]
 }
 
 // hash goes on from the first stream's part through the chunks, in
