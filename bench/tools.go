@@ -397,10 +397,44 @@ func (tb *Toolbox) regsync(ctx context.Context) (*Tool, error) {
 	}
 	return &Tool{
 		Name: ToolRegsync, Path: path, Version: RegsyncVersion, Referrers: true, Manifests: true,
-		NoRestore: "regsync copies registry to registry only",
-		CopyDoc:   "regsync once -c <dir>/regsync.yml   (one sync entry of type repository per repository, referrers: true, both hosts tls: disabled)",
-		Copy:      regsyncCopy(path),
+		BackupDoc:  "regsync once -c <dir>/regsync.yml   (one sync entry of type repository per repository, <host>/<repo> to ocidir://<dir>/layout/<i>, referrers: true, tls: disabled)",
+		RestoreDoc: "regsync once -c <dir>/regsync-restore.yml   (one sync entry of type repository per repository, ocidir://<dir>/layout/<i> to <target-host>/<repo>, referrers: true, tls: disabled)",
+		Backup:     regsyncBackup(path),
+		Restore:    regsyncRestore(path),
+		CopyDoc:    "regsync once -c <dir>/regsync.yml   (one sync entry of type repository per repository, referrers: true, both hosts tls: disabled)",
+		Copy:       regsyncCopy(path),
 	}, nil
+}
+
+// regsyncBackup is one regsync once that syncs every repository of the
+// registry at e.Host into an OCI layout directory of its own (regclient's
+// ocidir://), tags and referrers; the layouts are what the backup wrote.
+func regsyncBackup(path string) func(Env) ([]Command, []string) {
+	return func(e Env) ([]Command, []string) {
+		cfg := filepath.Join(e.Dir, "regsync.yml")
+		var pairs [][2]string
+		var outs []string
+		for i, r := range e.W.Repos {
+			out := filepath.Join(e.Dir, "layout", fmt.Sprintf("%04d", i))
+			pairs = append(pairs, [2]string{e.Host + "/" + r.Name, "ocidir://" + out})
+			outs = append(outs, out)
+		}
+		return []Command{{Args: []string{path, "once", "-c", cfg}, Files: map[string][]byte{cfg: regsyncConfig([]string{e.Host}, pairs)}}}, outs
+	}
+}
+
+// regsyncRestore is one regsync once that syncs each layout regsyncBackup
+// wrote (e.In, in repository order) to its repository at e.Target. The
+// configuration goes beside the backup's.
+func regsyncRestore(path string) func(Env) []Command {
+	return func(e Env) []Command {
+		var pairs [][2]string
+		for i, r := range e.W.Repos {
+			pairs = append(pairs, [2]string{"ocidir://" + e.In[i], e.Target + "/" + r.Name})
+		}
+		cfg := filepath.Join(filepath.Dir(filepath.Dir(e.In[0])), "regsync-restore.yml")
+		return []Command{{Args: []string{path, "once", "-c", cfg}, Files: map[string][]byte{cfg: regsyncConfig([]string{e.Target}, pairs)}}}
+	}
 }
 
 // The copy commands of each tool (the program at path).
@@ -457,14 +491,26 @@ func regsyncCopy(path string) func(Env) []Command {
 // from the registry at src to the same name at target, tags and
 // referrers, over plain HTTP.
 func RegsyncConfig(w *Workload, src, target string) []byte {
+	var pairs [][2]string
+	for _, r := range w.Repos {
+		pairs = append(pairs, [2]string{src + "/" + r.Name, target + "/" + r.Name})
+	}
+	return regsyncConfig([]string{src, target}, pairs)
+}
+
+// regsyncConfig is a regsync configuration with the registries hosts over
+// plain HTTP and one sync entry of type repository, referrers included,
+// per source and target pair (a registry repository or an ocidir://
+// layout directory).
+func regsyncConfig(hosts []string, pairs [][2]string) []byte {
 	var b strings.Builder
 	b.WriteString("version: 1\ncreds:\n")
-	for _, h := range []string{src, target} {
+	for _, h := range hosts {
 		fmt.Fprintf(&b, "  - registry: %q\n    tls: disabled\n", h)
 	}
 	b.WriteString("defaults:\n  referrers: true\nsync:\n")
-	for _, r := range w.Repos {
-		fmt.Fprintf(&b, "  - source: %q\n    target: %q\n    type: repository\n", src+"/"+r.Name, target+"/"+r.Name)
+	for _, p := range pairs {
+		fmt.Fprintf(&b, "  - source: %q\n    target: %q\n    type: repository\n", p[0], p[1])
 	}
 	return []byte(b.String())
 }
