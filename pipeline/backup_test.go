@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -383,4 +384,64 @@ func TestBackupCorruptRangedBlobFailsItsRepositories(t *testing.T) {
 	a, _ := os.ReadFile(got)
 	b, _ := os.ReadFile(want)
 	require.Equal(t, digest.FromBytes(b), digest.FromBytes(a), "the backup of the healthy repositories alone")
+}
+
+// Small blobs (configs, small layers: a round trip each, not bandwidth)
+// are fetched beside the large ones, not only once every large one has
+// started: with one transfer slot, no config waits until the base layer
+// is in. On a long round trip they were the run's tail, a slot's worth at
+// a time.
+func TestBackupFetchesSmallBlobsBesideLargeOnes(t *testing.T) {
+	var base string
+	var baseDone atomic.Bool
+	var small, after atomic.Int32
+	slowBase := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
+				if base != "" && strings.HasSuffix(r.URL.Path, "/blobs/"+base) {
+					defer baseDone.Store(true)
+					time.Sleep(300 * time.Millisecond) // long enough for the small ones to come
+				} else {
+					small.Add(1)
+					if baseDone.Load() {
+						after.Add(1)
+					}
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	srv := registrytest.NewInProcess(t, registrytest.WithHandler(slowBase))
+	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{BaseLayerSize: 2 << 20})
+	base = sample.BaseLayer.Digest.String()
+	var full []string
+	for _, a := range sample.Repositories {
+		full = append(full, srv.Host()+"/"+a)
+	}
+	out := filepath.Join(t.TempDir(), "b.tar")
+	p, err := plan.NewBackup(full, plan.BackupOptions{Output: out, Concurrency: 1})
+	require.NoError(t, err)
+	c, err := registry.New(p.Registry, registry.Options{PlainHTTP: true})
+	require.NoError(t, err)
+	l, err := sink.NewLayout(out, sink.LayoutOptions{FullReference: p.FullReference})
+	require.NoError(t, err)
+	res, _, err := pipeline.Run(context.Background(), pipeline.Job{
+		Registry: p.Registry, Selections: pipeline.BackupSelections(p.Repos, false),
+		Concurrency: 1, Source: source.NewRegistry(c), Sink: l, SpoolDir: t.TempDir(),
+	})
+	require.NoError(t, err)
+	require.Empty(t, res.Failed())
+	l2, err := source.OpenLayout(context.Background(), out, nil, t.TempDir())
+	require.NoError(t, err)
+	defer l2.Close()
+	var tags int
+	for _, e := range l2.Entries() {
+		if !e.Referrer {
+			tags++
+		}
+	}
+	require.Equal(t, len(sample.References()), tags, "every tag is in the backup")
+	require.LessOrEqual(t, srv.Stats().Count(http.MethodGet, registrytest.KindBlob), int64(len(sample.Unique())), "a blob fetched twice")
+	require.Positive(t, small.Load())
+	require.Zero(t, after.Load(), "small blobs waited for the base layer (%d of %d)", after.Load(), small.Load())
 }

@@ -590,26 +590,74 @@ func (r *run) transferAny(ctx context.Context, need []*graph.Node, conc int, don
 		total += n.Desc.Size
 	}
 	share := total / int64(max(conc, 1))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(conc)
-	for _, n := range need {
-		large := r.parts(n, conc, share) > 1
-		g.Go(func() error {
-			if r.lost.skip(n) {
-				return nil
-			}
-			move := r.copyNode
-			if large {
-				move = func(ctx context.Context, n *graph.Node) error { return r.copyLarge(ctx, n, conc, share) }
-			}
-			if err := move(gctx, n); err != nil {
-				return r.lost.fail(err)
-			}
-			done(n)
+	// The first failure is the run's: the cancels it causes in the
+	// other pool are not.
+	var firstOnce sync.Once
+	var first error
+	oneWith := func(n *graph.Node, move func(context.Context, *graph.Node) error) error {
+		if r.lost.skip(n) {
 			return nil
-		})
+		}
+		if err := move(gctx, n); err != nil {
+			if err := r.lost.fail(err); err != nil {
+				if gctx.Err() == nil { // not a cancel caused by another failure
+					firstOnce.Do(func() { first = err })
+				}
+				cancel()
+				return err
+			}
+			return nil // lost: its repositories are left out
+		}
+		done(n)
+		return nil
 	}
-	return g.Wait()
+	one := func(n *graph.Node) error { return oneWith(n, r.copyNode) }
+	// Small nodes (configs, small layers) cost a round trip each, not
+	// bandwidth: they go at once on the pool of small requests, beside
+	// the large ones, rather than conc at a time after the last large one
+	// has started (the run's tail on a long round trip).
+	var small errgroup.Group
+	small.SetLimit(int(MetadataRequests(conc)))
+	launched := make(chan struct{})
+	go func() {
+		defer close(launched)
+		for _, n := range need {
+			if n.Desc.Size >= smallNode || n.Content != nil {
+				continue
+			}
+			if gctx.Err() != nil {
+				return
+			}
+			small.Go(func() error { return one(n) })
+		}
+	}()
+	for _, n := range need {
+		if n.Desc.Size < smallNode && n.Content == nil {
+			continue
+		}
+		if r.parts(n, conc, share) > 1 {
+			g.Go(func() error {
+				return oneWith(n, func(ctx context.Context, n *graph.Node) error { return r.copyLarge(ctx, n, conc, share) })
+			})
+			continue
+		}
+		g.Go(func() error { return one(n) })
+	}
+	<-launched
+	// The small ones first: g.Wait cancels gctx, which they use.
+	serr := small.Wait()
+	err := g.Wait()
+	if err == nil {
+		err = serr
+	}
+	if first != nil {
+		return first
+	}
+	return err
 }
 
 // smallNode is the size below which a node's transfer costs about a round
