@@ -106,7 +106,7 @@ func (f *endFlags) addFlags(fs *pflag.FlagSet) {
 
 func (f *sharedFlags) addFlags(fs *pflag.FlagSet, withConcurrency bool) {
 	if withConcurrency {
-		fs.IntVar(&f.concurrency, "concurrency", 8, "blob transfers under way at once, across repositories, tags and blobs (small requests: up to 4× as many; a large blob may use several for byte ranges)")
+		fs.IntVar(&f.concurrency, "concurrency", 8, "blob transfers under way at once, across repositories, tags and blobs (small requests, blobs under 1 MiB among them: up to 4× as many; a large blob may use several for byte ranges)")
 	}
 	fs.DurationVar(&f.readTimeout, "read-timeout", registry.DefaultReadTimeout, "how long a registry may send nothing (no answer, no byte of a body) or take no byte of an upload before the request counts as failed and is retried (a blob download resumes where it stopped, an upload starts over)")
 	fs.DurationVar(&f.maxRetryWait, "max-retry-wait", registry.DefaultMaxRetryWait, "the longest wait a registry's Retry-After is honoured for before a retry (a longer one is cut to it); each wait is announced on standard error")
