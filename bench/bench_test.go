@@ -340,3 +340,51 @@ func checkMakefileVersion(t *testing.T, variable, version string) {
 	}
 	t.Errorf("Makefile has no %s", variable)
 }
+
+// TestBaselineVerifies: the baseline checks the SHA-256 of what it fetches
+// and of what it sends (so it does the work a verifying tool does): a
+// server that answers a blob GET with other bytes, and accepts any upload,
+// fails it, naming the digest.
+func TestBaselineVerifies(t *testing.T) {
+	good := []byte("the blob's content")
+	sum := sha256.Sum256(good)
+	dgst := fmt.Sprintf("sha256:%x", sum)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		switch r.Method {
+		case http.MethodGet:
+			w.Write([]byte("other bytes, same size"[:len(good)]))
+		case http.MethodPost:
+			w.Header().Set("Location", "/v2/repo/blobs/uploads/1")
+			w.WriteHeader(http.StatusAccepted)
+		case http.MethodPut:
+			w.WriteHeader(http.StatusCreated)
+		}
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	dir := t.TempDir()
+	list := dir + "/blobs.json"
+	if err := os.WriteFile(list, []byte(fmt.Sprintf(`[{"digest":%q,"size":%d,"repo":"repo"}]`, dgst, len(good))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := RunBaseline([]string{"get", "-host", host, "-list", list, "-dir", dir + "/blobs"})
+	if err == nil || !strings.Contains(err.Error(), dgst) || !strings.Contains(err.Error(), "content is sha256:") {
+		t.Errorf("get of other bytes: %v, want an error naming %s", err, dgst)
+	}
+	// The file of the blob holds other bytes: the put finds it out.
+	if err := os.WriteFile(dir+"/blobs/"+strings.TrimPrefix(dgst, "sha256:"), []byte("other bytes, same size"[:len(good)]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = RunBaseline([]string{"put", "-host", host, "-list", list, "-dir", dir + "/blobs"})
+	if err == nil || !strings.Contains(err.Error(), dgst) || !strings.Contains(err.Error(), "content is sha256:") {
+		t.Errorf("put of other bytes: %v, want an error naming %s", err, dgst)
+	}
+	// The right bytes pass both ways.
+	if err := os.WriteFile(dir+"/blobs/"+strings.TrimPrefix(dgst, "sha256:"), good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := RunBaseline([]string{"put", "-host", host, "-list", list, "-dir", dir + "/blobs"}); err != nil {
+		t.Errorf("put of the right bytes: %v", err)
+	}
+}

@@ -529,9 +529,9 @@ func perTag(w *Workload, args func(repo, tag string) []string) []Command {
 func (tb *Toolbox) baseline() (*Tool, error) {
 	self := tb.Self
 	return &Tool{
-		Name: ToolBaseline, Path: self, Version: fmt.Sprintf("plain HTTP, %d connections", BaselineConns),
-		BackupDoc:  fmt.Sprintf("bench baseline get -host <host> -list <blobs.json> -dir <dir>/blobs -conns %d   (GET of every unique blob into a file, fsynced, %d at once)", BaselineConns, BaselineConns),
-		RestoreDoc: fmt.Sprintf("bench baseline put -host <target-host> -list <blobs.json> -dir <dir>/blobs -conns %d   (POST + monolithic PUT of every unique blob, %d at once)", BaselineConns, BaselineConns),
+		Name: ToolBaseline, Path: self, Version: fmt.Sprintf("plain HTTP, %d connections, SHA-256 of every blob checked", BaselineConns),
+		BackupDoc:  fmt.Sprintf("bench baseline get -host <host> -list <blobs.json> -dir <dir>/blobs -conns %d   (GET of every unique blob into a file, fsynced, its SHA-256 checked as it arrives, %d at once)", BaselineConns, BaselineConns),
+		RestoreDoc: fmt.Sprintf("bench baseline put -host <target-host> -list <blobs.json> -dir <dir>/blobs -conns %d   (POST + monolithic PUT of every unique blob, the SHA-256 of what is sent checked, %d at once)", BaselineConns, BaselineConns),
 		Backup: func(e Env) ([]Command, []string) {
 			host, dir := e.Host, e.Dir
 			out := filepath.Join(dir, "blobs")
