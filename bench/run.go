@@ -65,6 +65,9 @@ type Config struct {
 	// say); "" for nothing.
 	Note string
 
+	// SweepSVG is where OpSweep writes its plot ("" for nowhere).
+	SweepSVG string
+
 	Timeout     time.Duration // per tool run
 	Keep        bool          // keep the work directory
 	NoInstall   bool
@@ -126,7 +129,7 @@ func Run(ctx context.Context, cfg Config) error {
 	m := Machine()
 	logf("machine: %s", m)
 
-	r := &runner{cfg: cfg, work: work, tools: tools, logf: logf, timeBin: gnuTime()}
+	r := &runner{cfg: cfg, work: work, tools: tools, logf: logf, timeBin: gnuTime(), sweeps: map[string]*Sweep{}}
 	if r.timeBin == "" {
 		logf("note: no GNU time (Debian: apt-get install time): peak RSS comes from wait4 and is at least the harness's own")
 	}
@@ -159,7 +162,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	var sections []*Section
 	workloads := cfg.Workloads
-	if !contains(cfg.Ops, OpBackup) && !contains(cfg.Ops, OpRestore) && !contains(cfg.Ops, OpPlan) && !contains(cfg.Ops, OpCopy) && !contains(cfg.Ops, OpScale) {
+	if !contains(cfg.Ops, OpBackup) && !contains(cfg.Ops, OpRestore) && !contains(cfg.Ops, OpPlan) && !contains(cfg.Ops, OpCopy) && !contains(cfg.Ops, OpScale) && !contains(cfg.Ops, OpSweep) {
 		workloads = nil // planscale alone: nothing to seed
 	}
 	for _, name := range workloads {
@@ -182,6 +185,9 @@ func Run(ctx context.Context, cfg Config) error {
 
 	// Interrupted: the runs cut short are no results.
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := r.finishSweeps(); err != nil {
 		return err
 	}
 	rep := &Report{Machine: m, Tools: tools, ToolNotes: notes, Sections: sections, PlanScale: planScale, Generated: time.Now().UTC().Format(time.RFC3339)}
@@ -241,6 +247,9 @@ type runner struct {
 	// srcTrace is a copy's source trace, for the timeline that its
 	// target's trace completes (intoTarget).
 	srcTrace *TraceOf
+	// sweeps are OpSweep's results by workload, in sweepOrder.
+	sweeps     map[string]*Sweep
+	sweepOrder []string
 }
 
 // gnuTime is the path of GNU time, or "".
@@ -352,6 +361,12 @@ func (r *runner) workload(ctx context.Context, src *SeededSource) ([]*Section, e
 			sections = append(sections, sec)
 			fmt.Fprintln(r.cfg.Out)
 			fmt.Fprint(r.cfg.Out, sec.Markdown())
+		}
+		if contains(r.cfg.Ops, OpSweep) {
+			if err := r.sweep(ctx, px, prof, pdir, blobList, w); err != nil {
+				px.Close()
+				return sections, err
+			}
 		}
 		if contains(r.cfg.Ops, OpScale) {
 			if err := r.scale(ctx, src, prof, pdir, w); err != nil {

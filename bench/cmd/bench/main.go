@@ -56,7 +56,7 @@ func run() error {
 	workloads := fs.String("w", strings.Join(bench.AllWorkloads, ","), "workloads: D1 (8 repos × 3 tags, shared layers, referrers), L (≥2 GiB unique, 20 repos), S (200 repos × 5 small tags), B (one 2 GiB layer)")
 	profiles := fs.String("p", "wan,loopback", "network profiles: wan (+40 ms per request, 25 MB/s per body stream), far (+150 ms per request, 10 MB/s per body stream), loopback")
 	tools := fs.String("t", strings.Join(bench.AllTools, ","), "tools")
-	ops := fs.String("ops", "backup,restore,copy,planscale", "operations: backup, restore, copy (registry to registry, source and target each behind a proxy of the profile; with regvault's backup and restore of the same set as reference rows), plan (regvault backup --dry-run), planscale (regvault restore --dry-run of one repository with 10k/40k/100k tags), serve (regvault serve of a .tar of L next to the distribution registry: pull throughput, peak RSS under 100 blob GETs, time to first byte; the Serve section at the end of the report), scale (regvault plan, then N = 1, 2, 4 shards of regvault backup --plan --shard at once, each behind its own proxy of the profile: wall, speedup, efficiency, bytes fetched against the plan's unique bytes; printed, not written to the report)")
+	ops := fs.String("ops", "backup,restore,copy,planscale", "operations: backup, restore, copy (registry to registry, source and target each behind a proxy of the profile; with regvault's backup and restore of the same set as reference rows), plan (regvault backup --dry-run), planscale (regvault restore --dry-run of one repository with 10k/40k/100k tags), serve (regvault serve of a .tar of L next to the distribution registry: pull throughput, peak RSS under 100 blob GETs, time to first byte; the Serve section at the end of the report), scale (regvault plan, then N = 1, 2, 4 shards of regvault backup --plan --shard at once, each behind its own proxy of the profile: wall, speedup, efficiency, bytes fetched against the plan's unique bytes; printed, not written to the report), sweep (regvault backup and restore at --concurrency 2, 4, 8, 16, 32 and at the default, on each profile: a table printed, the plot written to -sweep-svg)")
 	runs := fs.Int("runs", 3, "runs of each tool per table; the median is reported (default 1 with -quick)")
 	quick := fs.Bool("quick", false, "small workloads (D1 layers 1/16, L 64 MiB, S 20 repos, B 128 MiB), 1 run; nothing saved unless -doc or -save is given")
 	seed := fs.String("seed", "regvault-bench", "seed of the generated content")
@@ -74,6 +74,7 @@ func run() error {
 	note := fs.String("note", "", "a note said under every table of this run (the load of a shared machine, say)")
 	noInstall := fs.Bool("no-install", false, "do not install missing peers (skopeo through apt-get)")
 	trace := fs.String("trace", "", "directory for every run's requests as the proxy saw them (tab-separated: start, end, method, kind, bytes, path); the log gets a summary of each run, and a timeline of each backup, restore and copy (milestones, critical path, concurrency over time) as markdown")
+	sweepSVG := fs.String("sweep-svg", "", "where -ops sweep writes its plot (default docs/concurrency.svg; - for none)")
 	cpuprofile := fs.String("cpuprofile", "", "directory for a CPU and heap profile of every regvault process (regvault is built with a profiling hook through go build -overlay; the checkout is not changed). The profiling build goes into the directory too. Read with: go tool pprof -top <dir>/regvault-profiling <dir>/<file>")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -139,10 +140,10 @@ func run() error {
 		switch op {
 		case bench.OpServe:
 			serveOp = true
-		case bench.OpBackup, bench.OpRestore, bench.OpCopy, bench.OpPlan, bench.OpPlanScale, bench.OpScale:
+		case bench.OpBackup, bench.OpRestore, bench.OpCopy, bench.OpPlan, bench.OpPlanScale, bench.OpScale, bench.OpSweep:
 			cfg.Ops = append(cfg.Ops, op)
 		default:
-			return fmt.Errorf("unknown operation %q (want backup, restore, copy, plan, planscale, scale, serve)", op)
+			return fmt.Errorf("unknown operation %q (want backup, restore, copy, plan, planscale, scale, sweep, serve)", op)
 		}
 	}
 	switch {
@@ -151,6 +152,13 @@ func run() error {
 		cfg.DocPath = *doc
 	case !*quick:
 		cfg.DocPath = filepath.Join(root, "docs", "benchmarks.md")
+	}
+	switch *sweepSVG {
+	case "-":
+	case "":
+		cfg.SweepSVG = filepath.Join(root, "docs", "concurrency.svg")
+	default:
+		cfg.SweepSVG = *sweepSVG
 	}
 	if *save || (!*quick && !set["save"]) {
 		cfg.ResultsDir = filepath.Join(*cache, "results")
