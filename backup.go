@@ -33,8 +33,9 @@ type BackupOptions struct {
 	DryRun bool
 	// FailFast stops at the first repository that fails, writing nothing.
 	FailFast bool
-	// Concurrency is how many blob transfers may be under way at once
-	// (0: 8).
+	// Concurrency is how many blob transfers may be under way at once;
+	// 0 adapts: it starts at 8 and is raised, up to pipeline.AdaptMax,
+	// while the link gives more with more (pipeline/adapt.go).
 	Concurrency int
 	// Registry holds the credentials and transport settings.
 	Registry registry.Options
@@ -56,7 +57,8 @@ type BackupOptions struct {
 // output directory that holds another repository's tags
 // (*archive.MixError).
 func Backup(ctx context.Context, o BackupOptions) (*Report, error) {
-	if o.Concurrency == 0 {
+	adapt := o.Concurrency == 0
+	if adapt {
 		o.Concurrency = 8
 	}
 	p, err := plan.NewBackup(o.Sources, plan.BackupOptions{
@@ -110,6 +112,7 @@ func Backup(ctx context.Context, o BackupOptions) (*Report, error) {
 		Registry:    p.Registry,
 		Selections:  pipeline.BackupSelections(p.Repos, p.IncludeReferrers),
 		Concurrency: p.Concurrency,
+		Adapt:       adapt,
 		FailFast:    p.FailFast,
 		Source:      source.NewRegistry(client),
 		Observe:     o.Observe,

@@ -45,7 +45,8 @@ type CopyOptions struct {
 	// they already have; nothing is pushed.
 	DryRun bool
 	// Concurrency is how many blob transfers may be under way at once
-	// (0: 8; Validate refuses less than 1).
+	// (Validate refuses less than 1; Copy takes 0 as: adapt, from 8 up
+	// to pipeline.AdaptMax, as the backup's Concurrency says).
 	Concurrency int
 	// From holds the credentials and transport settings of the source
 	// registry, To those of every target registry.
@@ -108,7 +109,8 @@ type SourceTags struct {
 // repository that cannot be read under fail-fast; when no source
 // repository can be read, the error joins their *RepositoryErrors.
 func Copy(ctx context.Context, o CopyOptions) (*Report, error) {
-	if o.Concurrency == 0 {
+	adapt := o.Concurrency == 0
+	if adapt {
 		o.Concurrency = 8
 	}
 	if err := o.Validate(); err != nil {
@@ -181,6 +183,7 @@ func Copy(ctx context.Context, o CopyOptions) (*Report, error) {
 	job := pipeline.Job{
 		Selections:  sels,
 		Concurrency: p.Concurrency,
+		Adapt:       adapt,
 		FailFast:    p.FailFast,
 		Source:      src,
 		Observe:     o.Observe,

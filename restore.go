@@ -48,7 +48,8 @@ type RestoreOptions struct {
 	// already have; nothing is pushed.
 	DryRun bool
 	// Concurrency is how many blob transfers may be under way at once
-	// (0: 8; Validate refuses 0 and less).
+	// (Validate refuses 0 and less; Restore takes 0 as: adapt, from 8 up
+	// to pipeline.AdaptMax, as the backup's Concurrency says).
 	Concurrency int
 	// Registry holds the credentials and transport settings of every
 	// target registry.
@@ -124,7 +125,8 @@ func (o *RestoreOptions) planOptions() plan.RestoreOptions {
 // and an input that is no backup are a *plan.UsageError with a nil
 // report: nothing was pushed.
 func Restore(ctx context.Context, o RestoreOptions) (*Report, error) {
-	if o.Concurrency == 0 {
+	adapt := o.Concurrency == 0
+	if adapt {
 		o.Concurrency = 8
 	}
 	if err := o.Validate(); err != nil {
@@ -172,6 +174,7 @@ func Restore(ctx context.Context, o RestoreOptions) (*Report, error) {
 	job := pipeline.Job{
 		Selections:  pipeline.RestoreSelections(p),
 		Concurrency: p.Concurrency,
+		Adapt:       adapt,
 		FailFast:    p.FailFast,
 		WholeSource: true, // a damaged backup fails the run
 		Source:      layout,

@@ -90,7 +90,11 @@ type Job struct {
 	Selections []Selection
 	// Concurrency counts blob transfers (see MetadataRequests).
 	Concurrency int
-	FailFast    bool
+	// Adapt makes Concurrency where the number of blob transfers starts,
+	// raised while the link gives more with more (adapt.go); false keeps
+	// it fixed.
+	Adapt    bool
+	FailFast bool
 	// WholeSource says the source is read as one whole (a backup being
 	// restored): an error resolving or walking it fails the run, not one
 	// target repository, and targets that all fail during the transfer
@@ -303,6 +307,10 @@ type run struct {
 	// leftOut: an optional node was left out during the transfer
 	// (graph.LeaveOut): the counts of the walk are redone.
 	leftOut atomic.Bool
+	// slots hold the blob transfers in flight (adapt.go); firstBytes, when
+	// they adapt, the first transfers' latencies.
+	slots      *limiter
+	firstBytes *latencies
 }
 
 func (r *run) walkerFor(referrers bool) *source.Walker {
@@ -563,6 +571,8 @@ func (r *run) transfer(ctx context.Context, res *Result, conc int) error {
 	r.progress.Total.Store(total)
 	r.observe(Event{Kind: TransferStarted, Count: len(need), Bytes: total})
 
+	stop := r.startSlots(ctx, conc)
+	defer stop()
 	track := newRepoTracker(res, need, r.observe)
 	done := func(n *graph.Node) {
 		r.observe(Event{Kind: NodeDone, Desc: n.Desc, Bytes: n.Desc.Size})
@@ -592,8 +602,8 @@ func (r *run) transferAny(ctx context.Context, need []*graph.Node, conc int, don
 	share := total / int64(max(conc, 1))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(conc)
+	eg, gctx := errgroup.WithContext(ctx)
+	g := slotGroup{ctx: gctx, g: eg, l: r.slots}
 	// The first failure is the run's: the cancels it causes in the
 	// other pool are not.
 	var firstOnce sync.Once
@@ -650,7 +660,7 @@ func (r *run) transferAny(ctx context.Context, need []*graph.Node, conc int, don
 	<-launched
 	// The small ones first: g.Wait cancels gctx, which they use.
 	serr := small.Wait()
-	err := g.Wait()
+	err := eg.Wait()
 	if err == nil {
 		err = serr
 	}
@@ -794,18 +804,18 @@ func (r *run) transferChildrenFirst(ctx context.Context, need []*graph.Node, con
 	if largest == nil {
 		started()
 	}
-	var large, small errgroup.Group
-	large.SetLimit(conc)
+	var largeG, small errgroup.Group
+	large := slotGroup{ctx: tctx, g: &largeG, l: r.slots}
 	small.SetLimit(int(MetadataRequests(conc)))
 	if largest != nil {
 		large.Go(task(largest, started))
 	}
 	var launchers sync.WaitGroup
 	for _, pool := range []struct {
-		g     *errgroup.Group
+		g     group
 		takes func(*graph.Node) bool
 	}{
-		{&large, func(n *graph.Node) bool { return isLarge(n) && n != largest }},
+		{large, func(n *graph.Node) bool { return isLarge(n) && n != largest }},
 		{&small, func(n *graph.Node) bool {
 			return (n.Kind == graph.KindManifest || n.Desc.Size < smallNode) && !optional(n)
 		}},
@@ -829,7 +839,7 @@ func (r *run) transferChildrenFirst(ctx context.Context, need []*graph.Node, con
 		}()
 	}
 	launchers.Wait()
-	_ = large.Wait()
+	_ = largeG.Wait()
 	_ = small.Wait()
 	_ = late.Wait()
 	if first != nil {

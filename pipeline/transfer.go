@@ -88,6 +88,9 @@ func (r *run) copyNodeStarting(ctx context.Context, n *graph.Node, started func(
 			return &startReader{ReadCloser: rc, started: started}, nil
 		}
 	}
+	if r.firstBytes != nil {
+		open = r.firstBytes.timed(open)
+	}
 	if err := r.job.Sink.Write(ctx, n, open); err != nil {
 		return src.wrap(ctx, n, err)
 	}

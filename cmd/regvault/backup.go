@@ -238,7 +238,7 @@ func (b *backupCmd) run(ctx context.Context, args []string) error {
 		IncludeReferrers: b.includeReferrers,
 		DryRun:           b.dryRun,
 		FailFast:         b.failFast,
-		Concurrency:      b.reg.concurrency,
+		Concurrency:      b.reg.transfers(),
 		Progress:         &pipeline.Progress{},
 	}
 	// The arguments are checked before the registry flags are read (a

@@ -195,6 +195,7 @@ func (cp *copyCmd) run(ctx context.Context, args []string, dash int, failFast *b
 	if err := opts.Validate(); err != nil {
 		return err
 	}
+	opts.Concurrency = cp.reg.transfers() // validated; 0 when not given: adapt
 	if from != nil {
 		opts.From, opts.To = *from, *to
 	} else if opts.From, opts.To, err = cp.reg.options(c.stdin); err != nil {

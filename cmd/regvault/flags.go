@@ -48,7 +48,9 @@ type endFlags struct {
 
 // sharedFlags are given once even for two registries.
 type sharedFlags struct {
-	concurrency  int
+	concurrency int
+	// concFlag is --concurrency, to tell whether it was given.
+	concFlag     *pflag.Flag
 	readTimeout  time.Duration
 	maxRetryWait time.Duration
 	noTTY        bool
@@ -106,7 +108,8 @@ func (f *endFlags) addFlags(fs *pflag.FlagSet) {
 
 func (f *sharedFlags) addFlags(fs *pflag.FlagSet, withConcurrency bool) {
 	if withConcurrency {
-		fs.IntVar(&f.concurrency, "concurrency", 8, "blob transfers under way at once, across repositories, tags and blobs (small requests, blobs under 1 MiB among them: up to 4× as many; a large blob may use several for byte ranges)")
+		fs.IntVar(&f.concurrency, "concurrency", 8, "blob transfers under way at once, across repositories, tags and blobs (small requests, blobs under 1 MiB among them: up to 4× as many; a large blob may use several for byte ranges). Without it the number adapts: it starts at 8, is raised from the latency of the first transfers (16 from 25 ms, 32 from 50 ms) and then doubled while the throughput grows with it, up to 32; given, it is fixed")
+		f.concFlag = fs.Lookup("concurrency")
 	}
 	fs.DurationVar(&f.readTimeout, "read-timeout", registry.DefaultReadTimeout, "how long a registry may send nothing (no answer, no byte of a body) or take no byte of an upload before the request counts as failed and is retried (a blob download resumes where it stopped, an upload starts over)")
 	fs.DurationVar(&f.maxRetryWait, "max-retry-wait", registry.DefaultMaxRetryWait, "the longest wait a registry's Retry-After is honoured for before a retry (a longer one is cut to it); each wait is announced on standard error")
@@ -117,6 +120,15 @@ func (f *sharedFlags) addFlags(fs *pflag.FlagSet, withConcurrency bool) {
 // identity token from stdin when asked to.
 func (f *registryFlags) options(stdin io.Reader) (registry.Options, error) {
 	return f.endFlags.options(f.c, f.sharedFlags, stdin)
+}
+
+// transfers is the library's Concurrency: --concurrency, or 0 (adapt)
+// when it was not given.
+func (f *sharedFlags) transfers() int {
+	if f.concFlag != nil && !f.concFlag.Changed {
+		return 0
+	}
+	return f.concurrency
 }
 
 func (f *sharedFlags) check() error {

@@ -249,6 +249,7 @@ func (r *restoreCmd) run(ctx context.Context, args []string, failFast *bool) err
 	if err := opts.Validate(); err != nil {
 		return err
 	}
+	opts.Concurrency = r.reg.transfers() // validated; 0 when not given: adapt
 	if stdinInput && (r.reg.passwordStdin || r.reg.identityTokenStdin) {
 		return usageError("--input - reads the backup from standard input, which --password-stdin and --identity-token-stdin read too: use one of them")
 	}

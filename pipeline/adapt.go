@@ -1,0 +1,307 @@
+package pipeline
+
+import (
+	"context"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// Without --concurrency (Job.Adapt), the number of blob transfers in
+// flight adapts to the link. It starts at Job.Concurrency and is only ever
+// raised, up to AdaptMax:
+//
+//   - from the latency of the first transfers (the time from a transfer's
+//     start to its first byte, the least of the first few): a stream over
+//     a long round trip moves little by itself, so more go at once from
+//     the start (latencyLevel);
+//   - then while the bytes moved per adaptWindow grow with the level:
+//     doubled as long as a doubling brings at least half of the
+//     proportional gain, and left where it no longer does (back to the
+//     level below when it brought nothing).
+//
+// An explicit --concurrency is a fixed level: nothing adapts.
+
+// AdaptMax is the most blob transfers the adaptive default runs at once.
+const AdaptMax = 32
+
+// adaptWindow is how long the throughput of one level is measured; the
+// window after a change is not judged (the new transfers are still
+// starting).
+const adaptWindow = 250 * time.Millisecond
+
+// latencySamples is how many first-byte latencies decide the level the
+// latency asks for.
+const latencySamples = 4
+
+// latencyLevel is the level for a link whose least first-byte latency is
+// rtt: start doubled for every doubling of rtt from 25 ms (a stream's rate
+// is about its window per round trip), up to max.
+func latencyLevel(start, max int, rtt time.Duration) int {
+	level := start
+	for d := 25 * time.Millisecond; rtt >= d && level < max; d *= 2 {
+		level *= 2
+	}
+	return min(level, max)
+}
+
+// adapter decides the level from measurements; it holds no clock and no
+// goroutine (see run.adapt for the one that feeds it).
+type adapter struct {
+	level, max int
+	prev       int     // the level before the last doubling (0: none)
+	prevRate   float64 // bytes/s measured at prev
+	latency    bool    // the latency has been heard
+	settled    bool
+}
+
+// onLatency takes the least first-byte latency of the first transfers;
+// the level goes up to what it asks for, never down.
+func (a *adapter) onLatency(rtt time.Duration) int {
+	if a.latency || a.settled {
+		return a.level
+	}
+	a.latency = true
+	a.level = max(a.level, latencyLevel(a.level, a.max, rtt))
+	return a.level
+}
+
+// onWindow takes the rate (bytes/s) of one window at the current level
+// and whether the level bound the transfers throughout it (some waited
+// for a slot at its start and at its end): only then does the rate say
+// what the level can do. It returns the level for the next window.
+func (a *adapter) onWindow(rate float64, bound bool) int {
+	if a.settled || !bound {
+		return a.level
+	}
+	if a.prev == 0 || rate >= a.prevRate*(1+0.5*(float64(a.level)/float64(a.prev)-1)) {
+		if a.level >= a.max {
+			a.settled = true
+			return a.level
+		}
+		a.prev, a.prevRate = a.level, rate
+		a.level = min(a.level*2, a.max)
+		return a.level
+	}
+	a.settled = true
+	if rate <= a.prevRate {
+		a.level = a.prev
+	}
+	return a.level
+}
+
+// limiter is a counting semaphore whose limit can change: the slots of
+// the blob transfers.
+type limiter struct {
+	mu       sync.Mutex
+	limit    int
+	inFlight int
+	waiting  int
+	// waitedAt: something waited for a slot when the window began.
+	waitedAt bool
+	wake     chan struct{} // closed (and replaced) when a slot may be free
+}
+
+func newLimiter(n int) *limiter { return &limiter{limit: max(n, 1), wake: make(chan struct{})} }
+
+func (l *limiter) acquire(ctx context.Context) error {
+	l.mu.Lock()
+	for l.inFlight >= l.limit {
+		l.waiting++
+		ch := l.wake
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			l.mu.Lock()
+			l.waiting--
+			l.mu.Unlock()
+			return ctx.Err()
+		}
+		l.mu.Lock()
+		l.waiting--
+	}
+	l.inFlight++
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *limiter) release() {
+	l.mu.Lock()
+	l.inFlight--
+	close(l.wake)
+	l.wake = make(chan struct{})
+	l.mu.Unlock()
+}
+
+func (l *limiter) set(n int) {
+	l.mu.Lock()
+	if n > l.limit {
+		close(l.wake)
+		l.wake = make(chan struct{})
+	}
+	l.limit = max(n, 1)
+	l.mu.Unlock()
+}
+
+// window tells whether transfers waited for a slot both when the last
+// window began and now, and begins the next.
+func (l *limiter) window() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	bound := l.waitedAt && l.waiting > 0
+	l.waitedAt = l.waiting > 0
+	return bound
+}
+
+// group runs tasks of g each holding a slot of l; Go blocks until a slot
+// is free (as errgroup's SetLimit does). A task not started because ctx
+// ended fails with ctx's error.
+type group interface{ Go(func() error) }
+
+type slotGroup struct {
+	ctx context.Context
+	g   *errgroup.Group
+	l   *limiter
+}
+
+func (s slotGroup) Go(f func() error) {
+	if err := s.l.acquire(s.ctx); err != nil {
+		s.g.Go(func() error { return err })
+		return
+	}
+	s.g.Go(func() error {
+		defer s.l.release()
+		return f()
+	})
+}
+
+// latencies keeps the first few first-byte latencies of a run.
+type latencies struct {
+	mu   sync.Mutex
+	got  []time.Duration
+	full chan struct{} // closed at latencySamples
+}
+
+func (ls *latencies) add(d time.Duration) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if len(ls.got) >= latencySamples {
+		return
+	}
+	ls.got = append(ls.got, d)
+	if len(ls.got) == latencySamples {
+		close(ls.full)
+	}
+}
+
+// least is the least latency heard, false with none.
+func (ls *latencies) least() (time.Duration, bool) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if len(ls.got) == 0 {
+		return 0, false
+	}
+	return slices.Min(ls.got), true
+}
+
+// timed wraps open so that the time from now to the first byte read
+// counts as a first-byte latency.
+func (ls *latencies) timed(open func() (io.ReadCloser, error)) func() (io.ReadCloser, error) {
+	start := time.Now()
+	return func() (io.ReadCloser, error) {
+		rc, err := open()
+		if err != nil {
+			return nil, err
+		}
+		return &firstByte{ReadCloser: rc, start: start, ls: ls}, nil
+	}
+}
+
+type firstByte struct {
+	io.ReadCloser
+	start time.Time
+	ls    *latencies
+	seen  atomic.Bool
+}
+
+func (f *firstByte) Read(p []byte) (int, error) {
+	n, err := f.ReadCloser.Read(p)
+	if n > 0 && !f.seen.Swap(true) {
+		f.ls.add(time.Since(f.start))
+	}
+	return n, err
+}
+
+// startSlots makes the transfer slots of a run: fixed at conc, or (Adapt)
+// starting there with a goroutine adapting them, which ends with the
+// returned stop.
+func (r *run) startSlots(ctx context.Context, conc int) (stop func()) {
+	r.slots = newLimiter(conc)
+	if !r.job.Adapt {
+		return func() {}
+	}
+	r.firstBytes = &latencies{full: make(chan struct{})}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.adapt(ctx, &adapter{level: conc, max: max(AdaptMax, conc)})
+	}()
+	return func() { cancel(); <-done }
+}
+
+// adapt feeds a the run's measurements until ctx ends.
+func (r *run) adapt(ctx context.Context, a *adapter) {
+	tick := time.NewTicker(adaptWindow)
+	defer tick.Stop()
+	full := r.firstBytes.full
+	last, lastAt := r.progress.Done.Load(), time.Now()
+	skip := true // the first window: transfers are starting
+	set := func(n int) {
+		if n != r.slots.limitNow() {
+			r.slots.set(n)
+			skip = true
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-full:
+			full = nil
+			if rtt, ok := r.firstBytes.least(); ok {
+				set(a.onLatency(rtt))
+			}
+			continue
+		case now := <-tick.C:
+			done := r.progress.Done.Load()
+			rate := float64(done-last) / now.Sub(lastAt).Seconds()
+			last, lastAt = done, now
+			bound := r.slots.window()
+			if !a.latency {
+				// Fewer transfers than samples so far: what there is.
+				if rtt, ok := r.firstBytes.least(); ok {
+					full = nil
+					set(a.onLatency(rtt))
+					continue
+				}
+			}
+			if skip {
+				skip = false
+				continue
+			}
+			set(a.onWindow(rate, bound))
+		}
+	}
+}
+
+func (l *limiter) limitNow() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.limit
+}
