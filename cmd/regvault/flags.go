@@ -108,8 +108,11 @@ func (f *endFlags) addFlags(fs *pflag.FlagSet) {
 
 func (f *sharedFlags) addFlags(fs *pflag.FlagSet, withConcurrency bool) {
 	if withConcurrency {
-		fs.IntVar(&f.concurrency, "concurrency", 8, "blob transfers under way at once, across repositories, tags and blobs (small requests, blobs under 1 MiB among them: up to 4× as many; a large blob may use several for byte ranges). Without it the number adapts: it starts at 8, is raised from the latency of the first transfers (16 from 25 ms, 32 from 50 ms) and then doubled while the throughput grows with it, up to 32; given, it is fixed")
+		fs.IntVar(&f.concurrency, "concurrency", 8, "blob transfers under way at once, across repositories, tags and blobs (small requests, blobs under 1 MiB among them: up to 4× as many; a large blob may use several for byte ranges). Default: adapts, starting at 8, raised from the latency of the first transfers (16 from 25 ms to their first byte, 32 from 50 ms), then doubled while the throughput grows with it, up to 32; given, the number is fixed")
 		f.concFlag = fs.Lookup("concurrency")
+		// Not given, it adapts (the help says how), rather than being 8:
+		// no "(default 8)" in the help.
+		f.concFlag.DefValue = "0"
 	}
 	fs.DurationVar(&f.readTimeout, "read-timeout", registry.DefaultReadTimeout, "how long a registry may send nothing (no answer, no byte of a body) or take no byte of an upload before the request counts as failed and is retried (a blob download resumes where it stopped, an upload starts over)")
 	fs.DurationVar(&f.maxRetryWait, "max-retry-wait", registry.DefaultMaxRetryWait, "the longest wait a registry's Retry-After is honoured for before a retry (a longer one is cut to it); each wait is announced on standard error")

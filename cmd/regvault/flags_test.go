@@ -209,3 +209,29 @@ func TestRegistryFlagsUnprefixed(t *testing.T) {
 	_, err = f.options(noRead{t})
 	assert.EqualError(t, err, "an identity token and a password cannot be used together")
 }
+
+// TestConcurrencyAdaptsUnlessGiven: without --concurrency the library is
+// asked to adapt (0); given, even as 8, the number is fixed; the help
+// says so and shows no fixed default.
+func TestConcurrencyAdaptsUnlessGiven(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{nil, 0},
+		{[]string{"--concurrency", "8"}, 8},
+		{[]string{"--concurrency", "32"}, 32},
+	} {
+		f := &registryFlags{c: &cli{stderr: io.Discard}}
+		fs := pflag.NewFlagSet("backup", pflag.ContinueOnError)
+		f.addFlags(fs, true)
+		require.NoError(t, fs.Parse(tc.args))
+		assert.Equal(t, tc.want, f.transfers(), "%v", tc.args)
+	}
+	r := regvault(t, "", "backup", "--help")
+	r.wantCode(t, exitOK)
+	wantContains(t, "help", r.stdout, "Default: adapts, starting at 8", "up to 32; given, the number is fixed")
+	if regexp.MustCompile(`--concurrency int .*\(default 8\)`).MatchString(r.stdout) {
+		t.Errorf("the help shows a fixed default:\n%s", r.stdout)
+	}
+}
