@@ -368,6 +368,9 @@ type Report struct {
 	// PriorShards is the "plan and shards" section, measured by the shard
 	// package's benchmarks and tests (go test), kept as it is.
 	PriorShards string
+	// PriorSweep is the "concurrency sweep" section (-ops sweep, whose
+	// table is pasted by hand: sweep.go), kept as it is.
+	PriorSweep string
 }
 
 // Markdown is the whole document.
@@ -411,6 +414,7 @@ func (r *Report) Markdown() string {
 		b.WriteString(r.PriorPlanScale)
 	}
 	b.WriteString(r.PriorShards)
+	b.WriteString(r.PriorSweep)
 	for _, s := range r.Sections {
 		b.WriteString(s.Markdown())
 	}
@@ -1077,6 +1081,8 @@ func (r *Report) MergeDoc(old string) {
 			r.PriorPlanScale = chunk
 		case strings.HasPrefix(title, "plan and shards"):
 			r.PriorShards = chunk
+		case strings.HasPrefix(title, SweepTitle):
+			r.PriorSweep = chunk
 		case len(parts) == 3 && !have[title]:
 			base, _, _ := strings.Cut(parts[0], "-")
 			r.Sections = append(r.Sections, &Section{Workload: parts[0], Base: base, Profile: parts[1], Op: parts[2], Raw: chunk})

@@ -15,6 +15,10 @@ import (
 // profile: how far the default is from the best fixed level.
 const OpSweep = "sweep"
 
+// SweepTitle begins the title of the report's section of the sweep,
+// which a rewrite of the report keeps (Report.MergeDoc).
+const SweepTitle = "concurrency sweep"
+
 // SweepLevels are the fixed --concurrency values of OpSweep.
 var SweepLevels = []int{2, 4, 8, 16, 32}
 

@@ -90,3 +90,21 @@ func TestWithConcurrency(t *testing.T) {
 		t.Errorf("the default changed the command: %q", got[0].Args)
 	}
 }
+
+// The concurrency sweep section (pasted from -ops sweep) survives a
+// rewrite of the document, once, unchanged.
+func TestMergeDocKeepsSweep(t *testing.T) {
+	sweep := "### " + SweepTitle + " · D1\n\n" + testSweep().Markdown("concurrency.svg") + "\n"
+	old := (&Report{PriorShards: "### plan and shards · generated plans\n\nfigures\n\n"}).Markdown() + sweep
+	rep := &Report{}
+	rep.MergeDoc(old)
+	md := rep.Markdown()
+	if strings.Count(md, sweep) != 1 {
+		t.Fatalf("the sweep section is not kept once:\n%s", md)
+	}
+	rep2 := &Report{}
+	rep2.MergeDoc(md)
+	if md2 := rep2.Markdown(); md2 != md {
+		t.Errorf("merging again changes the document:\n%s\n----\n%s", md, md2)
+	}
+}
