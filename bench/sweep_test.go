@@ -1,11 +1,16 @@
 package bench
 
 import (
+	"context"
 	"encoding/xml"
 	"io"
+	"os"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func testSweep() *Sweep {
@@ -106,5 +111,70 @@ func TestMergeDocKeepsSweep(t *testing.T) {
 	rep2.MergeDoc(md)
 	if md2 := rep2.Markdown(); md2 != md {
 		t.Errorf("merging again changes the document:\n%s\n----\n%s", md, md2)
+	}
+}
+
+// The sweep against a real registry: every level and the default back up
+// and restore correctly (the checks of the other tables), each with its
+// own --concurrency, the default with none.
+func TestRunSweep(t *testing.T) {
+	if os.Getenv("REGVAULT_DISTRIBUTION") == "" {
+		t.Skip("REGVAULT_DISTRIBUTION is not set")
+	}
+	work := t.TempDir()
+	for _, d := range []string{"home", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(work, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	tb := &Toolbox{BinDir: filepath.Join(work, "peers"), BuildDir: filepath.Join(work, "bin"), Root: root, Logf: t.Logf}
+	rv, err := tb.regvault(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := StartRegistry("", work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	spec, _ := NewSpec(WorkloadD1, "test", Options{Quick: true})
+	spec.Repos = spec.Repos[:2]
+	w, err := Seed(ctx, src.BackendHost(), spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px, err := StartProxy(src.BackendHost(), ProfileLoopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.Close()
+	r := &runner{cfg: Config{Runs: 1, Timeout: 2 * time.Minute, Keep: true, Out: io.Discard}, work: work, tools: []*Tool{rv}, logf: t.Logf, sweeps: map[string]*Sweep{}}
+	pdir := filepath.Join(work, "D1", "loopback")
+	if err := r.sweep(ctx, px, ProfileLoopback, pdir, "", w); err != nil {
+		t.Fatal(err)
+	}
+	sw := r.sweeps[w.Name()]
+	if sw == nil || len(sw.Series) != 2 {
+		t.Fatalf("sweep %+v, want a backup and a restore series", sw)
+	}
+	for _, s := range sw.Series {
+		if len(s.Errs) > 0 || s.Default == 0 || slices.Contains(s.Fixed, 0) {
+			t.Errorf("%s %s: fixed %v, default %v, errors %q", s.Profile, s.Op, s.Fixed, s.Default, s.Errs)
+		}
+	}
+	for level, want := range map[string]string{"16": "backup --concurrency 16 --output", "default": "backup --output"} {
+		log, err := os.ReadFile(filepath.Join(pdir, "sweep", "backup-"+level+"-0.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(log), want) {
+			t.Errorf("the backup at %s ran:\n%s\nwant %q in it", level, log, want)
+		}
 	}
 }
