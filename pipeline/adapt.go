@@ -18,7 +18,11 @@ import (
 //   - from the latency of the first transfers (the time from a transfer's
 //     start to its first byte, the least of the first few): a stream over
 //     a long round trip moves little by itself, so more go at once from
-//     the start (latencyLevel);
+//     the start (latencyLevel). A long latency can also be a busy server
+//     rather than a long path: if the transfers started at the raised
+//     level wait much longer for their first byte (the median of the next
+//     few over twice the first least, plus 10 ms), the server queues them,
+//     and the level goes back to where it started;
 //   - then while the bytes moved per adaptWindow grow with the level:
 //     doubled as long as a doubling brings at least half of the
 //     proportional gain, and left where it no longer does (back to the
@@ -35,8 +39,17 @@ const AdaptMax = 32
 const adaptWindow = 250 * time.Millisecond
 
 // latencySamples is how many first-byte latencies decide the level the
-// latency asks for.
+// latency asks for, and how many of the transfers started after that
+// raise tell whether the server queues them.
 const latencySamples = 4
+
+// queueing tells whether first bytes that took after (their median) at a
+// raised level, against base (the least before it), show a server that
+// queues requests rather than a long path: more than twice as long, and
+// 10 ms more (a loopback's latencies are too small to double reliably).
+func queueing(base, after time.Duration) bool {
+	return after > 2*base+10*time.Millisecond
+}
 
 // latencyLevel is the level for a link whose least first-byte latency is
 // rtt: start doubled for every doubling of rtt from 25 ms (a stream's rate
@@ -56,6 +69,9 @@ type adapter struct {
 	prev       int     // the level before the last doubling (0: none)
 	prevRate   float64 // bytes/s measured at prev
 	latency    bool    // the latency has been heard
+	start      int     // the level before the latency raised it
+	base       time.Duration
+	checking   bool // the queueing check of the latency's raise is due
 	settled    bool
 }
 
@@ -66,7 +82,24 @@ func (a *adapter) onLatency(rtt time.Duration) int {
 		return a.level
 	}
 	a.latency = true
+	a.start, a.base = a.level, rtt
 	a.level = max(a.level, latencyLevel(a.level, a.max, rtt))
+	a.checking = a.level > a.start
+	return a.level
+}
+
+// raised tells whether the latency raised the level and the queueing
+// check is due; until it is done, the throughput does not move the level.
+func (a *adapter) raised() bool { return a.checking }
+
+// onQueueing takes the median first-byte latency of transfers started at
+// the level the latency asked for: a server that queues them sends the
+// level back to where it started, for good.
+func (a *adapter) onQueueing(median time.Duration) int {
+	if a.checking && queueing(a.base, median) {
+		a.level, a.settled = a.start, true
+	}
+	a.checking = false
 	return a.level
 }
 
@@ -75,7 +108,7 @@ func (a *adapter) onLatency(rtt time.Duration) int {
 // for a slot at its start and at its end): only then does the rate say
 // what the level can do. It returns the level for the next window.
 func (a *adapter) onWindow(rate float64, bound bool) int {
-	if a.settled || !bound {
+	if a.settled || a.checking || !bound {
 		return a.level
 	}
 	if a.prev == 0 || rate >= a.prevRate*(1+0.5*(float64(a.level)/float64(a.prev)-1)) {
@@ -180,22 +213,36 @@ func (s slotGroup) Go(f func() error) {
 	})
 }
 
-// latencies keeps the first few first-byte latencies of a run.
+// latencies keeps first-byte latencies of a run: the first
+// latencySamples, then as many of transfers started after since (once
+// set: the raise).
 type latencies struct {
-	mu   sync.Mutex
-	got  []time.Duration
-	full chan struct{} // closed at latencySamples
+	mu    sync.Mutex
+	got   []time.Duration
+	since time.Time
+	after []time.Duration
+	full  chan struct{} // closed at latencySamples first ones
+	more  chan struct{} // closed at latencySamples after since
 }
 
-func (ls *latencies) add(d time.Duration) {
+func newLatencies() *latencies {
+	return &latencies{full: make(chan struct{}), more: make(chan struct{})}
+}
+
+func (ls *latencies) add(start time.Time, d time.Duration) {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	if len(ls.got) >= latencySamples {
-		return
-	}
-	ls.got = append(ls.got, d)
-	if len(ls.got) == latencySamples {
-		close(ls.full)
+	switch {
+	case len(ls.got) < latencySamples:
+		ls.got = append(ls.got, d)
+		if len(ls.got) == latencySamples {
+			close(ls.full)
+		}
+	case !ls.since.IsZero() && !start.Before(ls.since) && len(ls.after) < latencySamples:
+		ls.after = append(ls.after, d)
+		if len(ls.after) == latencySamples {
+			close(ls.more)
+		}
 	}
 }
 
@@ -207,6 +254,22 @@ func (ls *latencies) least() (time.Duration, bool) {
 		return 0, false
 	}
 	return slices.Min(ls.got), true
+}
+
+// watch starts collecting the latencies of transfers started from now.
+func (ls *latencies) watch() {
+	ls.mu.Lock()
+	ls.since = time.Now()
+	ls.mu.Unlock()
+}
+
+// median is the median of the latencies collected since watch.
+func (ls *latencies) median() time.Duration {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	s := slices.Clone(ls.after)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // timed wraps open so that the time from now to the first byte read
@@ -232,7 +295,7 @@ type firstByte struct {
 func (f *firstByte) Read(p []byte) (int, error) {
 	n, err := f.ReadCloser.Read(p)
 	if n > 0 && !f.seen.Swap(true) {
-		f.ls.add(time.Since(f.start))
+		f.ls.add(f.start, time.Since(f.start))
 	}
 	return n, err
 }
@@ -245,7 +308,7 @@ func (r *run) startSlots(ctx context.Context, conc int) (stop func()) {
 	if !r.job.Adapt {
 		return func() {}
 	}
-	r.firstBytes = &latencies{full: make(chan struct{})}
+	r.firstBytes = newLatencies()
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -259,7 +322,7 @@ func (r *run) startSlots(ctx context.Context, conc int) (stop func()) {
 func (r *run) adapt(ctx context.Context, a *adapter) {
 	tick := time.NewTicker(adaptWindow)
 	defer tick.Stop()
-	full := r.firstBytes.full
+	full, more := r.firstBytes.full, (<-chan struct{})(nil)
 	last, lastAt := r.progress.Done.Load(), time.Now()
 	skip := true // the first window: transfers are starting
 	set := func(n int) {
@@ -276,7 +339,15 @@ func (r *run) adapt(ctx context.Context, a *adapter) {
 			full = nil
 			if rtt, ok := r.firstBytes.least(); ok {
 				set(a.onLatency(rtt))
+				if a.raised() {
+					r.firstBytes.watch()
+					more = r.firstBytes.more
+				}
 			}
+			continue
+		case <-more:
+			more = nil
+			set(a.onQueueing(r.firstBytes.median()))
 			continue
 		case now := <-tick.C:
 			done := r.progress.Done.Load()
@@ -288,6 +359,10 @@ func (r *run) adapt(ctx context.Context, a *adapter) {
 				if rtt, ok := r.firstBytes.least(); ok {
 					full = nil
 					set(a.onLatency(rtt))
+					if a.raised() {
+						r.firstBytes.watch()
+						more = r.firstBytes.more
+					}
 					continue
 				}
 			}

@@ -177,3 +177,74 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A long first latency raises the level; the transfers started then tell
+// a long path (their first bytes as quick as before: kept) from a busy
+// server (theirs much slower: back to where it started, for good).
+func TestAdapterQueueingCheck(t *testing.T) {
+	// far: 150 ms before and after the raise.
+	a := &adapter{level: 8, max: 32}
+	if got := a.onLatency(150 * time.Millisecond); got != 32 || !a.raised() {
+		t.Fatalf("far: %d (check due %v), want 32 with the check due", got, a.raised())
+	}
+	if got := a.onWindow(1e9, true); got != 32 {
+		t.Errorf("a window before the check moved the level to %d", got)
+	}
+	if got := a.onQueueing(170 * time.Millisecond); got != 32 || a.raised() {
+		t.Errorf("far after the check: %d, want 32", got)
+	}
+	// After the check the throughput decides again (at the most: settled).
+	if got := a.onWindow(320e6, true); got != 32 {
+		t.Errorf("far, then a window: %d", got)
+	}
+
+	// A busy server: 60 ms at first, 400 ms once 32 are asked at once.
+	a = &adapter{level: 8, max: 32}
+	a.onLatency(60 * time.Millisecond)
+	if got := a.onQueueing(400 * time.Millisecond); got != 8 {
+		t.Errorf("busy server: %d, want back to 8", got)
+	}
+	if got := feed(a, 3, func(l int) float64 { return float64(l) * 10e6 }); !equal(got, []int{8, 8, 8}) {
+		t.Errorf("after backing off the level moved: %v", got)
+	}
+
+	// Small latencies (loopback) do not count as queueing for a few ms.
+	if queueing(time.Millisecond, 8*time.Millisecond) {
+		t.Error("1 ms then 8 ms counted as queueing")
+	}
+	if !queueing(30*time.Millisecond, 80*time.Millisecond) {
+		t.Error("30 ms then 80 ms not counted as queueing")
+	}
+}
+
+// The latencies of transfers started before the raise do not count in
+// the queueing check.
+func TestLatenciesAfterRaise(t *testing.T) {
+	ls := newLatencies()
+	early := time.Now()
+	for range latencySamples {
+		ls.add(early, time.Millisecond)
+	}
+	select {
+	case <-ls.full:
+	default:
+		t.Fatal("full not closed after the first samples")
+	}
+	ls.watch()
+	for range latencySamples {
+		ls.add(early, time.Millisecond) // started before the raise
+	}
+	select {
+	case <-ls.more:
+		t.Fatal("samples of transfers started before the raise counted")
+	default:
+	}
+	late := time.Now()
+	for i := range latencySamples {
+		ls.add(late, time.Duration(i+1)*100*time.Millisecond)
+	}
+	<-ls.more
+	if got := ls.median(); got != 300*time.Millisecond {
+		t.Errorf("median %s, want 300ms", got)
+	}
+}
