@@ -172,7 +172,11 @@ func (sw *Sweep) SVG() string {
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", W, H)
 	fmt.Fprintf(&b, `<text x="%d" y="16" font-size="13">regvault %s: wall time / best fixed --concurrency (1 = best)</text>`+"\n", left, sw.Workload)
 	// Grid and y labels.
-	for v := 1.0; v <= ymax+1e-9; v += 0.25 {
+	step := 0.25
+	for ymax-1 > 12*step {
+		step *= 2
+	}
+	for v := 1.0; v <= ymax+1e-9; v += step {
 		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#ddd"/>`+"\n", left, y(v), float64(left)+pw, y(v))
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%.2f</text>`+"\n", left-6, y(v)+4, v)
 	}
