@@ -158,7 +158,7 @@ func TestVersionAndHelp(t *testing.T) {
 		// registry flags
 		"-u, --username", "-p, --password", "--identity-token", "--identity-token-stdin", "--registry-config",
 		"--plain-http", "--insecure", "--ca-file", "--cert-file", "--key-file", "-H, --header", "--resolve",
-		"--distribution-spec", "--concurrency int", "(default 8)", "--max-retry-wait duration", "(default 1m0s)", "--no-tty", "-d, --debug",
+		"--distribution-spec", "--concurrency int", "Default: adapts, starting at 8", "--max-retry-wait duration", "(default 1m0s)", "--no-tty", "-d, --debug",
 		"-o, --output", "--fail-fast", "--format")
 
 	r = regvault(t, "", "--help")
