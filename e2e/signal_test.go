@@ -147,11 +147,24 @@ func TestInterruptedDirectoryBackupContinues(t *testing.T) {
 	slow.Store(victim)
 	cmd := run(registrytest.SampleBase, registrytest.SampleFrontend, registrytest.SampleBackend)
 	require.NoError(t, cmd.Start())
-	// Wait until the downloads have settled: all but the hanging one.
-	for last, deadline := int64(-1), time.Now().Add(10*time.Second); time.Now().Before(deadline); {
+	// Wait until the downloads have settled, all but the hanging one: no
+	// new request, and no blob file being written but the hanging one's
+	// (with many transfers at once every request goes out at the start,
+	// and a busy disk takes its time to sync what they wrote).
+	writing := func() int {
+		entries, _ := os.ReadDir(filepath.Join(out, "blobs", "sha256"))
+		n := 0
+		for _, e := range entries {
+			if strings.Contains(e.Name(), ".regvault-tmp-") {
+				n++
+			}
+		}
+		return n
+	}
+	for last, deadline := int64(-1), time.Now().Add(30*time.Second); time.Now().Before(deadline); {
 		time.Sleep(300 * time.Millisecond)
 		now := blobGets.Load()
-		if now > 0 && now == last {
+		if now > 0 && now == last && writing() <= 1 {
 			break
 		}
 		last = now
