@@ -1,6 +1,8 @@
 package planfile
 
 import (
+	"strings"
+
 	"github.com/opencontainers/go-digest"
 )
 
@@ -12,11 +14,15 @@ import (
 // (a plan pretty-printed or edited by hand, an escape, an unknown field)
 // it returns false and Parse decodes with encoding/json, which also names
 // what is wrong.
-func parseCanonical(data []byte) (*Plan, bool) {
-	// One copy of the file: every name and digest is a substring of it,
-	// no allocation per entry.
-	c := cursor{s: string(data)}
+func parseCanonical(data string) (*Plan, bool) {
+	// Every name and digest is a substring of the file: no allocation per
+	// entry.
+	c := cursor{s: data}
 	var p Plan
+	// Tags and children are cut from slabs, not grown one list at a
+	// time: a plan has 100,000s of them.
+	var tags slab[Tag]
+	var children slab[digest.Digest]
 	c.lit("{\n  \"version\": ")
 	p.Version = int(c.int())
 	c.lit(",\n  \"registry\": ")
@@ -33,6 +39,7 @@ func parseCanonical(data []byte) (*Plan, bool) {
 			c.lit(",\"tags\":[")
 			r.Tags = []Tag{}
 			if c.opt("\n") {
+				tags.start()
 				for !c.bad {
 					var t Tag
 					c.lit("      {\"name\":")
@@ -44,11 +51,12 @@ func parseCanonical(data []byte) (*Plan, bool) {
 					c.lit(",\"size\":")
 					t.Size = c.int()
 					c.lit("}")
-					r.Tags = append(r.Tags, t)
+					tags.add(t)
 					if !c.more() {
 						break
 					}
 				}
+				r.Tags = tags.end()
 				c.lit("    ")
 			}
 			c.lit("]}")
@@ -60,7 +68,9 @@ func parseCanonical(data []byte) (*Plan, bool) {
 		c.lit("  ")
 	}
 	c.lit("],\n  \"content\": [")
-	p.Content = []Content{}
+	// At most one entry a line from here: the list is made once, at
+	// about its size, not grown by copies.
+	p.Content = make([]Content, 0, strings.Count(c.rest(), "\n"))
 	if c.opt("\n") {
 		for !c.bad {
 			var k Content
@@ -74,12 +84,14 @@ func parseCanonical(data []byte) (*Plan, bool) {
 			k.Kind = c.str()
 			if c.opt(",\"children\":[") {
 				// omitempty: Encode never writes an empty list.
+				children.start()
 				for !c.bad {
-					k.Children = append(k.Children, digest.Digest(c.str()))
+					children.add(digest.Digest(c.str()))
 					if !c.opt(",") {
 						break
 					}
 				}
+				k.Children = children.end()
 				c.lit("]")
 			}
 			c.lit("}")
@@ -125,12 +137,44 @@ func parseCanonical(data []byte) (*Plan, bool) {
 	return &p, true
 }
 
+// slab hands out lists cut from shared chunks: start, add, end gives the
+// list added since start (capacity capped, so that nothing appended to
+// one list can overwrite the next).
+type slab[T any] struct {
+	buf   []T
+	first int
+}
+
+func (s *slab[T]) start() { s.first = len(s.buf) }
+
+func (s *slab[T]) add(v T) {
+	if len(s.buf) == cap(s.buf) {
+		// A new chunk, the list so far moved to it; earlier lists keep
+		// the old chunk.
+		n := max(4096, 2*(len(s.buf)-s.first))
+		buf := make([]T, 0, n)
+		s.buf = append(buf, s.buf[s.first:]...)
+		s.first = 0
+	}
+	s.buf = append(s.buf, v)
+}
+
+func (s *slab[T]) end() []T { return s.buf[s.first:len(s.buf):len(s.buf)] }
+
 // cursor reads the canonical layout; the first mismatch sets bad and
 // every later read returns a zero value.
 type cursor struct {
 	s   string
 	i   int
 	bad bool
+}
+
+// rest is what is left to read.
+func (c *cursor) rest() string {
+	if c.bad {
+		return ""
+	}
+	return c.s[c.i:]
 }
 
 func (c *cursor) lit(x string) {

@@ -32,7 +32,7 @@ func TestParseCanonicalSameAsJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, data := range map[string][]byte{"small": small, "empty": emptyBuf.Bytes()} {
-		fast, ok := parseCanonical(data)
+		fast, ok := parseCanonical(string(data))
 		if !ok {
 			t.Fatalf("%s: the canonical decoder refuses Encode's output", name)
 		}
@@ -48,7 +48,7 @@ func TestParseCanonicalSameAsJSON(t *testing.T) {
 	}
 	escaped := bytes.Replace(small, []byte(`"application/`), []byte(`"applic\u0061tion/`), 1)
 	for name, data := range map[string][]byte{"indented": indented.Bytes(), "escaped": escaped, "trailing space": append(slices.Clone(small), ' ')} {
-		if _, ok := parseCanonical(data); ok {
+		if _, ok := parseCanonical(string(data)); ok {
 			t.Errorf("%s: the canonical decoder accepts a non-canonical layout", name)
 		}
 		p, err := Parse(data)

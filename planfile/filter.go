@@ -6,33 +6,53 @@ import "slices"
 // (a repository left with no tag is dropped), the content they need and
 // the referrers among it. A shard's plan is the plan filtered to its tags.
 func (p *Plan) Filter(keep func(repo, tag string) bool) *Plan {
+	return NewIndex(p).Filter(keep)
+}
+
+// Filter is Plan.Filter of the indexed plan, from the index: the content
+// of a repository kept whole is the index's, the rest are walks of the
+// tags kept.
+func (x *Index) Filter(keep func(repo, tag string) bool) *Plan {
+	p := x.plan
 	q := &Plan{Version: p.Version, Registry: p.Registry, IncludeReferrers: p.IncludeReferrers}
-	for _, r := range p.Repositories {
-		var tags []Tag
-		for _, t := range r.Tags {
-			if keep(r.Name, t.Name) {
-				tags = append(tags, t)
+	need := make([]bool, len(p.Content))
+	var kept []int
+	var buf []int32
+	for r, repo := range p.Repositories {
+		kept = kept[:0]
+		for t, tg := range repo.Tags {
+			if keep(repo.Name, tg.Name) {
+				kept = append(kept, t)
 			}
 		}
-		if len(tags) > 0 {
-			q.Repositories = append(q.Repositories, Repository{Name: r.Name, Tags: tags})
+		if len(kept) == 0 {
+			continue
+		}
+		q.Repositories = append(q.Repositories, Repository{Name: repo.Name, Tags: make([]Tag, 0, len(kept))})
+		tags := &q.Repositories[len(q.Repositories)-1].Tags
+		for _, t := range kept {
+			*tags = append(*tags, repo.Tags[t])
+		}
+		if len(kept) == len(repo.Tags) {
+			for _, c := range x.RepositoryContent(r) {
+				need[c] = true
+			}
+			continue
+		}
+		for _, t := range kept {
+			buf = x.Needs(r, t, buf[:0])
+			for _, c := range buf {
+				need[c] = true
+			}
 		}
 	}
-	// Indexes over p with q's repositories: the referrers keep p's names.
-	q.Content, q.Referrers = p.Content, p.Referrers
-	need := NewIndex(q).reached()
-	q.Content = nil
 	for i, c := range p.Content {
 		if need[i] {
 			q.Content = append(q.Content, c)
 		}
 	}
-	q.Referrers = nil
 	for _, r := range p.Referrers {
-		if _, ok := searchContent(q.Content, r.Digest); !ok {
-			continue
-		}
-		if _, ok := searchContent(q.Content, r.Subject); !ok {
+		if d, s := x.find(r.Digest), x.find(r.Subject); d < 0 || s < 0 || !need[d] || !need[s] {
 			continue
 		}
 		repos := slices.DeleteFunc(slices.Clone(r.Repositories), func(name string) bool { return q.Repository(name) == nil })

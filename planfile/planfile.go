@@ -7,10 +7,11 @@ package planfile
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -156,18 +157,59 @@ func (p *Plan) Encode(w io.Writer) error {
 // field, a bad digest, an unsorted or duplicate entry, or a reference to
 // content the plan does not list is an error that says what is wrong.
 func Read(r io.Reader) (*Plan, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxSize+1))
+	x, err := ReadIndex(r)
 	if err != nil {
+		return nil, err
+	}
+	return x.Plan(), nil
+}
+
+// ReadIndex is Read, and gives the plan's index, which validation builds:
+// what the assignment of shards starts from (shard.SelectIndex), so that
+// a pod of a sharded run indexes the plan once. On Linux a regular file
+// (an *os.File at its start) is mapped into memory rather than read, and
+// stays mapped for the life of the process (mmap_linux.go).
+func ReadIndex(r io.Reader) (*Index, error) {
+	if data, ok := mapFile(r); ok {
+		return parse(data)
+	}
+	// One copy of the file, read to its size where that is known (a file,
+	// a bytes.Reader): the plan's names and digests are substrings of it.
+	var b strings.Builder
+	if hint := sizeHint(r); hint > 0 && hint <= MaxSize {
+		b.Grow(int(hint) + 1)
+	}
+	if _, err := io.Copy(&b, io.LimitReader(r, MaxSize+1)); err != nil {
 		return nil, fmt.Errorf("reading the plan: %w", err)
 	}
-	if len(data) > MaxSize {
+	if b.Len() > MaxSize {
 		return nil, fmt.Errorf("the plan is larger than %d bytes, regvault's limit: is it a plan file?", int64(MaxSize))
 	}
-	return Parse(data)
+	return parse(b.String())
+}
+
+func sizeHint(r io.Reader) int64 {
+	switch v := r.(type) {
+	case interface{ Stat() (fs.FileInfo, error) }:
+		if fi, err := v.Stat(); err == nil && fi.Mode().IsRegular() {
+			return fi.Size()
+		}
+	case interface{ Len() int }:
+		return int64(v.Len())
+	}
+	return 0
 }
 
 // Parse is Read of a plan file's bytes.
 func Parse(data []byte) (*Plan, error) {
+	x, err := parse(string(data))
+	if err != nil {
+		return nil, err
+	}
+	return x.Plan(), nil
+}
+
+func parse(data string) (*Index, error) {
 	// The version first, so that a plan of a later format is named as
 	// such rather than by its first unknown field.
 	version, err := readVersion(data)
@@ -178,12 +220,9 @@ func Parse(data []byte) (*Plan, error) {
 		return nil, fmt.Errorf("plan format version %d is not supported: this regvault reads version %d; make the plan with the regvault that runs it", version, Version)
 	}
 	if p, ok := parseCanonical(data); ok {
-		if err := p.Validate(); err != nil {
-			return nil, err
-		}
-		return p, nil
+		return p.validate()
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
+	dec := json.NewDecoder(strings.NewReader(data))
 	dec.DisallowUnknownFields()
 	var p Plan
 	if err := dec.Decode(&p); err != nil {
@@ -192,16 +231,13 @@ func Parse(data []byte) (*Plan, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("invalid plan file: data after the plan's JSON object")
 	}
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	return &p, nil
+	return p.validate()
 }
 
 // readVersion finds the top-level "version" of a plan file without
 // decoding the rest (Encode writes it first).
-func readVersion(data []byte) (int, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
+func readVersion(data string) (int, error) {
+	dec := json.NewDecoder(strings.NewReader(data))
 	notPlan := func(err error) (int, error) {
 		return 0, fmt.Errorf("not a plan file (invalid JSON): %w", err)
 	}

@@ -77,6 +77,11 @@ func (s *Shard) Plan(p *planfile.Plan) *planfile.Plan {
 	return p.Filter(s.Has)
 }
 
+// PlanOf is Plan of the indexed plan, from its index.
+func (s *Shard) PlanOf(x *planfile.Index) *planfile.Plan {
+	return x.Filter(s.Has)
+}
+
 // Assignment is the plan split into shards.
 type Assignment struct {
 	Shards []Shard
@@ -106,7 +111,16 @@ func Assign(p *planfile.Plan, n int) (*Assignment, error) {
 	if n < 1 || n > MaxShards {
 		return nil, fmt.Errorf("%d shards: the number of shards must be 1 to %d", n, MaxShards)
 	}
-	x := planfile.NewIndex(p)
+	return AssignIndex(planfile.NewIndex(p), n)
+}
+
+// AssignIndex is Assign of the indexed plan (planfile.ReadIndex): the
+// plan is not indexed again.
+func AssignIndex(x *planfile.Index, n int) (*Assignment, error) {
+	if n < 1 || n > MaxShards {
+		return nil, fmt.Errorf("%d shards: the number of shards must be 1 to %d", n, MaxShards)
+	}
+	p := x.Plan()
 	total := p.UniqueBytes()
 	fair := (total + int64(n) - 1) / int64(n)
 
@@ -119,7 +133,7 @@ func Assign(p *planfile.Plan, n int) (*Assignment, error) {
 		if len(repo.Tags) == 0 {
 			continue // nothing to move: no shard names it
 		}
-		needs := x.RepositoryNeeds(r, nil)
+		needs := x.RepositoryContent(r) // read only
 		size := x.Size(needs)
 		if size <= fair || len(repo.Tags) < 2 {
 			units = append(units, unit{repo: r, tag: -1, needs: needs, size: size})

@@ -3,6 +3,8 @@ package shard_test
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -342,24 +344,39 @@ func BenchmarkAssign(b *testing.B) {
 	}
 }
 
-// BenchmarkReadAndSelect is what a pod does at start: read a plan of
-// 100,000 tags and compute its shard.
+// BenchmarkReadAndSelect is what a pod does at start (cmd/regvault's
+// selectShard): read and validate a plan of 100,000 tags, compute its
+// shard and the shard's plan.
 func BenchmarkReadAndSelect(b *testing.B) {
 	var buf bytes.Buffer
 	if err := large.generate().Encode(&buf); err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("plan file of %d bytes", buf.Len())
-	b.ResetTimer()
+	path := filepath.Join(b.TempDir(), "plan.json")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cpu := processCPU()
 	for b.Loop() {
-		p, err := planfile.Parse(buf.Bytes())
+		f, err := os.Open(path)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := shard.SelectEnv(p, "auto/16", func(string) string { return "3" }); err != nil {
+		x, err := planfile.ReadIndex(f)
+		f.Close()
+		if err != nil {
 			b.Fatal(err)
 		}
+		s, err := shard.SelectIndex(x, "auto/16", func(string) string { return "3" })
+		if err != nil {
+			b.Fatal(err)
+		}
+		if sp := s.PlanOf(x); len(sp.Repositories) == 0 {
+			b.Fatal("empty shard")
+		}
 	}
+	b.ReportMetric((processCPU()-cpu).Seconds()/float64(b.N), "cpu-s/op")
 }
 
 // BenchmarkEncode writes plans of 10,000, 40,000 and 100,000 tags: the

@@ -51,11 +51,21 @@ func Select(p *planfile.Plan, spec string) (*Shard, error) {
 
 // SelectEnv is Select with the environment read by getenv.
 func SelectEnv(p *planfile.Plan, spec string, getenv func(string) string) (*Shard, error) {
+	if _, _, err := ParseSpec(spec, getenv); err != nil {
+		return nil, err // before indexing the plan
+	}
+	return SelectIndex(planfile.NewIndex(p), spec, getenv)
+}
+
+// SelectIndex is SelectEnv of the indexed plan (planfile.ReadIndex: what a
+// pod does at start, the plan indexed once for its validation, the
+// assignment and the shard's plan, Shard.PlanOf).
+func SelectIndex(x *planfile.Index, spec string, getenv func(string) string) (*Shard, error) {
 	i, n, err := ParseSpec(spec, getenv)
 	if err != nil {
 		return nil, err
 	}
-	a, err := Assign(p, n)
+	a, err := AssignIndex(x, n)
 	if err != nil {
 		return nil, err
 	}

@@ -234,35 +234,47 @@ func writePlanFile(path string, p *planfile.Plan) error {
 // readPlanFile reads the plan of --plan: a file that cannot be read or is
 // not a valid plan is a usage error (exit code 2, nothing done).
 func readPlanFile(path string) (*planfile.Plan, error) {
+	x, err := readPlanIndex(path)
+	if err != nil {
+		return nil, err
+	}
+	return x.Plan(), nil
+}
+
+// readPlanIndex is readPlanFile with the index its validation built.
+func readPlanIndex(path string) (*planfile.Index, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, usageError("--plan: %v", err)
 	}
 	defer f.Close()
-	p, err := planfile.Read(f)
+	x, err := planfile.ReadIndex(f)
 	if err != nil {
 		return nil, usageError("--plan %s: %v", path, err)
 	}
-	return p, nil
+	return x, nil
 }
 
 // selectShard is the plan of --plan (a file) and --shard (a spec; ""
 // runs the whole plan): the whole plan, the shard (nil for none), the
-// shard's plan and a line that names it.
+// shard's plan and a line that names it. The plan is indexed once, by
+// its validation, for the assignment and the shard's plan too: every pod
+// of a sharded run does this at start.
 func selectShard(path, spec string) (*planfile.Plan, *shard.Shard, *planfile.Plan, string, error) {
-	p, err := readPlanFile(path)
+	x, err := readPlanIndex(path)
 	if err != nil {
 		return nil, nil, nil, "", err
 	}
+	p := x.Plan()
 	if spec == "" {
 		return p, nil, p, fmt.Sprintf("plan %s: %s, %s", path, plural(len(p.Repositories), "repository", "repositories"),
 			plural(p.TagCount(), "tag", "tags")), nil
 	}
-	s, err := shard.Select(p, spec)
+	s, err := shard.SelectIndex(x, spec, os.Getenv)
 	if err != nil {
 		return nil, nil, nil, "", usageError("--shard: %v", err)
 	}
-	sp := s.Plan(p)
+	sp := s.PlanOf(x)
 	if len(sp.Repositories) == 0 {
 		return nil, nil, nil, "", errEmptyShard{name: s.Name(), path: path}
 	}
