@@ -117,7 +117,7 @@ assignment from the plan alone. Each shard writes its own archive, named
 registry/repository:tag throughout (--full-reference), so that the parts
 restore as one (restore --input part-0 --input part-1 ...). A tag that moved
 since the plan was made is backed up as it is now, with a warning naming
-both digests; a tag deleted since fails its repository as any missing tag
+both digests (movedSincePlan in --format json); a tag deleted since fails its repository as any missing tag
 does. A plan that cannot be read, a bad --shard, or --plan with arguments
 is a usage error (exit code 2). A shard with no tag (more shards than tags)
 writes nothing and exits 0.
@@ -299,7 +299,8 @@ func (b *backupCmd) run(ctx context.Context, args []string) error {
 		return &exitError{code: exitUsage, err: report.Err}
 	}
 	if sharded != nil {
-		for _, m := range report.PlanMoved(sharded.plan) {
+		rep.planMoved = report.PlanMoved(sharded.plan)
+		for _, m := range rep.planMoved {
 			c.stderrLine("Warning: " + m.String())
 		}
 	}

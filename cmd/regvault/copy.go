@@ -90,7 +90,7 @@ it (auto/N: I from $JOB_COMPLETION_INDEX, as a Kubernetes Indexed Job sets
 it); the target table is that of the whole plan, so each repository lands
 where one unsharded copy puts it. A tag that moved since the plan was made
 is copied as it is now, with a warning naming both digests, before anything
-is pushed. A plan that cannot be read or a bad --shard is a usage error
+is pushed (movedSincePlan in --format json). A plan that cannot be read or a bad --shard is a usage error
 (exit code 2); a shard with no tag copies nothing and exits 0.
 
 The last argument is the target, as restore's targets
@@ -216,7 +216,8 @@ func (cp *copyCmd) run(ctx context.Context, args []string, dash int, failFast *b
 			c.stderrLine(sharded.line)
 			// Before anything is pushed: the tags that moved since the
 			// plan was made are copied as they are now.
-			for _, m := range report.PlanMoved(sharded.plan) {
+			rep.planMoved = report.PlanMoved(sharded.plan)
+			for _, m := range rep.planMoved {
 				c.stderrLine("Warning: " + m.String())
 			}
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -214,6 +215,59 @@ func TestPlanMovedTag(t *testing.T) {
 	if strings.Count(r.stderr, "Warning: ") != 1 {
 		t.Errorf("stderr: %s", r.stderr)
 	}
+}
+
+// With --format json, the report of backup and copy --plan lists the tags
+// that moved since the plan was made (movedSincePlan), as the warning on
+// standard error does; a run where nothing moved has no such field.
+func TestPlanMovedTagJSON(t *testing.T) {
+	src, sample := sampleRegistry(t)
+	p := makePlan(t, src)
+	repo := registrytest.SampleBase
+	var tag string
+	for name := range sample.Tags[repo] {
+		tag = name
+		break
+	}
+	old := sample.Tags[repo][tag]
+	type move struct{ Reference, Tag, Planned, Now string }
+	moves := func(t *testing.T, r result) []move {
+		t.Helper()
+		var js struct {
+			MovedSincePlan *[]move `json:"movedSincePlan"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &js); err != nil {
+			t.Fatalf("stdout is not the JSON report: %v\n%s", err, r.stdout)
+		}
+		if js.MovedSincePlan == nil {
+			return nil
+		}
+		return *js.MovedSincePlan
+	}
+	// Nothing moved yet.
+	r := regvault(t, "", "backup", "--plain-http", "--no-tty", "--format", "json", "--plan", p, "-o", filepath.Join(t.TempDir(), "before.tar"))
+	r.wantCode(t, exitOK)
+	if got := moves(t, r); got != nil {
+		t.Errorf("nothing moved, movedSincePlan is %v", got)
+	}
+	moved, err := registrytest.PushImage(context.Background(), registrytest.Repo(t, src, repo), tag, registrytest.Bytes("moved", 128))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []move{{Reference: src.Host() + "/" + repo, Tag: tag, Planned: old.Digest.String(), Now: moved.Digest.String()}}
+	r = regvault(t, "", "backup", "--plain-http", "--no-tty", "--format", "json", "--plan", p, "-o", filepath.Join(t.TempDir(), "all.tar"))
+	r.wantCode(t, exitOK)
+	if got := moves(t, r); !slices.Equal(got, want) {
+		t.Errorf("backup: movedSincePlan %v, want %v", got, want)
+	}
+	wantContains(t, "stderr", r.stderr, "Warning: "+src.Host()+"/"+repo+":"+tag+" moved since the plan was made")
+	dst := registrytest.NewInProcess(t)
+	r = regvault(t, "", "copy", "--from-plain-http", "--to-plain-http", "--no-tty", "--format", "json", "--plan", p, dst.Host())
+	r.wantCode(t, exitOK)
+	if got := moves(t, r); !slices.Equal(got, want) {
+		t.Errorf("copy: movedSincePlan %v, want %v", got, want)
+	}
+	wantTag(t, dst, repo, tag, moved)
 }
 
 // <registry>/<prefix>/* names the repositories of the catalog under

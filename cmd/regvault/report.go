@@ -23,6 +23,8 @@ type reporter struct {
 	plan *plan.Backup
 	json bool
 	tty  bool
+	// planMoved are the tags of --plan that moved since it was made.
+	planMoved []api.MovedTag
 
 	mu      sync.Mutex
 	started bool // "Backing up N repositories..." printed
@@ -354,6 +356,23 @@ type jsonMove struct {
 	To   string `json:"to"`
 }
 
+// jsonPlanMove is a tag of --plan that moved since the plan was made: the
+// run took the registry's digest (now), not the plan's (planned).
+type jsonPlanMove struct {
+	Reference string `json:"reference"` // registry/repository
+	Tag       string `json:"tag"`
+	Planned   string `json:"planned"`
+	Now       string `json:"now"`
+}
+
+func jsonPlanMoves(ms []api.MovedTag) []jsonPlanMove {
+	var out []jsonPlanMove
+	for _, m := range ms {
+		out = append(out, jsonPlanMove{Reference: m.Repository.String(), Tag: m.Tag, Planned: m.Planned.String(), Now: m.Now.String()})
+	}
+	return out
+}
+
 type jsonSummary struct {
 	Registry     string     `json:"registry"`
 	Output       string     `json:"output"`
@@ -364,6 +383,9 @@ type jsonSummary struct {
 	BytesMoved   int64      `json:"bytesMoved"`
 	BlobsSkipped int        `json:"blobsSkipped"`
 	MovedTags    []jsonMove `json:"movedTags,omitempty"`
+	// MovedSincePlan: with --plan, the tags that moved since the plan was
+	// made (each also a warning on standard error).
+	MovedSincePlan []jsonPlanMove `json:"movedSincePlan,omitempty"`
 	// NonDistributable lists the non-distributable layers left out: the
 	// source does not hold them, clients fetch them from their urls.
 	NonDistributable []jsonLeftOut `json:"nonDistributableLeftOut"`
@@ -390,6 +412,7 @@ func (r *reporter) printJSON(s *summary, code int) error {
 	for _, m := range s.moved {
 		js.MovedTags = append(js.MovedTags, jsonMove{Tag: m.Name, From: m.From.String(), To: m.To.String()})
 	}
+	js.MovedSincePlan = jsonPlanMoves(r.planMoved)
 	switch {
 	case s.interrupted:
 		js.Error = "interrupted"

@@ -366,6 +366,8 @@ type restoreReporter struct {
 	// rather than restore's.
 	copy bool
 	bar  progressBar
+	// planMoved: copy --plan's tags that moved since the plan was made.
+	planMoved []api.MovedTag
 }
 
 // say is restore's word, or copy's for regvault copy.
@@ -958,9 +960,12 @@ type restoreJSONSummary struct {
 
 	DurationSeconds float64              `json:"durationSeconds"`
 	Failures        []restoreJSONFailure `json:"failures"`
-	Recommendations []string             `json:"recommendations,omitempty"`
-	ExitCode        int                  `json:"exitCode"`
-	Error           string               `json:"error,omitempty"`
+	// MovedSincePlan: copy --plan's tags that moved since the plan was
+	// made (each also a warning on standard error).
+	MovedSincePlan  []jsonPlanMove `json:"movedSincePlan,omitempty"`
+	Recommendations []string       `json:"recommendations,omitempty"`
+	ExitCode        int            `json:"exitCode"`
+	Error           string         `json:"error,omitempty"`
 }
 
 func (r *restoreReporter) printJSON(s *restoreSummary, code int) error {
@@ -987,6 +992,7 @@ func (r *restoreReporter) printJSON(s *restoreSummary, code int) error {
 	if r.copy {
 		js.InputKind = "registry"
 	}
+	js.MovedSincePlan = jsonPlanMoves(r.planMoved)
 	js.Skipped = append(js.Skipped, p.Skipped...)
 	if st := s.snk; st != nil {
 		stats := st.Stats()
