@@ -26,6 +26,11 @@ type Profile struct {
 	// Rate caps every request body and every response body, each stream
 	// on its own, in bytes per second; 0 means no cap.
 	Rate float64
+	// Link caps all the streams of one proxy together, in bytes per
+	// second each way (request bodies share one cap, response bodies
+	// another): one machine's link, which parallel streams cannot widen.
+	// 0 means no cap.
+	Link float64
 }
 
 // The profiles.
@@ -52,10 +57,14 @@ func ProfileByName(name string) (Profile, error) {
 
 // Describe says what the profile does, for the report.
 func (p Profile) Describe() string {
-	if p.Latency == 0 && p.Rate == 0 {
-		return "loopback: the counting proxy only, no added latency, no cap"
+	link := ""
+	if p.Link > 0 {
+		link = fmt.Sprintf("; all streams of one proxy share a link of %.0f MB/s each way", p.Link/MB)
 	}
-	return fmt.Sprintf("%s: +%s per request, each request and response body stream capped at %.0f MB/s", p.Name, p.Latency, p.Rate/MB)
+	if p.Latency == 0 && p.Rate == 0 {
+		return "loopback: the counting proxy only, no added latency, no cap" + link
+	}
+	return fmt.Sprintf("%s: +%s per request, each request and response body stream capped at %.0f MB/s", p.Name, p.Latency, p.Rate/MB) + link
 }
 
 // Proxy is a reverse proxy on 127.0.0.1 in front of one registry. It
@@ -64,9 +73,12 @@ func (p Profile) Describe() string {
 type Proxy struct {
 	Addr    string // 127.0.0.1:PORT, what tools talk to
 	profile Profile
-	srv     *http.Server
-	tr      *http.Transport
-	done    chan error
+	// linkIn and linkOut pace all request and all response bodies
+	// together (Profile.Link); nil without a link cap.
+	linkIn, linkOut *link
+	srv             *http.Server
+	tr              *http.Transport
+	done            chan error
 
 	mu       sync.Mutex
 	requests map[string]int64 // "GET blob"
@@ -139,6 +151,9 @@ func StartProxy(backend string, p Profile) (*Proxy, error) {
 	tr.ForceAttemptHTTP2 = false
 	target := &url.URL{Scheme: "http", Host: backend}
 	px := &Proxy{Addr: l.Addr().String(), profile: p, tr: tr, done: make(chan error, 1), requests: map[string]int64{}, status: map[int]int64{}}
+	if p.Link > 0 {
+		px.linkIn, px.linkOut = &link{rate: p.Link}, &link{rate: p.Link}
+	}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
@@ -193,7 +208,7 @@ func (p *Proxy) handler(next http.Handler) http.Handler {
 		}
 		var first atomic.Int64 // time.Time.UnixNano of the first body byte
 		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = &pacedBody{ReadCloser: r.Body, n: &p.bytesIn, pace: newPacer(p.profile.Rate), first: &first}
+			r.Body = &pacedBody{ReadCloser: r.Body, n: &p.bytesIn, pace: newPacer(p.profile.Rate, p.linkIn), first: &first}
 		}
 		// The status is counted as the header goes out, before the client
 		// can see it: a client that reads its answer and then asks for
@@ -213,7 +228,7 @@ func (p *Proxy) handler(next http.Handler) http.Handler {
 				}
 			}
 		}
-		pw := &pacedWriter{ResponseWriter: w, n: &p.bytesOut, pace: newPacer(p.profile.Rate), onStatus: onStatus, first: &first}
+		pw := &pacedWriter{ResponseWriter: w, n: &p.bytesOut, pace: newPacer(p.profile.Rate, p.linkOut), onStatus: onStatus, first: &first}
 		next.ServeHTTP(pw, r)
 		pw.setStatus(http.StatusOK) // a handler that wrote nothing answered 200
 		status := pw.status
@@ -412,37 +427,68 @@ func TraceSummary(events []TraceEvent) string {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // pacer spaces a stream of bytes to a rate: after n bytes it sleeps until
-// n/rate seconds have passed since the first byte.
+// n/rate seconds have passed since the first byte; and, with a link, until
+// the link has carried them too.
 type pacer struct {
 	rate  float64
+	link  *link // nil: none
 	start time.Time
 	n     int64
 }
 
-func newPacer(rate float64) *pacer { return &pacer{rate: rate} }
+func newPacer(rate float64, l *link) *pacer { return &pacer{rate: rate, link: l} }
+
+func (p *pacer) paced() bool { return p.rate > 0 || p.link != nil }
 
 // chunk is the most a paced stream moves between two waits.
 const chunk = 64 * KiB
 
 func (p *pacer) limit(n int) int {
-	if p.rate > 0 && n > chunk {
+	if p.paced() && n > chunk {
 		return chunk
 	}
 	return n
 }
 
 func (p *pacer) wait(n int) {
-	if p.rate <= 0 || n <= 0 {
+	if !p.paced() || n <= 0 {
 		return
 	}
-	if p.start.IsZero() {
-		p.start = time.Now()
+	var due time.Time
+	if p.rate > 0 {
+		if p.start.IsZero() {
+			p.start = time.Now()
+		}
+		p.n += int64(n)
+		due = p.start.Add(time.Duration(float64(p.n) / p.rate * float64(time.Second)))
 	}
-	p.n += int64(n)
-	due := p.start.Add(time.Duration(float64(p.n) / p.rate * float64(time.Second)))
+	if p.link != nil {
+		if l := p.link.take(n); l.After(due) {
+			due = l
+		}
+	}
 	if d := time.Until(due); d > 0 {
 		time.Sleep(d)
 	}
+}
+
+// link is a cap shared by streams: bytes pass one after another at rate,
+// in the order the streams ask (a link left idle saves nothing up).
+type link struct {
+	rate float64
+	mu   sync.Mutex
+	next time.Time // when the bytes taken so far have passed
+}
+
+// take books n bytes on the link and gives when they have passed.
+func (l *link) take(n int) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now := time.Now(); l.next.Before(now) {
+		l.next = now
+	}
+	l.next = l.next.Add(time.Duration(float64(n) / l.rate * float64(time.Second)))
+	return l.next
 }
 
 type pacedBody struct {
@@ -506,7 +552,7 @@ func (w *pacedWriter) Write(p []byte) (int, error) {
 		total += n
 		w.n.Add(int64(n))
 		w.count += int64(n)
-		if w.pace.rate > 0 {
+		if w.pace.paced() {
 			if f, ok := w.ResponseWriter.(http.Flusher); ok {
 				f.Flush()
 			}

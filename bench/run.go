@@ -61,6 +61,11 @@ type Config struct {
 	// from the proxy) and the log a summary of each.
 	TraceDir string
 
+	// Link is the cap, bytes per second each way, that all streams of one
+	// proxy of OpScale and OpScaleCopy share (Profile.Link): one machine's
+	// link. 0: none, the profile's per-stream cap only.
+	Link float64
+
 	// Note is said under every table of this run (the machine's load,
 	// say); "" for nothing.
 	Note string
@@ -368,8 +373,11 @@ func (r *runner) workload(ctx context.Context, src *SeededSource) ([]*Section, e
 				return sections, err
 			}
 		}
-		if contains(r.cfg.Ops, OpScale) {
-			if err := r.scale(ctx, src, prof, pdir, w); err != nil {
+		for _, op := range []string{OpScale, OpScaleCopy} {
+			if !contains(r.cfg.Ops, op) {
+				continue
+			}
+			if err := r.scale(ctx, op, src, prof, pdir, w); err != nil {
 				px.Close()
 				return sections, err
 			}
@@ -382,11 +390,13 @@ func (r *runner) workload(ctx context.Context, src *SeededSource) ([]*Section, e
 	return sections, nil
 }
 
-// scale runs OpScale and prints its table (scale.go).
-func (r *runner) scale(ctx context.Context, src *SeededSource, prof Profile, pdir string, w *Workload) error {
+// scale runs OpScale or OpScaleCopy and prints its table (scale.go). The
+// proxies get the link cap of Config.Link.
+func (r *runner) scale(ctx context.Context, op string, src *SeededSource, prof Profile, pdir string, w *Workload) error {
+	prof.Link = r.cfg.Link
 	for _, t := range r.tools {
 		if t.Name == ToolRegvault {
-			s, err := runScale(ctx, t.Path, filepath.Join(pdir, "scale"), src.BackendHost(), w, prof, r.cfg.Runs, r.logf)
+			s, err := runScale(ctx, op, t.Path, r.cfg.DistBin, filepath.Join(pdir, op), src.BackendHost(), w, prof, r.cfg.Runs, r.logf)
 			if err != nil {
 				return err
 			}
@@ -394,7 +404,7 @@ func (r *runner) scale(ctx context.Context, src *SeededSource, prof Profile, pdi
 			return nil
 		}
 	}
-	return fmt.Errorf("-ops %s needs the regvault tool", OpScale)
+	return fmt.Errorf("-ops %s needs the regvault tool", op)
 }
 
 // plans runs the tools' dry runs: the cost of resolving and walking the

@@ -29,6 +29,19 @@ func TestScaleMarkdown(t *testing.T) {
 			t.Errorf("the table lacks %q:\n%s", want, md)
 		}
 	}
+	// The copy variant: the bytes sent to the target too, and the link.
+	s.Op, s.Link = OpScaleCopy, 40*MB
+	s.Points[1].Sent = 120e6
+	md = s.Markdown()
+	for _, want := range []string{
+		"| 2 | 5.00 s | 1.60× | 80% | 150.0 MB | 1.500 | 120.0 MB | 12 |\n",
+		"Sharded copy (`-ops scalecopy`)",
+		"a link of 40 MB/s each way that all streams of one proxy share",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the copy table lacks %q:\n%s", want, md)
+		}
+	}
 	// Without N = 1 there is nothing to compare with.
 	if got := (&Scale{Points: []ScalePoint{{N: 2, Wall: 1}}}).Speedup(ScalePoint{N: 2, Wall: 1}); got != 0 {
 		t.Errorf("speedup without N = 1: %v, want 0", got)
@@ -60,7 +73,7 @@ func TestRunScale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := runScale(ctx, bin, filepath.Join(work, "scale"), src.BackendHost(), w, ProfileLoopback, 1, t.Logf)
+	s, err := runScale(ctx, OpScale, bin, "", filepath.Join(work, "scale"), src.BackendHost(), w, ProfileLoopback, 1, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,5 +87,47 @@ func TestRunScale(t *testing.T) {
 		if p.N != ScaleShards[i] || p.Requests == 0 || p.Fetched < s.Unique {
 			t.Errorf("N=%d (want %d): %d requests, %d bytes fetched for %d unique", p.N, ScaleShards[i], p.Requests, p.Fetched, s.Unique)
 		}
+	}
+	// The copy: runScale itself fails when the target of N shards is not
+	// that of one run; every shard count sends at least the unique bytes.
+	c, err := runScale(ctx, OpScaleCopy, bin, "", filepath.Join(work, "scalecopy"), src.BackendHost(), w, ProfileLoopback, 1, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range c.Points {
+		if p.N != ScaleShards[i] || p.Sent < c.Unique || p.Fetched < c.Unique {
+			t.Errorf("copy N=%d (want %d): %d bytes fetched, %d sent for %d unique", p.N, ScaleShards[i], p.Fetched, p.Sent, c.Unique)
+		}
+	}
+}
+
+// The target state of a copy: its tags with digests and the referrers it
+// holds; a registry missing a tag differs.
+func TestTargetStateDiff(t *testing.T) {
+	want := []string{"a:1 sha256:x", "a@sha256:r referrer present=true"}
+	if d := firstDiff(want, want[:1]); !strings.Contains(d, "lacks a@sha256:r") {
+		t.Errorf("firstDiff: %s", d)
+	}
+	if d := firstDiff(want[:1], want); !strings.Contains(d, "has a@sha256:r") {
+		t.Errorf("firstDiff: %s", d)
+	}
+}
+
+// A link is shared: bytes booked by any stream pass one after another at
+// its rate, so two streams together get the rate of one.
+func TestLinkShared(t *testing.T) {
+	l := &link{rate: 1000} // bytes per second
+	first := l.take(500)   // one stream
+	second := l.take(500)  // another, at once
+	if got := second.Sub(first); got < 499*time.Millisecond || got > 501*time.Millisecond {
+		t.Errorf("the second stream's 500 bytes pass %v after the first's, want 500ms", got)
+	}
+	// A pacer with a link waits for the link as well as its own rate.
+	p := newPacer(0, &link{rate: 1e9})
+	if !p.paced() || p.limit(1<<20) != chunk {
+		t.Errorf("a pacer with a link only is not paced")
+	}
+	if newPacer(0, nil).paced() {
+		t.Errorf("a pacer without rate or link is paced")
 	}
 }

@@ -56,7 +56,8 @@ func run() error {
 	workloads := fs.String("w", strings.Join(bench.AllWorkloads, ","), "workloads: D1 (8 repos × 3 tags, shared layers, referrers), L (≥2 GiB unique, 20 repos), S (200 repos × 5 small tags), B (one 2 GiB layer)")
 	profiles := fs.String("p", "wan,loopback", "network profiles: wan (+40 ms per request, 25 MB/s per body stream), far (+150 ms per request, 10 MB/s per body stream), loopback")
 	tools := fs.String("t", strings.Join(bench.AllTools, ","), "tools")
-	ops := fs.String("ops", "backup,restore,copy,planscale", "operations: backup, restore, copy (registry to registry, source and target each behind a proxy of the profile; with regvault's backup and restore of the same set as reference rows), plan (regvault backup --dry-run), planscale (regvault restore --dry-run of one repository with 10k/40k/100k tags), serve (regvault serve of a .tar of L next to the distribution registry: pull throughput, peak RSS under 100 blob GETs, time to first byte; the Serve section at the end of the report), scale (regvault plan, then N = 1, 2, 4 shards of regvault backup --plan --shard at once, each behind its own proxy of the profile: wall, speedup, efficiency, bytes fetched against the plan's unique bytes; printed, not written to the report), sweep (regvault backup and restore at --concurrency 2, 4, 8, 16, 32 and at the default, on each profile: a table printed, the plot written to -sweep-svg)")
+	ops := fs.String("ops", "backup,restore,copy,planscale", "operations: backup, restore, copy (registry to registry, source and target each behind a proxy of the profile; with regvault's backup and restore of the same set as reference rows), plan (regvault backup --dry-run), planscale (regvault restore --dry-run of one repository with 10k/40k/100k tags), serve (regvault serve of a .tar of L next to the distribution registry: pull throughput, peak RSS under 100 blob GETs, time to first byte; the Serve section at the end of the report), scale (regvault plan, then N = 1, 2, 4 shards of regvault backup --plan --shard at once, each behind its own proxy of the profile: wall, speedup, efficiency, bytes fetched against the plan's unique bytes; printed, not written to the report), scalecopy (the same with regvault copy --plan --shard into one new target, each shard behind its own proxies to the source and the target; the target is checked against N = 1's), sweep (regvault backup and restore at --concurrency 2, 4, 8, 16, 32 and at the default, on each profile: a table printed, the plot written to -sweep-svg)")
+	link := fs.Float64("link", 0, "for -ops scale and scalecopy: a cap in MB/s, each way, that all streams of one proxy share (one machine's link; the profiles cap each stream only); 0 for none")
 	runs := fs.Int("runs", 3, "runs of each tool per table; the median is reported (default 1 with -quick)")
 	quick := fs.Bool("quick", false, "small workloads (D1 layers 1/16, L 64 MiB, S 20 repos, B 128 MiB), 1 run; nothing saved unless -doc or -save is given")
 	seed := fs.String("seed", "regvault-bench", "seed of the generated content")
@@ -117,6 +118,7 @@ func run() error {
 		TraceDir:    *trace,
 		CommandLine: commandLine(),
 		Note:        *note,
+		Link:        *link * bench.MB,
 		Out:         os.Stdout,
 		Options:     bench.Options{Quick: *quick, LSize: *lsize * bench.MiB, BSize: *bsize * bench.MiB, SRepos: *srepos},
 	}
@@ -140,10 +142,10 @@ func run() error {
 		switch op {
 		case bench.OpServe:
 			serveOp = true
-		case bench.OpBackup, bench.OpRestore, bench.OpCopy, bench.OpPlan, bench.OpPlanScale, bench.OpScale, bench.OpSweep:
+		case bench.OpBackup, bench.OpRestore, bench.OpCopy, bench.OpPlan, bench.OpPlanScale, bench.OpScale, bench.OpScaleCopy, bench.OpSweep:
 			cfg.Ops = append(cfg.Ops, op)
 		default:
-			return fmt.Errorf("unknown operation %q (want backup, restore, copy, plan, planscale, scale, sweep, serve)", op)
+			return fmt.Errorf("unknown operation %q (want backup, restore, copy, plan, planscale, scale, scalecopy, sweep, serve)", op)
 		}
 	}
 	switch {
