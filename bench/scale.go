@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/regvault/regvault/planfile"
+	"github.com/regvault/regvault/shard"
 )
 
 // OpScale is a sharded backup: `regvault plan` of the workload once, then
@@ -54,6 +55,10 @@ type ScalePoint struct {
 	// Fetched is the response bytes of all N proxies: what the shards
 	// downloaded together.
 	Fetched int64
+	// Largest is the unique bytes of the largest shard over the plan's
+	// unique bytes ÷ N (shard.Assign): the best TN can be is T1 × Largest
+	// ÷ N, however fast the shards run.
+	Largest float64
 	// Sent is the request bytes of the target's proxies (OpScaleCopy):
 	// what the shards uploaded together.
 	Sent     int64
@@ -79,16 +84,16 @@ func (s *Scale) Markdown() string {
 	}
 	if s.Op == OpScaleCopy {
 		fmt.Fprintf(&b, "Sharded copy (`-ops %s`), %s, %s profile%s: %d tags, %.1f MB unique (the plan's), median of %d run(s). Each of the N processes runs `regvault copy --plan plan.json --shard I/N --from-resolve <source>:<its source proxy> <its target proxy>` into one new target registry, through its own proxies of the profile (to the source, to the target); wall is until the last shard ends; the target's tags, digests and referrers equal those of N = 1 (checked).\n\n", OpScaleCopy, s.Workload, s.Profile, link, s.Tags, float64(s.Unique)/1e6, s.Runs)
-		b.WriteString("| N | wall (slowest shard) | speedup | efficiency T1/(N×TN) | fetched, all shards | fetched / unique | sent, all shards | requests |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		b.WriteString("| N | wall (slowest shard) | speedup | efficiency T1/(N×TN) | largest shard / (unique ÷ N) | fetched, all shards | fetched / unique | sent, all shards | requests |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 		for _, p := range s.Points {
-			fmt.Fprintf(&b, "| %d | %.2f s | %.2f× | %.0f%% | %.1f MB | %.3f | %.1f MB | %d |\n", p.N, p.Wall, s.Speedup(p), 100*s.Efficiency(p), float64(p.Fetched)/1e6, float64(p.Fetched)/float64(max(s.Unique, 1)), float64(p.Sent)/1e6, p.Requests)
+			fmt.Fprintf(&b, "| %d | %.2f s | %.2f× | %.0f%% | %.3f | %.1f MB | %.3f | %.1f MB | %d |\n", p.N, p.Wall, s.Speedup(p), 100*s.Efficiency(p), p.Largest, float64(p.Fetched)/1e6, float64(p.Fetched)/float64(max(s.Unique, 1)), float64(p.Sent)/1e6, p.Requests)
 		}
 		return b.String()
 	}
 	fmt.Fprintf(&b, "Sharded backup (`-ops %s`), %s, %s profile%s: %d tags, %.1f MB unique (the plan's), median of %d run(s). Each of the N processes runs `regvault backup --plan plan.json --shard I/N --output part-I.tar --plain-http --resolve <source>:<its proxy>` through its own proxy of the profile; wall is until the last shard ends.\n\n", OpScale, s.Workload, s.Profile, link, s.Tags, float64(s.Unique)/1e6, s.Runs)
-	b.WriteString("| N | wall (slowest shard) | speedup | efficiency T1/(N×TN) | fetched, all shards | fetched / unique | requests |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| N | wall (slowest shard) | speedup | efficiency T1/(N×TN) | largest shard / (unique ÷ N) | fetched, all shards | fetched / unique | requests |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, p := range s.Points {
-		fmt.Fprintf(&b, "| %d | %.2f s | %.2f× | %.0f%% | %.1f MB | %.3f | %d |\n", p.N, p.Wall, s.Speedup(p), 100*s.Efficiency(p), float64(p.Fetched)/1e6, float64(p.Fetched)/float64(max(s.Unique, 1)), p.Requests)
+		fmt.Fprintf(&b, "| %d | %.2f s | %.2f× | %.0f%% | %.3f | %.1f MB | %.3f | %d |\n", p.N, p.Wall, s.Speedup(p), 100*s.Efficiency(p), p.Largest, float64(p.Fetched)/1e6, float64(p.Fetched)/float64(max(s.Unique, 1)), p.Requests)
 	}
 	return b.String()
 }
@@ -120,6 +125,14 @@ func runScale(ctx context.Context, op, bin, distBin, dir, host string, w *Worklo
 	s := &Scale{Op: op, Workload: w.Name(), Profile: prof.Name, Link: prof.Link, Tags: p.TagCount(), Unique: p.UniqueBytes(), Runs: runs}
 	var want []string // the target of the first copy, N = 1
 	for _, n := range ScaleShards {
+		a, err := shard.Assign(p, n)
+		if err != nil {
+			return nil, err
+		}
+		var largest int64
+		for _, sh := range a.Shards {
+			largest = max(largest, sh.Bytes)
+		}
 		var pts []ScalePoint
 		for k := 0; k < runs; k++ {
 			run := filepath.Join(dir, fmt.Sprintf("n%d-%d", n, k))
@@ -142,7 +155,9 @@ func runScale(ctx context.Context, op, bin, distBin, dir, host string, w *Worklo
 			pts = append(pts, pt)
 		}
 		slices.SortFunc(pts, func(a, b ScalePoint) int { return int((a.Wall - b.Wall) * 1e6) })
-		s.Points = append(s.Points, pts[len(pts)/2])
+		pt := pts[len(pts)/2]
+		pt.Largest = float64(largest) * float64(n) / float64(max(s.Unique, 1))
+		s.Points = append(s.Points, pt)
 	}
 	return s, nil
 }

@@ -14,15 +14,15 @@ import (
 // plan's unique bytes.
 func TestScaleMarkdown(t *testing.T) {
 	s := &Scale{Workload: "D1", Profile: "wan", Tags: 24, Unique: 100e6, Runs: 3, Points: []ScalePoint{
-		{N: 1, Wall: 8, Fetched: 100e6, Requests: 10},
-		{N: 2, Wall: 5, Fetched: 150e6, Requests: 12},
-		{N: 4, Wall: 4, Fetched: 250e6, Requests: 20},
+		{N: 1, Wall: 8, Largest: 1, Fetched: 100e6, Requests: 10},
+		{N: 2, Wall: 5, Largest: 1.02, Fetched: 150e6, Requests: 12},
+		{N: 4, Wall: 4, Largest: 1.25, Fetched: 250e6, Requests: 20},
 	}}
 	md := s.Markdown()
 	for _, want := range []string{
-		"| 1 | 8.00 s | 1.00× | 100% | 100.0 MB | 1.000 | 10 |\n",
-		"| 2 | 5.00 s | 1.60× | 80% | 150.0 MB | 1.500 | 12 |\n",
-		"| 4 | 4.00 s | 2.00× | 50% | 250.0 MB | 2.500 | 20 |\n",
+		"| 1 | 8.00 s | 1.00× | 100% | 1.000 | 100.0 MB | 1.000 | 10 |\n",
+		"| 2 | 5.00 s | 1.60× | 80% | 1.020 | 150.0 MB | 1.500 | 12 |\n",
+		"| 4 | 4.00 s | 2.00× | 50% | 1.250 | 250.0 MB | 2.500 | 20 |\n",
 		"24 tags, 100.0 MB unique",
 	} {
 		if !strings.Contains(md, want) {
@@ -34,7 +34,7 @@ func TestScaleMarkdown(t *testing.T) {
 	s.Points[1].Sent = 120e6
 	md = s.Markdown()
 	for _, want := range []string{
-		"| 2 | 5.00 s | 1.60× | 80% | 150.0 MB | 1.500 | 120.0 MB | 12 |\n",
+		"| 2 | 5.00 s | 1.60× | 80% | 1.020 | 150.0 MB | 1.500 | 120.0 MB | 12 |\n",
 		"Sharded copy (`-ops scalecopy`)",
 		"a link of 40 MB/s each way that all streams of one proxy share",
 	} {
@@ -84,7 +84,7 @@ func TestRunScale(t *testing.T) {
 		t.Fatalf("%d points, want %d", len(s.Points), len(ScaleShards))
 	}
 	for i, p := range s.Points {
-		if p.N != ScaleShards[i] || p.Requests == 0 || p.Fetched < s.Unique {
+		if p.N != ScaleShards[i] || p.Requests == 0 || p.Fetched < s.Unique || p.Largest < 1 {
 			t.Errorf("N=%d (want %d): %d requests, %d bytes fetched for %d unique", p.N, ScaleShards[i], p.Requests, p.Fetched, s.Unique)
 		}
 	}

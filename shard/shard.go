@@ -129,6 +129,7 @@ func AssignIndex(x *planfile.Index, n int) (*Assignment, error) {
 	// plan order (neighbouring tags tend to share layers). Ties in plan
 	// order: a total order, so the result depends on the plan alone.
 	var units, tagUnits []unit
+	var needBuf []int32
 	for r, repo := range p.Repositories {
 		if len(repo.Tags) == 0 {
 			continue // nothing to move: no shard names it
@@ -140,7 +141,11 @@ func AssignIndex(x *planfile.Index, n int) (*Assignment, error) {
 			continue
 		}
 		for t := range repo.Tags {
-			needs := x.Needs(r, t, nil)
+			// One buffer for the needs of all tags (a repository split by
+			// tags has thousands): each unit keeps its part of it, capped.
+			start := len(needBuf)
+			needBuf = x.Needs(r, t, needBuf)
+			needs := needBuf[start:len(needBuf):len(needBuf)]
 			tagUnits = append(tagUnits, unit{repo: r, tag: t, needs: needs, size: x.Size(needs)})
 		}
 	}
