@@ -48,3 +48,26 @@ func TestSplitNow(t *testing.T) {
 		}
 	}
 }
+
+// TestRecentWait: the split looks at the share of the last segment spent
+// waiting, so a stream held back here at first (other transfers busy)
+// and waited for later splits.
+func TestRecentWait(t *testing.T) {
+	const MiB = 1 << 20
+	ms := time.Millisecond
+	// 400 ms in, waited 200 ms of it (half: not enough), but 190 of the
+	// last 200 ms: as if waited 380 of 400.
+	if got := recentWait(400*ms, 200*ms, 200*ms, 10*ms); got != 380*ms {
+		t.Errorf("recentWait = %v, want 380ms", got)
+	}
+	if splitNow(10*MiB, 32*MiB, 400*ms, 200*ms) {
+		t.Error("the whole stream's share (half) splits: the case is no test")
+	}
+	if !splitNow(10*MiB, 32*MiB, 400*ms, recentWait(400*ms, 200*ms, 200*ms, 10*ms)) {
+		t.Error("a stream waited for over the last segment does not split")
+	}
+	// The first look has no last segment: the whole stream's share.
+	if got := recentWait(100*ms, 95*ms, 0, 0); got != 95*ms {
+		t.Errorf("first look: recentWait = %v, want 95ms", got)
+	}
+}

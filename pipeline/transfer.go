@@ -559,6 +559,7 @@ func (lc *largeCopy) copy(ctx context.Context) error {
 	stream := io.TeeReader(&countingReader{r: wait, n: &lc.counted}, lc.h)
 	start := time.Now()
 	var pos int64
+	var checked, waitedThen time.Duration // at the last look at the rate
 	for pos < size {
 		seg := int64(steadySegment)
 		if time.Since(start) < splitWindow {
@@ -573,7 +574,10 @@ func (lc *largeCopy) copy(ctx context.Context) error {
 			return err
 		}
 		pos += seg
-		if pos < size && lc.slow(pos, time.Since(start), wait.waited) {
+		elapsed := time.Since(start)
+		waited := recentWait(elapsed, wait.waited, checked, waitedThen)
+		checked, waitedThen = elapsed, wait.waited
+		if pos < size && lc.slow(pos, elapsed, waited) {
 			split, err := lc.split(ctx, pos, stream, closeStream)
 			if split || err != nil {
 				return err
@@ -603,6 +607,20 @@ func splitNow(pos, size int64, elapsed, waited time.Duration) bool {
 	rate := float64(pos) / elapsed.Seconds()
 	left := time.Duration(float64(size-pos) / rate * float64(time.Second))
 	return rate < slowStream && left > splitGain
+}
+
+// recentWait is the time waited for the stream as splitNow takes it:
+// the share of the time since the last look (at checked, having waited
+// waitedThen) spent waiting, over the whole of elapsed. The share of the
+// last segment, not of the whole stream: a stream that was not waited
+// for while other transfers kept this end busy, and is waited for now
+// that they are done (the last large blob of a run), splits then.
+func recentWait(elapsed, waited, checked, waitedThen time.Duration) time.Duration {
+	if checked <= 0 || elapsed <= checked {
+		return waited
+	}
+	share := float64(waited-waitedThen) / float64(elapsed-checked)
+	return time.Duration(share * float64(elapsed))
 }
 
 // waitReader adds up the time its reads take: waiting for bytes, for
