@@ -644,6 +644,12 @@ func (w *waitReader) Read(p []byte) (int, error) {
 func (lc *largeCopy) split(ctx context.Context, pos int64, stream io.Reader, closeStream func() error) (bool, error) {
 	size := lc.n.Desc.Size
 	w := pieces(size-pos, lc.conc, lc.share)
+	if w < 2 && size-pos >= minPart {
+		// Less than a fair share is left, but splitNow found it takes
+		// over splitGain at this stream's rate: two streams halve that
+		// (the last large blob of a run, alone on a capped link).
+		w = 2
+	}
 	if w < 2 {
 		lc.noSplit = true
 		return false, nil
