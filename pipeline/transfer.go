@@ -527,6 +527,7 @@ type largeCopy struct {
 	share       int64
 	src         *sourceFaults
 	h           hash.Hash    // n's bytes so far, in order
+	ahead       *aheadHash   // the stream's bytes on their way into h
 	counted     atomic.Int64 // bytes added to the run's progress
 	noSplit     bool         // the split was tried and not taken
 	chunks      []*chunk     // the ranges after the first stream's part
@@ -556,7 +557,10 @@ func (lc *largeCopy) copy(ctx context.Context) error {
 	closeStream := sync.OnceValue(rc.Close)
 	defer closeStream()
 	wait := &waitReader{r: rc}
-	stream := io.TeeReader(&countingReader{r: wait, n: &lc.counted}, lc.h)
+	ahead := newAheadHash(lc.h)
+	defer ahead.wait()
+	lc.ahead = ahead
+	stream := io.TeeReader(&countingReader{r: wait, n: &lc.counted}, ahead)
 	start := time.Now()
 	var pos int64
 	var checked, waitedThen time.Duration // at the last look at the rate
@@ -697,6 +701,7 @@ func (lc *largeCopy) split(ctx context.Context, pos int64, stream io.Reader, clo
 		if err != nil {
 			return err
 		}
+		lc.ahead.wait() // the chunks are hashed into lc.h after the stream's part
 		close(lc.firstStream)
 		return lc.fetchChunks(gctx, nil)
 	})

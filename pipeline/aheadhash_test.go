@@ -1,0 +1,34 @@
+package pipeline
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"math/rand"
+	"testing"
+)
+
+// TestAheadHash: bytes written in pieces of every size, smaller and
+// larger than its buffers, hash to what one direct hash of them gives.
+func TestAheadHash(t *testing.T) {
+	data := make([]byte, 5*aheadBufferSize*aheadBuffers/3+12345)
+	rand.New(rand.NewSource(1)).Read(data)
+	want := sha256.Sum256(data)
+	for _, sizes := range [][]int{{1}, {4096}, {aheadBufferSize}, {aheadBufferSize + 1}, {3 * aheadBufferSize}, {7, 100000, 1 << 20, 3}} {
+		a := newAheadHash(sha256.New())
+		p := data
+		for i := 0; len(p) > 0; i++ {
+			k := min(sizes[i%len(sizes)], len(p))
+			buf := bytes.Clone(p[:k])
+			if n, err := a.Write(buf); n != k || err != nil {
+				t.Fatalf("Write = %d, %v", n, err)
+			}
+			clear(buf) // the caller may reuse what it wrote
+			p = p[k:]
+		}
+		a.wait()
+		a.wait() // a second wait does nothing
+		if got := a.h.Sum(nil); !bytes.Equal(got, want[:]) {
+			t.Errorf("writes of %v: digest %x, want %x", sizes, got, want)
+		}
+	}
+}
