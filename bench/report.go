@@ -825,24 +825,7 @@ func farTarget(base, op string, s *Section) Target {
 		t.Measured = "no successful regvault run: " + row.why()
 		return t
 	}
-	var best RunResult
-	bestName := ""
-	var others []string
-	for _, p := range FarPeers {
-		prow := s.Row(p)
-		if prow == nil {
-			continue
-		}
-		m, ok := prow.Median()
-		if !ok {
-			others = append(others, p+" no result")
-			continue
-		}
-		others = append(others, fmt.Sprintf("%s %.2f s", p, m.WallSec))
-		if bestName == "" || m.WallSec < best.WallSec {
-			best, bestName = m, p
-		}
-	}
+	best, bestName, others := fastestPeer(s, FarPeers)
 	where := ""
 	if s.Workload != base {
 		where = " on " + s.Workload
@@ -858,6 +841,28 @@ func farTarget(base, op string, s *Section) Target {
 	t.Measured = fmt.Sprintf("%.2f× the fastest peer, %s (regvault %.2f s; %s)%s", x, bestName, rv.WallSec, strings.Join(others, ", "), where)
 	t.Status = metOr(x >= 5)
 	return t
+}
+
+// fastestPeer is the fastest of peers that have a successful run in s
+// (bestName "" if none), and every peer's median wall time, or "no
+// result", in the order of peers, for the report.
+func fastestPeer(s *Section, peers []string) (best RunResult, bestName string, others []string) {
+	for _, p := range peers {
+		row := s.Row(p)
+		if row == nil {
+			continue
+		}
+		m, ok := row.Median()
+		if !ok {
+			others = append(others, p+" no result")
+			continue
+		}
+		others = append(others, fmt.Sprintf("%s %.2f s", p, m.WallSec))
+		if bestName == "" || m.WallSec < best.WallSec {
+			best, bestName = m, p
+		}
+	}
+	return best, bestName, others
 }
 
 // CopyPeers are the tools regvault copy is measured against.
@@ -895,24 +900,7 @@ func copyTargets(d1 *Section, all []*Section) []Target {
 		}
 	}
 	if ok {
-		var best RunResult
-		bestName := ""
-		var others []string
-		for _, p := range CopyPeers {
-			row := d1.Row(p)
-			if row == nil {
-				continue
-			}
-			m, pok := row.Median()
-			if !pok {
-				others = append(others, p+" no result")
-				continue
-			}
-			others = append(others, fmt.Sprintf("%s %.2f s", p, m.WallSec))
-			if bestName == "" || m.WallSec < best.WallSec {
-				best, bestName = m, p
-			}
-		}
+		best, bestName, others := fastestPeer(d1, CopyPeers)
 		if bestName == "" {
 			speed.Measured = "no successful peer copy"
 		} else {
