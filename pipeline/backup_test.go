@@ -197,6 +197,17 @@ func openLayout(t *testing.T, path string) interface {
 	}
 }
 
+// requireBlobIn fails t unless the layout at path holds desc, whole and
+// matching its digest.
+func requireBlobIn(t *testing.T, path string, desc ocispec.Descriptor) {
+	t.Helper()
+	rc, err := openLayout(t, path).Fetch(context.Background(), desc)
+	require.NoError(t, err)
+	defer rc.Close()
+	_, err = content.ReadAll(rc, desc)
+	require.NoError(t, err, desc.Digest)
+}
+
 func tarMembers(t *testing.T, path string) []string {
 	t.Helper()
 	f, err := os.Open(path)
@@ -345,12 +356,7 @@ func TestBackupLargeBlobWithoutRanges(t *testing.T) {
 	_, err := backup(t, srv, out, sample.Repositories, true)
 	require.NoError(t, err)
 	require.Positive(t, asked.Load(), "the slow layer was asked for in ranges")
-	store := openLayout(t, out)
-	rc, err := store.Fetch(context.Background(), sample.BaseLayer)
-	require.NoError(t, err)
-	_, err = content.ReadAll(rc, sample.BaseLayer)
-	rc.Close()
-	require.NoError(t, err)
+	requireBlobIn(t, out, sample.BaseLayer)
 }
 
 // A large blob fetched in byte ranges whose parts do not add up to its

@@ -38,12 +38,7 @@ func TestBackupFastLargeBlobIsOneStream(t *testing.T) {
 	_, err := backup(t, srv, out, sample.Repositories, true)
 	require.NoError(t, err)
 	require.Zero(t, ranges.Load(), "the layer came as one stream")
-	store := openLayout(t, out)
-	rc, err := store.Fetch(context.Background(), sample.BaseLayer)
-	require.NoError(t, err)
-	_, err = content.ReadAll(rc, sample.BaseLayer)
-	rc.Close()
-	require.NoError(t, err)
+	requireBlobIn(t, out, sample.BaseLayer)
 }
 
 // partSink takes parts and keeps none of the bytes: it cannot read them
