@@ -11,12 +11,12 @@ import (
 // of that goroutine's time on loopback. The writer copies into a free
 // buffer and goes on; the hash catches up on another core.
 type aheadHash struct {
-	h     hash.Hash
-	full  chan []byte
-	free  chan []byte
-	cur   []byte
-	done  chan struct{}
-	close sync.Once
+	h    hash.Hash
+	full chan []byte
+	free chan []byte
+	cur  []byte
+	done chan struct{}
+	once sync.Once
 }
 
 const (
@@ -64,7 +64,7 @@ func (a *aheadHash) Write(p []byte) (int, error) {
 // byte written. Only the writer's goroutine calls it, once it writes no
 // more; later calls do nothing.
 func (a *aheadHash) wait() {
-	a.close.Do(func() {
+	a.once.Do(func() {
 		if len(a.cur) > 0 {
 			a.full <- a.cur
 			a.cur = nil
