@@ -36,18 +36,7 @@ func TestListReferrersAsksTheHostOnce(t *testing.T) {
 	srv := registrytest.NewInProcess(t, registrytest.WithReferrersAPI(false), registrytest.WithHandler(slow))
 	ctx := context.Background()
 	const repos = 8
-	subjects := make([]ocispec.Descriptor, repos)
-	for i := range repos {
-		d, err := registrytest.PushImage(ctx, registrytest.Repo(t, srv, fmt.Sprintf("r%d", i)), "v1", []byte(fmt.Sprint("layer ", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		subjects[i] = d
-	}
-	c, err := registry.New(srv.Host(), registry.Options{PlainHTTP: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	subjects, c := imagesInRepos(t, srv, repos)
 	srv.ResetStats()
 	var wg sync.WaitGroup
 	errs := make([]error, repos)
@@ -110,18 +99,7 @@ func TestListReferrersOthersGoOnOnceTheAPIAnswered(t *testing.T) {
 	srv := registrytest.NewInProcess(t, registrytest.WithReferrersAPI(false), registrytest.WithHandler(hold))
 	ctx := context.Background()
 	const repos = 3
-	subjects := make([]ocispec.Descriptor, repos)
-	for i := range repos {
-		d, err := registrytest.PushImage(ctx, registrytest.Repo(t, srv, fmt.Sprintf("r%d", i)), "v1", []byte(fmt.Sprint("layer ", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		subjects[i] = d
-	}
-	c, err := registry.New(srv.Host(), registry.Options{PlainHTTP: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	subjects, c := imagesInRepos(t, srv, repos)
 	srv.ResetStats()
 	var wg sync.WaitGroup
 	errs := make([]error, repos)
@@ -142,4 +120,23 @@ func TestListReferrersOthersGoOnOnceTheAPIAnswered(t *testing.T) {
 	if !overlapped.Load() {
 		t.Errorf("no other repository's tag-schema lookup went out while the first one's was under way: the others waited for the whole first listing")
 	}
+}
+
+// imagesInRepos pushes an image tagged v1 into each of the repositories
+// r0 … r<n-1> of srv and returns their descriptors and a client of srv.
+func imagesInRepos(t *testing.T, srv *registrytest.Server, n int) ([]ocispec.Descriptor, *registry.Client) {
+	t.Helper()
+	subjects := make([]ocispec.Descriptor, n)
+	for i := range n {
+		d, err := registrytest.PushImage(context.Background(), registrytest.Repo(t, srv, fmt.Sprintf("r%d", i)), "v1", []byte(fmt.Sprint("layer ", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		subjects[i] = d
+	}
+	c, err := registry.New(srv.Host(), registry.Options{PlainHTTP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return subjects, c
 }
