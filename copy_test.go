@@ -375,9 +375,9 @@ type blobPuts struct {
 
 func (b *blobPuts) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &registrytest.StatusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
-		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/") && sw.status == http.StatusCreated {
+		if r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/") && sw.Status == http.StatusCreated {
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			b.put = append(b.put, r.URL.Query().Get("digest"))
@@ -386,25 +386,6 @@ func (b *blobPuts) wrap(next http.Handler) http.Handler {
 			}
 		}
 	})
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(p)
 }
 
 func (b *blobPuts) uploads() []string {

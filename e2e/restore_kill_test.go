@@ -38,9 +38,9 @@ func (u *uploads) handler(next http.Handler) http.Handler {
 				return
 			}
 		}
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &registrytest.StatusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
-		if put && sw.status == http.StatusCreated {
+		if put && sw.Status == http.StatusCreated {
 			u.mu.Lock()
 			u.done[digest.Digest(r.URL.Query().Get("digest"))]++
 			u.mu.Unlock()
@@ -53,9 +53,9 @@ func (u *uploads) handler(next http.Handler) http.Handler {
 func (u *uploads) marked(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		put := r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/blobs/uploads/") && r.Header.Get(holdHeader) == "mark"
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &registrytest.StatusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
-		if put && sw.status == http.StatusCreated {
+		if put && sw.Status == http.StatusCreated {
 			u.mu.Lock()
 			u.done[digest.Digest(r.URL.Query().Get("digest"))]++
 			u.mu.Unlock()
@@ -71,25 +71,6 @@ func (u *uploads) completed() map[digest.Digest]int {
 		out[d] = n
 	}
 	return out
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(p []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(p)
 }
 
 // A restore killed (SIGKILL: no chance to clean up) half-way completes on

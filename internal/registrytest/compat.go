@@ -101,9 +101,9 @@ func (c *compat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.mount(w, r, repo)
 	case kind == KindUpload && (r.Method == http.MethodPost || r.Method == http.MethodPut):
 		dgst := r.URL.Query().Get("digest")
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &StatusWriter{ResponseWriter: w}
 		c.next.ServeHTTP(sw, r)
-		if dgst != "" && sw.status == http.StatusCreated {
+		if dgst != "" && sw.Status == http.StatusCreated {
 			c.link(repo, dgst)
 		}
 	case kind == KindTags && r.Method == http.MethodGet:
@@ -291,7 +291,7 @@ func (c *compat) putManifest(w http.ResponseWriter, r *http.Request) {
 		c.next.ServeHTTP(w, r)
 		return
 	}
-	c.next.ServeHTTP(&statusWriter{ResponseWriter: w, before: func(code int) {
+	c.next.ServeHTTP(&StatusWriter{ResponseWriter: w, before: func(code int) {
 		if code == http.StatusCreated {
 			w.Header().Set("OCI-Subject", m.Subject.Digest.String())
 		}
@@ -330,17 +330,18 @@ func writeJSON(w http.ResponseWriter, contentType string, v any) {
 	_, _ = w.Write(b)
 }
 
-// statusWriter remembers the status and can run a function just before
-// the header is written.
-type statusWriter struct {
+// StatusWriter remembers the status a handler answered with (Status) and
+// can run a function just before the header is written; tests wrap a
+// registry's handler with it to see what a request got.
+type StatusWriter struct {
 	http.ResponseWriter
-	status int
+	Status int
 	before func(code int)
 }
 
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
+func (w *StatusWriter) WriteHeader(code int) {
+	if w.Status == 0 {
+		w.Status = code
 		if w.before != nil {
 			w.before(code)
 		}
@@ -348,11 +349,11 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w *statusWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
+func (w *StatusWriter) Write(p []byte) (int, error) {
+	if w.Status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
 	return w.ResponseWriter.Write(p)
 }
 
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *StatusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
