@@ -388,3 +388,21 @@ func TestBaselineVerifies(t *testing.T) {
 		t.Errorf("put of the right bytes: %v", err)
 	}
 }
+
+// seededD1 starts a distribution registry in work, closed when t ends,
+// and seeds the quick D1 into it, cut to its first repos repositories.
+func seededD1(ctx context.Context, t *testing.T, work string, repos int) (*Registry, *Workload) {
+	t.Helper()
+	reg, err := StartRegistry("", work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	spec, _ := NewSpec(WorkloadD1, "test", Options{Quick: true})
+	spec.Repos = spec.Repos[:repos]
+	w, err := Seed(ctx, reg.BackendHost(), spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg, w
+}

@@ -312,19 +312,9 @@ func TestCopiesCountOnlyCorrectCopies(t *testing.T) {
 		t.Skip("REGVAULT_DISTRIBUTION is not set")
 	}
 	work := t.TempDir()
-	src, err := StartRegistry("", work)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	spec, _ := NewSpec(WorkloadD1, "test", Options{Quick: true})
-	spec.Repos = spec.Repos[:1]
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	w, err := Seed(ctx, src.BackendHost(), spec, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, w := seededD1(ctx, t, work, 1)
 	px, err := StartProxy(src.BackendHost(), ProfileLoopback)
 	if err != nil {
 		t.Fatal(err)

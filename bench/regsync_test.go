@@ -92,19 +92,9 @@ func TestRegsyncBackupRestore(t *testing.T) {
 		t.Skipf("%s is not regsync %s", bin, RegsyncVersion)
 	}
 	work := t.TempDir()
-	reg, err := StartRegistry("", work)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
-	spec, _ := NewSpec(WorkloadD1, "test", Options{Quick: true})
-	spec.Repos = spec.Repos[:2]
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	w, err := Seed(ctx, reg.BackendHost(), spec, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg, w := seededD1(ctx, t, work, 2)
 	px, err := StartProxy(reg.BackendHost(), ProfileLoopback)
 	if err != nil {
 		t.Fatal(err)

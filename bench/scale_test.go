@@ -60,24 +60,14 @@ func TestRunScale(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/regvault").CombinedOutput(); err != nil {
 		t.Fatalf("building regvault: %v\n%s", err, out)
 	}
-	src, err := StartRegistry("", work)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	spec, _ := NewSpec(WorkloadD1, "test", Options{Quick: true})
-	spec.Repos = spec.Repos[:3]
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	w, err := Seed(ctx, src.BackendHost(), spec, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, w := seededD1(ctx, t, work, 3)
 	s, err := runScale(ctx, OpScale, bin, "", filepath.Join(work, "scale"), src.BackendHost(), w, ProfileLoopback, 1, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Tags != 3*len(spec.Repos[0].Images) || s.Unique <= 0 {
+	if s.Tags != 3*len(w.Spec.Repos[0].Images) || s.Unique <= 0 {
 		t.Errorf("plan: %d tags, %d unique bytes", s.Tags, s.Unique)
 	}
 	if len(s.Points) != len(ScaleShards) {

@@ -138,17 +138,7 @@ func TestRunSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := StartRegistry("", work)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	spec, _ := NewSpec(WorkloadD1, "test", Options{Quick: true})
-	spec.Repos = spec.Repos[:2]
-	w, err := Seed(ctx, src.BackendHost(), spec, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, w := seededD1(ctx, t, work, 2)
 	px, err := StartProxy(src.BackendHost(), ProfileLoopback)
 	if err != nil {
 		t.Fatal(err)
