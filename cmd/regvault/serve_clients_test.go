@@ -32,6 +32,23 @@ type sampleImages struct {
 	signature, timestamp                       ocispec.Descriptor
 }
 
+// servedRef is a reference a client is given and the manifest it names.
+type servedRef struct {
+	ref  string
+	want ocispec.Descriptor
+}
+
+// refs are the references every client resolves, as at spells a
+// repository and a ":tag" or "@digest": the OCI index, the Docker
+// manifest list and a Docker image by digest.
+func (p sampleImages) refs(at func(repo, ref string) string) []servedRef {
+	return []servedRef{
+		{at(registrytest.SampleBackend, ":v2"), p.index},
+		{at(registrytest.SampleBase, ":1.1"), p.dockerList},
+		{at(registrytest.SampleBase, "@"+p.dockerImage.Digest.String()), p.dockerImage},
+	}
+}
+
 func pickSampleImages(t *testing.T, sample registrytest.Sample) sampleImages {
 	t.Helper()
 	var p sampleImages
@@ -70,14 +87,7 @@ func TestServeOras(t *testing.T) {
 	p := pickSampleImages(t, sample)
 	at := func(repo, ref string) string { return srv.addr + "/" + repo + ref }
 
-	for _, c := range []struct {
-		ref  string
-		want ocispec.Descriptor
-	}{
-		{at(registrytest.SampleBackend, ":v2"), p.index},
-		{at(registrytest.SampleBase, ":1.1"), p.dockerList},
-		{at(registrytest.SampleBase, "@"+p.dockerImage.Digest.String()), p.dockerImage},
-	} {
+	for _, c := range p.refs(at) {
 		var got ocispec.Descriptor
 		if err := json.Unmarshal([]byte(runPeer(t, bin, "manifest", "fetch", "--plain-http", "--descriptor", c.ref)), &got); err != nil {
 			t.Fatal(err)
@@ -121,14 +131,7 @@ func TestServeRegctl(t *testing.T) {
 	srv := startServe(t, "--input", servedBackup(t, src, "sample.tar"))
 	p := pickSampleImages(t, sample)
 	host := "--host=reg=" + srv.addr + ",tls=disabled"
-	for _, c := range []struct {
-		ref  string
-		want ocispec.Descriptor
-	}{
-		{srv.addr + "/" + registrytest.SampleBackend + ":v2", p.index},
-		{srv.addr + "/" + registrytest.SampleBase + ":1.1", p.dockerList},
-		{srv.addr + "/" + registrytest.SampleBase + "@" + p.dockerImage.Digest.String(), p.dockerImage},
-	} {
+	for _, c := range p.refs(func(repo, ref string) string { return srv.addr + "/" + repo + ref }) {
 		if got := strings.TrimSpace(runPeer(t, bin, host, "image", "digest", c.ref)); got != c.want.Digest.String() {
 			t.Errorf("regctl image digest %s: %s, the source's is %s", c.ref, got, c.want.Digest)
 		}
@@ -245,14 +248,7 @@ func TestServeCrane(t *testing.T) {
 	srv := startServe(t, "--input", servedBackup(t, src, "sample.tar"))
 	p := pickSampleImages(t, sample)
 	at := func(repo, ref string) string { return srv.addr + "/" + repo + ref }
-	for _, c := range []struct {
-		ref  string
-		want ocispec.Descriptor
-	}{
-		{at(registrytest.SampleBackend, ":v2"), p.index},
-		{at(registrytest.SampleBase, ":1.1"), p.dockerList},
-		{at(registrytest.SampleBase, "@"+p.dockerImage.Digest.String()), p.dockerImage},
-	} {
+	for _, c := range p.refs(at) {
 		if got := strings.TrimSpace(runPeer(t, bin, "digest", "--insecure", c.ref)); got != c.want.Digest.String() {
 			t.Errorf("crane digest %s: %s, the source's is %s", c.ref, got, c.want.Digest)
 		}
@@ -306,14 +302,7 @@ func TestServeSkopeo(t *testing.T) {
 	srv := startServe(t, "--input", servedBackup(t, src, "sample.tar"))
 	p := pickSampleImages(t, sample)
 	at := func(repo, ref string) string { return "docker://" + srv.addr + "/" + repo + ref }
-	for _, c := range []struct {
-		ref  string
-		want ocispec.Descriptor
-	}{
-		{at(registrytest.SampleBackend, ":v2"), p.index},
-		{at(registrytest.SampleBase, ":1.1"), p.dockerList},
-		{at(registrytest.SampleBase, "@"+p.dockerImage.Digest.String()), p.dockerImage},
-	} {
+	for _, c := range p.refs(at) {
 		if got := digest.FromString(runPeer(t, bin, "inspect", "--raw", "--tls-verify=false", c.ref)); got != c.want.Digest {
 			t.Errorf("skopeo inspect --raw %s: body of digest %s, the source's is %s", c.ref, got, c.want.Digest)
 		}
