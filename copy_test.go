@@ -173,28 +173,12 @@ func TestCopyCredentialsPerEnd(t *testing.T) {
 	}
 }
 
-// corruptWriter flips the first byte of a body.
-type corruptWriter struct {
-	http.ResponseWriter
-	done bool
-}
-
-func (f *corruptWriter) Write(p []byte) (int, error) {
-	if !f.done && len(p) > 0 {
-		q := append([]byte(nil), p...)
-		q[0] ^= 0xff
-		f.done = true
-		return f.ResponseWriter.Write(q)
-	}
-	return f.ResponseWriter.Write(p)
-}
-
 // corrupt serves wrong bytes for every GET whose path ends in suffix.
 func corrupt(suffix *atomic.Pointer[string]) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if s := suffix.Load(); s != nil && r.Method == http.MethodGet && (strings.HasSuffix(r.URL.Path, *s) || strings.HasSuffix(*s, "/") && strings.Contains(r.URL.Path, *s)) {
-				next.ServeHTTP(&corruptWriter{ResponseWriter: w}, r)
+				next.ServeHTTP(&registrytest.FlipWriter{ResponseWriter: w}, r)
 				return
 			}
 			next.ServeHTTP(w, r)

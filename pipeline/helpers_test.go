@@ -12,6 +12,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/stretchr/testify/require"
+
+	"github.com/regvault/regvault/internal/registrytest"
 )
 
 func decompress(t *testing.T, from, to string) {
@@ -43,27 +45,12 @@ func corruptBlob(d *string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if *d != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+*d) {
-				next.ServeHTTP(&flipWriter{ResponseWriter: w}, r)
+				next.ServeHTTP(&registrytest.FlipWriter{ResponseWriter: w}, r)
 				return
 			}
 			next.ServeHTTP(w, r)
 		})
 	}
-}
-
-type flipWriter struct {
-	http.ResponseWriter
-	done bool
-}
-
-func (f *flipWriter) Write(p []byte) (int, error) {
-	if !f.done && len(p) > 0 {
-		q := append([]byte(nil), p...)
-		q[0] ^= 0xff
-		f.done = true
-		return f.ResponseWriter.Write(q)
-	}
-	return f.ResponseWriter.Write(p)
 }
 
 // dropOnce cuts the connection half-way through the first download of the
@@ -153,7 +140,7 @@ func corruptRanges(d *string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if *d != "" && r.Method == http.MethodGet && r.Header.Get("Range") != "" && strings.HasSuffix(r.URL.Path, "/blobs/"+*d) {
-				next.ServeHTTP(&flipWriter{ResponseWriter: w}, r)
+				next.ServeHTTP(&registrytest.FlipWriter{ResponseWriter: w}, r)
 				return
 			}
 			next.ServeHTTP(w, r)

@@ -260,3 +260,20 @@ func (c *halfCutWriter) Write(p []byte) (int, error) {
 	c.cut()
 	panic(http.ErrAbortHandler)
 }
+
+// FlipWriter flips the first byte of the body a handler writes through
+// it (same length, wrong digest): a registry that serves corrupt content.
+type FlipWriter struct {
+	http.ResponseWriter
+	done bool
+}
+
+func (w *FlipWriter) Write(p []byte) (int, error) {
+	if !w.done && len(p) > 0 {
+		q := append([]byte(nil), p...)
+		q[0] ^= 0xff
+		w.done = true
+		return w.ResponseWriter.Write(q)
+	}
+	return w.ResponseWriter.Write(p)
+}

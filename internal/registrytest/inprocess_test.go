@@ -314,7 +314,7 @@ func TestWithHandlerCorruptsBlob(t *testing.T) {
 	corrupt := func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method == http.MethodGet && classify(r.URL.Path) == KindBlob {
-				next.ServeHTTP(&flipWriter{ResponseWriter: w}, r)
+				next.ServeHTTP(&FlipWriter{ResponseWriter: w}, r)
 				return
 			}
 			next.ServeHTTP(w, r)
@@ -328,21 +328,6 @@ func TestWithHandlerCorruptsBlob(t *testing.T) {
 	_, err = content.FetchAll(ctx, repo, blob)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, content.ErrMismatchedDigest)
-}
-
-type flipWriter struct {
-	http.ResponseWriter
-	done bool
-}
-
-func (w *flipWriter) Write(p []byte) (int, error) {
-	if !w.done && len(p) > 0 {
-		q := append([]byte(nil), p...)
-		q[0] ^= 0xff
-		w.done = true
-		return w.ResponseWriter.Write(q)
-	}
-	return w.ResponseWriter.Write(p)
 }
 
 func TestBasicAuth(t *testing.T) {
