@@ -80,17 +80,26 @@ type Config struct {
 	Out         io.Writer
 }
 
-// Run runs the matrix: for each workload a seeded source registry, for
-// each profile a proxy in front of it, and each tool's backup and restore
-// Runs times (tools in a different order each run), then the report.
-func Run(ctx context.Context, cfg Config) error {
+// setDefaults gives a run at least one run of each tool and a limit per
+// tool run.
+func (cfg *Config) setDefaults() {
 	if cfg.Runs < 1 {
 		cfg.Runs = 1
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Minute
 	}
-	logf := func(format string, args ...any) { fmt.Fprintf(cfg.Out, format+"\n", args...) }
+}
+
+// logf prints a line of progress to cfg.Out.
+func (cfg *Config) logf(format string, args ...any) { fmt.Fprintf(cfg.Out, format+"\n", args...) }
+
+// Run runs the matrix: for each workload a seeded source registry, for
+// each profile a proxy in front of it, and each tool's backup and restore
+// Runs times (tools in a different order each run), then the report.
+func Run(ctx context.Context, cfg Config) error {
+	cfg.setDefaults()
+	logf := cfg.logf
 	work, err := os.MkdirTemp(cfg.WorkDir, "regvault-bench-")
 	if err != nil {
 		return err

@@ -140,13 +140,8 @@ type serveEnv struct {
 // prints its section, saves it in cfg.ResultsDir and puts it at the end of
 // cfg.DocPath (the rest of that file is left as it is).
 func RunServe(ctx context.Context, cfg Config) (*ServeResult, error) {
-	if cfg.Runs < 1 {
-		cfg.Runs = 1
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 30 * time.Minute
-	}
-	logf := func(format string, args ...any) { fmt.Fprintf(cfg.Out, format+"\n", args...) }
+	cfg.setDefaults()
+	logf := cfg.logf
 	work, err := os.MkdirTemp(cfg.WorkDir, "regvault-bench-serve-")
 	if err != nil {
 		return nil, err
