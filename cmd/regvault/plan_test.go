@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
 	"github.com/regvault/regvault/internal/registrytest"
 	"github.com/regvault/regvault/planfile"
 )
@@ -184,18 +186,24 @@ func TestPlanShardUsageErrors(t *testing.T) {
 	}
 }
 
-// A tag that moved since the plan was made is backed up as it is now,
-// with a warning naming both digests.
-func TestPlanMovedTag(t *testing.T) {
+// planOfSample makes a plan of the sample registry and picks a tag of
+// it to move: its repository, name and planned descriptor.
+func planOfSample(t *testing.T) (src *registrytest.Server, plan, repo, tag string, old ocispec.Descriptor) {
+	t.Helper()
 	src, sample := sampleRegistry(t)
-	p := makePlan(t, src)
-	repo := registrytest.SampleBase
-	var tag string
+	plan = makePlan(t, src)
+	repo = registrytest.SampleBase
 	for name := range sample.Tags[repo] {
 		tag = name
 		break
 	}
-	old := sample.Tags[repo][tag]
+	return src, plan, repo, tag, sample.Tags[repo][tag]
+}
+
+// A tag that moved since the plan was made is backed up as it is now,
+// with a warning naming both digests.
+func TestPlanMovedTag(t *testing.T) {
+	src, p, repo, tag, old := planOfSample(t)
 	moved, err := registrytest.PushImage(context.Background(), registrytest.Repo(t, src, repo), tag, registrytest.Bytes("moved", 128))
 	if err != nil {
 		t.Fatal(err)
@@ -221,15 +229,7 @@ func TestPlanMovedTag(t *testing.T) {
 // that moved since the plan was made (movedSincePlan), as the warning on
 // standard error does; a run where nothing moved has no such field.
 func TestPlanMovedTagJSON(t *testing.T) {
-	src, sample := sampleRegistry(t)
-	p := makePlan(t, src)
-	repo := registrytest.SampleBase
-	var tag string
-	for name := range sample.Tags[repo] {
-		tag = name
-		break
-	}
-	old := sample.Tags[repo][tag]
+	src, p, repo, tag, old := planOfSample(t)
 	type move struct{ Reference, Tag, Planned, Now string }
 	moves := func(t *testing.T, r result) []move {
 		t.Helper()
