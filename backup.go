@@ -113,6 +113,7 @@ func Backup(ctx context.Context, o BackupOptions) (*Report, error) {
 		Selections:  pipeline.BackupSelections(p.Repos, p.IncludeReferrers),
 		Concurrency: p.Concurrency,
 		Adapt:       adapt,
+		RoundTrip:   client.LeastRoundTrip,
 		FailFast:    p.FailFast,
 		Source:      source.NewRegistry(client),
 		Observe:     o.Observe,

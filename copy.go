@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -184,6 +185,7 @@ func Copy(ctx context.Context, o CopyOptions) (*Report, error) {
 		Selections:  sels,
 		Concurrency: p.Concurrency,
 		Adapt:       adapt,
+		RoundTrip:   copyRoundTrip(client, clients),
 		FailFast:    p.FailFast,
 		Source:      src,
 		Observe:     o.Observe,
@@ -412,4 +414,16 @@ func (s *resolvedSource) Resolve(ctx context.Context, repo, tag string) (ocispec
 		return t.desc, t.body, nil
 	}
 	return s.Registry.Resolve(ctx, repo, tag)
+}
+
+// copyRoundTrip is a copy's link round trip for the adapter: a blob's
+// first byte waits for the target's answer to the upload's start and
+// then for the source's, so the two least round trips add up (known once
+// both are).
+func copyRoundTrip(from *registry.Client, to *registry.Clients) func() (time.Duration, bool) {
+	return func() (time.Duration, bool) {
+		a, ok := from.LeastRoundTrip()
+		b, ok2 := to.LeastRoundTrip()
+		return a + b, ok && ok2
+	}
 }

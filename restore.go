@@ -175,6 +175,7 @@ func Restore(ctx context.Context, o RestoreOptions) (*Report, error) {
 		Selections:  pipeline.RestoreSelections(p),
 		Concurrency: p.Concurrency,
 		Adapt:       adapt,
+		RoundTrip:   clients.LeastRoundTrip,
 		FailFast:    p.FailFast,
 		WholeSource: true, // a damaged backup fails the run
 		Source:      layout,

@@ -16,9 +16,11 @@ import (
 // raised, up to AdaptMax:
 //
 //   - from the latency of the first transfers (the time from a transfer's
-//     start to its first byte, the least of the first few): a stream over
-//     a long round trip moves little by itself, so more go at once from
-//     the start (latencyLevel). A long latency can also be a busy server
+//     start to its first byte, the least of the first few, or the least
+//     time the registry took to answer a small request when that is
+//     shorter: see linkLatency): a stream over a long round trip moves
+//     little by itself, so more go at once from the start
+//     (latencyLevel). A long latency can also be a busy server
 //     rather than a long path: if the transfers started at the raised
 //     level wait much longer for their first byte (the median of the next
 //     few over twice the first least, plus 10 ms), the server queues them,
@@ -337,7 +339,7 @@ func (r *run) adapt(ctx context.Context, a *adapter) {
 			return
 		case <-full:
 			full = nil
-			if rtt, ok := r.firstBytes.least(); ok {
+			if rtt, ok := r.linkLatency(); ok {
 				set(a.onLatency(rtt))
 				if a.raised() {
 					r.firstBytes.watch()
@@ -356,7 +358,7 @@ func (r *run) adapt(ctx context.Context, a *adapter) {
 			bound := r.slots.window()
 			if !a.latency {
 				// Fewer transfers than samples so far: what there is.
-				if rtt, ok := r.firstBytes.least(); ok {
+				if rtt, ok := r.linkLatency(); ok {
 					full = nil
 					set(a.onLatency(rtt))
 					if a.raised() {
@@ -373,6 +375,24 @@ func (r *run) adapt(ctx context.Context, a *adapter) {
 			set(a.onWindow(rate, bound))
 		}
 	}
+}
+
+// linkLatency is the round trip the level is raised for: the least
+// first-byte latency of the first transfers, or the registry's least
+// answer to a small request (Job.RoundTrip) when that is shorter. A first
+// byte also waits behind whatever else the server is busy with (on
+// loopback, the walk's requests and the other transfers on the same
+// cores), and a level raised for a busy server rather than a long path
+// only adds to what it queues; the small requests' least shows the path.
+func (r *run) linkLatency() (time.Duration, bool) {
+	d, ok := r.firstBytes.least()
+	if !ok || r.job.RoundTrip == nil {
+		return d, ok
+	}
+	if rt, known := r.job.RoundTrip(); known && rt < d {
+		return rt, true
+	}
+	return d, true
 }
 
 func (l *limiter) limitNow() int {

@@ -93,8 +93,14 @@ type Job struct {
 	// Adapt makes Concurrency where the number of blob transfers starts,
 	// raised while the link gives more with more (adapt.go); false keeps
 	// it fixed.
-	Adapt    bool
-	FailFast bool
+	Adapt bool
+	// RoundTrip, if not nil, is the least time the registry at the far
+	// end of the blob transfers (a backup's source, a restore's target)
+	// has taken to answer a small request so far, false before any: with
+	// Adapt, the link's round trip is the least of it and of the first
+	// transfers' first-byte latencies.
+	RoundTrip func() (time.Duration, bool)
+	FailFast  bool
 	// WholeSource says the source is read as one whole (a backup being
 	// restored): an error resolving or walking it fails the run, not one
 	// target repository, and targets that all fail during the transfer

@@ -93,6 +93,7 @@ type Client struct {
 	// probing is held by the one listing that finds it out while the
 	// others wait for its answer (a slot of one, to wait with a context).
 	probing chan struct{}
+	rtts    *roundTrips
 }
 
 // Referrers capability of a host (Client.referrers).
@@ -112,7 +113,8 @@ func New(host string, o Options) (*Client, error) {
 		return nil, err
 	}
 	// The debug lines are written below the retries: each attempt shows.
-	var rt http.RoundTripper = &errorBodyTransport{base: &timeoutTransport{base: tr, idle: o.readTimeout()}}
+	rtts := &roundTrips{base: tr}
+	var rt http.RoundTripper = &errorBodyTransport{base: &timeoutTransport{base: rtts, idle: o.readTimeout()}}
 	rt = &metadataTransport{base: rt}
 	if o.Debug != nil {
 		rt = &debugTransport{base: rt, w: o.Debug}
@@ -133,7 +135,7 @@ func New(host string, o Options) (*Client, error) {
 		ua = "regvault"
 	}
 	ac.SetUserAgent(ua)
-	c := &Client{host: host, opts: o, auth: ac, repos: map[string]*remote.Repository{}, probing: make(chan struct{}, 1)}
+	c := &Client{host: host, opts: o, auth: ac, repos: map[string]*remote.Repository{}, probing: make(chan struct{}, 1), rtts: rtts}
 	switch o.DistributionSpec {
 	case SpecReferrersAPI:
 		c.referrers.Store(referrersAPI)
@@ -142,6 +144,12 @@ func New(host string, o Options) (*Client, error) {
 	}
 	return c, nil
 }
+
+// LeastRoundTrip is the shortest time a request without a body (a tag
+// list, a manifest, a HEAD) has waited for its answer from this registry,
+// false before any answer: the round trip of the path to it, as closely as
+// the client has seen it.
+func (c *Client) LeastRoundTrip() (time.Duration, bool) { return c.rtts.get() }
 
 // Host is the registry host this client talks to.
 func (c *Client) Host() string { return c.host }
@@ -482,6 +490,22 @@ func (cs *Clients) Get(host string) (*Client, error) {
 	}
 	cs.m[host] = c
 	return c, nil
+}
+
+// LeastRoundTrip is the longest of the clients' least round trips
+// (Client.LeastRoundTrip), false before any answer: the path to the
+// farthest of the registries written to.
+func (cs *Clients) LeastRoundTrip() (time.Duration, bool) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	var most time.Duration
+	seen := false
+	for _, c := range cs.m {
+		if d, ok := c.LeastRoundTrip(); ok {
+			most, seen = max(most, d), true
+		}
+	}
+	return most, seen
 }
 
 // Debugf writes one line to Options.Debug (--debug), if set: a note of

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"oras.land/oras-go/v2/errdef"
@@ -343,3 +344,38 @@ func (e *bodyError) Timeout() bool {
 
 // Temporary is part of net.Error.
 func (e *bodyError) Temporary() bool { return true }
+
+// roundTrips keeps the shortest wait for an answer seen by the requests of
+// one client that carry no body (an upload's answer comes after its body):
+// the round trip of the path to the registry, or close above it. A blob's
+// first byte can wait much longer behind a server busy with other
+// transfers, which says nothing about the path; the least of many small
+// requests (tag lists, manifests, existence checks) does.
+type roundTrips struct {
+	base  http.RoundTripper
+	least atomic.Int64 // nanoseconds; 0: none yet
+}
+
+func (t *roundTrips) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil && req.Body != http.NoBody {
+		return t.base.RoundTrip(req)
+	}
+	start := time.Now()
+	resp, err := t.base.RoundTrip(req)
+	if err == nil {
+		d := max(int64(time.Since(start)), 1)
+		for {
+			old := t.least.Load()
+			if (old != 0 && old <= d) || t.least.CompareAndSwap(old, d) {
+				break
+			}
+		}
+	}
+	return resp, err
+}
+
+// get is the least round trip seen, false before any.
+func (t *roundTrips) get() (time.Duration, bool) {
+	d := t.least.Load()
+	return time.Duration(d), d != 0
+}
