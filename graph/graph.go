@@ -250,6 +250,18 @@ func (g *Graph) AddNodeFrom(repo, from string, desc ocispec.Descriptor, kind Kin
 	return n, !ok
 }
 
+// SourcesOf is the node of d's Sources as they are now, a copy (nil
+// for no such node): safe while a walk still adds to them.
+func (g *Graph) SourcesOf(d digest.Digest) []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := g.nodes[d]
+	if n == nil {
+		return nil
+	}
+	return slices.Clone(n.Sources())
+}
+
 // SetManifest records a manifest's bytes and children.
 func (g *Graph) SetManifest(d digest.Digest, content []byte, children []digest.Digest) {
 	g.mu.Lock()

@@ -165,6 +165,17 @@ func (l *limiter) acquire(ctx context.Context) error {
 	return nil
 }
 
+// tryAcquire takes a slot if one is free now, without waiting.
+func (l *limiter) tryAcquire() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.inFlight >= l.limit {
+		return false
+	}
+	l.inFlight++
+	return true
+}
+
 func (l *limiter) release() {
 	l.mu.Lock()
 	l.inFlight--

@@ -155,6 +155,16 @@ func Run(ctx context.Context, job Job) (*Result, *graph.Graph, error) {
 	r.walkers[1] = &source.Walker{Src: job.Source, Graph: r.graph, IncludeReferrers: true, Requests: requests}
 	r.walkers[0] = &source.Walker{Src: job.Source, Graph: r.graph, Requests: requests}
 	r.walker = r.walkers[1]
+	if r.early = newEarlyCopies(ctx, r, conc); r.early != nil {
+		// The early copies take the run's transfer slots: they start
+		// before the walk.
+		stop := r.startSlots(ctx, conc)
+		defer stop()
+		defer r.early.stop()
+		for _, w := range r.walkers {
+			w.OnBlob = func(_ string, desc ocispec.Descriptor) { r.early.onBlob(desc) }
+		}
+	}
 	if a, ok := job.Sink.(sink.Asker); ok {
 		// The target is asked what Prepare needs to know while the source
 		// is walked, not after: over a far link those round trips were
@@ -169,7 +179,13 @@ func Run(ctx context.Context, job Job) (*Result, *graph.Graph, error) {
 		}
 		a.AskRepos(ctx, repos)
 		for _, w := range r.walkers {
-			w.OnBlob = func(repo string, desc ocispec.Descriptor) { a.AskBlob(ctx, repo, desc) }
+			early := w.OnBlob
+			w.OnBlob = func(repo string, desc ocispec.Descriptor) {
+				if early != nil {
+					early(repo, desc)
+				}
+				a.AskBlob(ctx, repo, desc)
+			}
 		}
 	}
 
@@ -317,6 +333,9 @@ type run struct {
 	// they adapt, the first transfers' latencies.
 	slots      *limiter
 	firstBytes *latencies
+	// early: large blobs started while the walk goes on (early.go); nil
+	// when the source and sink do not allow it.
+	early *earlyCopies
 }
 
 func (r *run) walkerFor(referrers bool) *source.Walker {
@@ -560,6 +579,11 @@ func (r *run) transfer(ctx context.Context, res *Result, conc int) error {
 	if err != nil {
 		return err
 	}
+	if ord == sink.AnyOrder {
+		r.early.keep(need)
+	} else {
+		r.early.keep(nil)
+	}
 	if s, ok := r.job.Source.(Streaming); ok && s.Streaming() {
 		r.streaming = true
 		r.spoolDir, err = os.MkdirTemp(r.job.SpoolDir, "regvault-tee-")
@@ -577,8 +601,10 @@ func (r *run) transfer(ctx context.Context, res *Result, conc int) error {
 	r.progress.Total.Store(total)
 	r.observe(Event{Kind: TransferStarted, Count: len(need), Bytes: total})
 
-	stop := r.startSlots(ctx, conc)
-	defer stop()
+	if r.slots == nil {
+		stop := r.startSlots(ctx, conc)
+		defer stop()
+	}
 	track := newRepoTracker(res, need, r.observe)
 	done := func(n *graph.Node) {
 		r.observe(Event{Kind: NodeDone, Desc: n.Desc, Bytes: n.Desc.Size})
@@ -632,6 +658,33 @@ func (r *run) transferAny(ctx context.Context, need []*graph.Node, conc int, don
 		return nil
 	}
 	one := func(n *graph.Node) error { return oneWith(n, r.copyNode) }
+	whole := func(ctx context.Context, n *graph.Node) error {
+		if r.parts(n, conc, share) > 1 {
+			return r.copyLarge(ctx, n, conc, share)
+		}
+		return r.copyNode(ctx, n)
+	}
+	// The blobs started during the walk first: each holds a slot of its
+	// own already, and is adopted into the sink where Prepare placed it.
+	var rest []*graph.Node
+	for _, n := range need {
+		c := r.early.take(n)
+		if c == nil {
+			rest = append(rest, n)
+			continue
+		}
+		eg.Go(func() error {
+			return oneWith(n, func(ctx context.Context, n *graph.Node) error {
+				err := c.adopt(ctx, r.job.Sink.(sink.PartWriter))
+				if errors.Is(err, errRetrySources) {
+					r.progress.Done.Add(-c.counted)
+					return whole(ctx, n)
+				}
+				return err
+			})
+		})
+	}
+	need = rest
 	// Small nodes (configs, small layers) cost a round trip each, not
 	// bandwidth: they go at once on the pool of small requests, beside
 	// the large ones, rather than conc at a time after the last large one
@@ -655,13 +708,7 @@ func (r *run) transferAny(ctx context.Context, need []*graph.Node, conc int, don
 		if n.Desc.Size < smallNode && n.Content == nil {
 			continue
 		}
-		if r.parts(n, conc, share) > 1 {
-			g.Go(func() error {
-				return oneWith(n, func(ctx context.Context, n *graph.Node) error { return r.copyLarge(ctx, n, conc, share) })
-			})
-			continue
-		}
-		g.Go(func() error { return one(n) })
+		g.Go(func() error { return oneWith(n, whole) })
 	}
 	<-launched
 	// The small ones first: g.Wait cancels gctx, which they use.

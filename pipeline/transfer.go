@@ -228,8 +228,13 @@ func (r *run) open(ctx context.Context, n *graph.Node) (io.ReadCloser, error) {
 // fetch opens a blob's bytes from the first source repository that
 // answers, counted in the progress, not verified.
 func (r *run) fetch(ctx context.Context, n *graph.Node) (io.ReadCloser, error) {
+	return r.fetchFrom(ctx, n, n.Sources())
+}
+
+// fetchFrom is fetch trying the source repositories repos.
+func (r *run) fetchFrom(ctx context.Context, n *graph.Node, repos []string) (io.ReadCloser, error) {
 	var errs []error
-	for _, repo := range n.Sources() {
+	for _, repo := range repos {
 		release, err := r.walker.Acquire(ctx)
 		if err != nil {
 			return nil, err
@@ -494,18 +499,30 @@ const rangeBuffers = 64 << 20
 // size (rangeBuffers): the file is never read back. A source that
 // answers a range with the whole blob gets the blob as one stream.
 func (r *run) copyLarge(ctx context.Context, n *graph.Node, conc int, share int64) error {
-	lc := &largeCopy{r: r, pw: r.job.Sink.(sink.PartWriter), n: n, conc: conc, share: share, src: &sourceFaults{}}
+	_, err := r.copyParts(ctx, &largeCopy{r: r, pw: r.job.Sink.(sink.PartWriter), n: n, conc: conc, share: share})
+	return err
+}
+
+// copyParts is copyLarge into the part writer (and with the sources and
+// share) that base gives. It returns the bytes it added to the run's
+// progress.
+func (r *run) copyParts(ctx context.Context, base *largeCopy) (int64, error) {
+	n := base.n
+	fresh := func() *largeCopy {
+		return &largeCopy{r: r, pw: base.pw, n: n, conc: base.conc, share: base.share, shareOf: base.shareOf, repos: base.repos, src: &sourceFaults{}}
+	}
+	lc := fresh()
 	err := lc.copy(ctx)
 	if errors.Is(err, source.ErrRangeUnsupported) && ctx.Err() == nil {
 		// A range after the first was answered whole: start over as
 		// one stream, which never splits now.
 		r.noRanges.Store(true)
 		r.progress.Done.Add(-lc.counted.Load())
-		lc = &largeCopy{r: r, pw: lc.pw, n: n, conc: conc, share: share, src: &sourceFaults{}}
+		lc = fresh()
 		err = lc.copy(ctx)
 	}
 	if err != nil {
-		return lc.src.wrap(ctx, n, err)
+		return lc.counted.Load(), lc.src.wrap(ctx, n, err)
 	}
 	got := digest.NewDigestFromBytes(n.Desc.Digest.Algorithm(), lc.h.Sum(nil))
 	if err := lc.pw.FinishParts(ctx, n, got); err != nil {
@@ -514,17 +531,23 @@ func (r *run) copyLarge(ctx context.Context, n *graph.Node, conc int, share int6
 			// not the blob: the source's fault.
 			lc.src.note()
 		}
-		return lc.src.wrap(ctx, n, err)
+		return lc.counted.Load(), lc.src.wrap(ctx, n, err)
 	}
-	return nil
+	return lc.counted.Load(), nil
 }
 
 type largeCopy struct {
-	r           *run
-	pw          sink.PartWriter
-	n           *graph.Node
-	conc        int
-	share       int64
+	r     *run
+	pw    sink.PartWriter
+	n     *graph.Node
+	conc  int
+	share int64
+	// shareOf, if set, gives share when the stream splits (a copy that
+	// starts while the walk still finds the run's bytes: earlyCopies).
+	shareOf func() int64
+	// repos, if set, are the source repositories to read n from (else
+	// n.Sources()): a copy started during the walk reads a snapshot.
+	repos       []string
 	src         *sourceFaults
 	h           hash.Hash    // n's bytes so far, in order
 	ahead       *aheadHash   // the stream's bytes on their way into h
@@ -550,7 +573,7 @@ type chunk struct {
 func (lc *largeCopy) copy(ctx context.Context) error {
 	n, size := lc.n, lc.n.Desc.Size
 	lc.h = n.Desc.Digest.Algorithm().Hash()
-	rc, err := lc.src.track(lc.r.fetch(ctx, n))
+	rc, err := lc.src.track(lc.r.fetchFrom(ctx, n, lc.sources()))
 	if err != nil {
 		return err
 	}
@@ -647,7 +670,11 @@ func (w *waitReader) Read(p []byte) (int, error) {
 // range with anything but that range.
 func (lc *largeCopy) split(ctx context.Context, pos int64, stream io.Reader, closeStream func() error) (bool, error) {
 	size := lc.n.Desc.Size
-	w := pieces(size-pos, lc.conc, lc.share)
+	share := lc.share
+	if lc.shareOf != nil {
+		share = lc.shareOf()
+	}
+	w := pieces(size-pos, lc.conc, share)
 	if w < 2 && size-pos >= minPart {
 		// Less than a fair share is left, but splitNow found it takes
 		// over splitGain at this stream's rate: two streams halve that
@@ -709,7 +736,15 @@ func (lc *largeCopy) split(ctx context.Context, pos int64, stream io.Reader, clo
 }
 
 func (lc *largeCopy) rangeReader(ctx context.Context, c *chunk) *rangeReader {
-	return &rangeReader{ctx: ctx, rf: lc.r.job.Source.(source.RangeFetcher), repos: lc.n.Sources(), desc: lc.n.Desc, off: c.off, end: c.end, r: lc.r}
+	return &rangeReader{ctx: ctx, rf: lc.r.job.Source.(source.RangeFetcher), repos: lc.sources(), desc: lc.n.Desc, off: c.off, end: c.end, r: lc.r}
+}
+
+// sources are the source repositories n is read from.
+func (lc *largeCopy) sources() []string {
+	if lc.repos != nil {
+		return lc.repos
+	}
+	return lc.n.Sources()
 }
 
 // fetchChunks fetches chunks until none is left; first, if not nil, is

@@ -1,0 +1,287 @@
+package pipeline_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/regvault/regvault/internal/archivetest"
+	"github.com/regvault/regvault/internal/registrytest"
+	"github.com/regvault/regvault/pipeline"
+	"github.com/regvault/regvault/plan"
+	"github.com/regvault/regvault/registry"
+	"github.com/regvault/regvault/sink"
+	"github.com/regvault/regvault/source"
+)
+
+// backupSpooling is backup with a context and the run's spool directory
+// given, so that a test can look into it afterwards.
+func backupSpooling(ctx context.Context, t *testing.T, srv *registrytest.Server, output, spool string, repos []string, referrers bool) (*pipeline.Result, error) {
+	t.Helper()
+	var full []string
+	for _, a := range repos {
+		full = append(full, srv.Host()+"/"+a)
+	}
+	p, err := plan.NewBackup(full, plan.BackupOptions{Output: output, IncludeReferrers: referrers, Concurrency: 8})
+	require.NoError(t, err)
+	c, err := registry.New(p.Registry, registry.Options{PlainHTTP: true})
+	require.NoError(t, err)
+	l, err := sink.NewLayout(output, sink.LayoutOptions{FullReference: p.FullReference})
+	require.NoError(t, err)
+	res, _, err := pipeline.Run(ctx, pipeline.Job{
+		Registry: p.Registry, Selections: pipeline.BackupSelections(p.Repos, p.IncludeReferrers),
+		Concurrency: p.Concurrency, Source: source.NewRegistry(c), Sink: l, SpoolDir: spool,
+	})
+	return res, err
+}
+
+// requireEmptyDir fails t unless dir holds nothing.
+func requireEmptyDir(t *testing.T, dir, what string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	require.Empty(t, names, what)
+}
+
+// blobBytes adds up the sizes of a tar's blobs/ members, and says
+// whether it holds the blob of digest d.
+func blobBytes(t *testing.T, path, d string) (int64, bool) {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	tr := tar.NewReader(f)
+	var total int64
+	has := false
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return total, has
+		}
+		require.NoError(t, err)
+		if strings.HasPrefix(h.Name, "blobs/") {
+			total += h.Size
+			if strings.HasSuffix(h.Name, "/"+strings.TrimPrefix(d, "sha256:")) {
+				has = true
+			}
+		}
+	}
+}
+
+// A backup into a plain tar starts fetching a large blob as soon as the
+// walk finds it, not after the last referrer is looked up: over a long
+// round trip the walk is several round trips in which nothing moved. The
+// archive is byte for byte the one a stream writes (which fetches after
+// the walk), and each blob is still fetched once.
+func TestBackupFetchesLargeBlobsWhileWalking(t *testing.T) {
+	var big atomic.Value
+	big.Store("")
+	blobSeen := make(chan struct{})
+	var seenOnce sync.Once
+	var held, beside atomic.Bool
+	hold := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			d := big.Load().(string)
+			if d != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+d) {
+				seenOnce.Do(func() { close(blobSeen) })
+			}
+			// the referrers lookups: the walk's last requests
+			if d != "" && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/referrers/") && held.CompareAndSwap(false, true) {
+				select {
+				case <-blobSeen:
+					beside.Store(true)
+				case <-time.After(10 * time.Second): // a hang guard, not a timing
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	srv := registrytest.NewInProcess(t, registrytest.WithHandler(hold))
+	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{BaseLayerSize: 2 << 20})
+	big.Store(sample.BaseLayer.Digest.String())
+	srv.ResetStats()
+	dir := t.TempDir()
+	spool := t.TempDir()
+	out := filepath.Join(dir, "b.tar")
+	res, err := backupSpooling(context.Background(), t, srv, out, spool, sample.Repositories, true)
+	require.NoError(t, err)
+	require.Empty(t, res.Failed())
+	require.True(t, held.Load(), "the registry was never asked for referrers")
+	require.True(t, beside.Load(), "no large blob was asked for while the referrers were looked up: the blobs waited for the whole walk")
+	requireEmptyDir(t, spool, "the spool directory is left empty")
+
+	st := srv.Stats()
+	members := len(tarMembers(t, out)) - 2 // oci-layout, index.json
+	// The referrers' tag-schema indexes are made by the sink, not fetched.
+	schemaBlobs, _ := archivetest.TagSchemaBlobs(t, archivetest.ReadTar(t, out))
+	require.Equal(t, int64(members-schemaBlobs), st.Count(http.MethodGet, registrytest.KindManifest)+st.Count(http.MethodGet, registrytest.KindBlob),
+		"one GET per unique manifest or blob")
+	moved, has := blobBytes(t, out, sample.BaseLayer.Digest.String())
+	require.True(t, has)
+	require.Equal(t, moved, res.Moved, "the bytes moved are the archive's blobs")
+
+	// The same content through a stream, which fetches nothing early:
+	// the same bytes.
+	gz := filepath.Join(dir, "b.tar.gz")
+	_, err = backupSpooling(context.Background(), t, srv, gz, t.TempDir(), sample.Repositories, true)
+	require.NoError(t, err)
+	plain := filepath.Join(t.TempDir(), "plain.tar")
+	decompress(t, gz, plain)
+	a, err := os.ReadFile(out)
+	require.NoError(t, err)
+	b, err := os.ReadFile(plain)
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(a, b), "the plain tar differs from the stream's tar")
+}
+
+// bigRepos pushes two repositories: keep/app (a small image) and gone/app
+// (an image with a 2 MiB layer of its own, tagged v1, and a second tag
+// v2), and returns the large layer's digest.
+func bigRepos(t *testing.T, srv *registrytest.Server) string {
+	t.Helper()
+	ctx := context.Background()
+	_, err := registrytest.PushImage(ctx, registrytest.Repo(t, srv, "keep/app"), "v1", []byte("a small layer"))
+	require.NoError(t, err)
+	layer := registrytest.Bytes("gone's large layer", 2<<20)
+	gone := registrytest.Repo(t, srv, "gone/app")
+	_, err = registrytest.PushImage(ctx, gone, "v1", layer)
+	require.NoError(t, err)
+	_, err = registrytest.PushImage(ctx, gone, "v2", []byte("v2's layer"))
+	require.NoError(t, err)
+	return registrytest.Descriptor("", layer).Digest.String()
+}
+
+// A repository that fails while it is walked is left out as before, even
+// when a large blob only it needs was already on its way: that copy is
+// ended, its bytes are not counted as moved, and nothing of it stays in
+// the spool directory or the archive.
+func TestBackupEarlyBlobOfFailedRepositoryIsDiscarded(t *testing.T) {
+	var big atomic.Value
+	big.Store("")
+	blobSeen := make(chan struct{})
+	var seenOnce sync.Once
+	var failed atomic.Bool
+	h := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			d := big.Load().(string)
+			if d == "" {
+				next.ServeHTTP(w, r)
+				return
+			}
+			if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+d) {
+				seenOnce.Do(func() { close(blobSeen) })
+				// slow: still on its way when the repository fails
+				next.ServeHTTP(&slowWriter{ResponseWriter: w, rate: 256 << 10}, r)
+				return
+			}
+			if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/gone/app/manifests/v2") {
+				select {
+				case <-blobSeen:
+					failed.Store(true)
+				case <-time.After(10 * time.Second): // a hang guard, not a timing
+				}
+				http.Error(w, `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}`, http.StatusNotFound)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	srv := registrytest.NewInProcess(t, registrytest.WithHandler(h))
+	d := bigRepos(t, srv)
+	big.Store(d)
+	dir := t.TempDir()
+	spool := t.TempDir()
+	out := filepath.Join(dir, "b.tar")
+	res, err := backupSpooling(context.Background(), t, srv, out, spool, []string{"gone/app", "keep/app"}, false)
+	require.NoError(t, err)
+	require.True(t, failed.Load(), "the large layer was not asked for before the repository failed")
+	var names []string
+	for _, f := range res.Failed() {
+		names = append(names, f.Repo)
+	}
+	require.Equal(t, []string{"gone/app"}, names)
+	requireEmptyDir(t, spool, "the spool directory is left empty")
+	moved, has := blobBytes(t, out, d)
+	require.False(t, has, "the failed repository's layer is in the archive")
+	require.Equal(t, moved, res.Moved, "the bytes moved are the archive's blobs: the discarded copy's are not counted")
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "only the archive next to it")
+}
+
+// A run cancelled while a large blob fetched early is on its way ends
+// every copy, and leaves no spool file, no archive and no temporary file.
+func TestBackupCancelledWhileFetchingEarlyLeavesNothing(t *testing.T) {
+	var big atomic.Value
+	big.Store("")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			d := big.Load().(string)
+			if d != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+d) {
+				cancel() // the user's ^C, with the blob on its way
+				next.ServeHTTP(&slowWriter{ResponseWriter: w, rate: 256 << 10}, r)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	srv := registrytest.NewInProcess(t, registrytest.WithHandler(h))
+	d := bigRepos(t, srv)
+	big.Store(d)
+	dir := t.TempDir()
+	spool := t.TempDir()
+	done := make(chan error, 1)
+	go func() {
+		_, err := backupSpooling(ctx, t, srv, filepath.Join(dir, "b.tar"), spool, []string{"gone/app", "keep/app"}, true)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.Error(t, err)
+		require.True(t, errors.Is(err, context.Canceled), "%v", err)
+	case <-time.After(30 * time.Second): // a hang guard, not a timing
+		t.Fatal("the cancelled backup did not end")
+	}
+	requireEmptyDir(t, spool, "the spool directory is left empty")
+	requireEmptyDir(t, dir, "no archive and no temporary file")
+}
+
+// A large blob fetched early whose bytes do not match its digest fails
+// the backup as it always has (the source's fault, named by its digest),
+// and leaves nothing behind.
+func TestBackupEarlyCorruptBlobFails(t *testing.T) {
+	var corrupt string
+	srv := registrytest.NewInProcess(t, registrytest.WithHandler(corruptBlob(&corrupt)))
+	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{BaseLayerSize: 2 << 20})
+	corrupt = sample.BaseLayer.Digest.String()
+	dir := t.TempDir()
+	spool := t.TempDir()
+	res, err := backupSpooling(context.Background(), t, srv, filepath.Join(dir, "b.tar"), spool, sample.Repositories, false)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), sample.BaseLayer.Digest.String())
+	for _, rr := range res.Repos {
+		var te *pipeline.TransferError
+		require.True(t, errors.As(rr.Err, &te), "%s: %v", rr.Repo, rr.Err)
+		require.True(t, te.Source, "%s: the failure is not the source's", rr.Repo)
+	}
+	requireEmptyDir(t, spool, "the spool directory is left empty")
+	requireEmptyDir(t, dir, "no output and no temporary file remain")
+}
