@@ -213,8 +213,10 @@ func (t *tarLayout) writePart(ctx context.Context, n *graph.Node, off, length in
 	if off < 0 || length < 0 || off+length > s.size {
 		return fmt.Errorf("layout %s: write %s: part %d+%d outside its %d bytes", t.output, n.Desc.Digest, off, length, s.size)
 	}
-	if err := copyExact(io.NewOffsetWriter(f, s.off+off), ctxReader{ctx: ctx, r: r}, length); err != nil {
-		return fmt.Errorf("layout %s: write %s (bytes %d-%d): %w", t.output, n.Desc.Digest, off, off+length-1, err)
+	if !copyFromFile(f, s.off+off, r, length) {
+		if err := copyExact(io.NewOffsetWriter(f, s.off+off), ctxReader{ctx: ctx, r: r}, length); err != nil {
+			return fmt.Errorf("layout %s: write %s (bytes %d-%d): %w", t.output, n.Desc.Digest, off, off+length-1, err)
+		}
 	}
 	startWriteback(f, s.off+off, length)
 	t.mu.Lock()
@@ -385,4 +387,24 @@ func (t *tarLayout) abort() error {
 		return fmt.Errorf("layout %s: removing %s: %w", t.output, t.tmp, err)
 	}
 	return nil
+}
+
+// copyFromFile copies a part that is a section of a file (a blob's bytes
+// spooled before the tar was laid out) in the kernel, and reports whether
+// it did; when it did not, r is as it was.
+func copyFromFile(f *os.File, off int64, r io.Reader, length int64) bool {
+	sr, ok := r.(*io.SectionReader)
+	if !ok {
+		return false
+	}
+	at, base, n := sr.Outer()
+	src, ok := at.(*os.File)
+	if !ok || n != length {
+		return false
+	}
+	if pos, err := sr.Seek(0, io.SeekCurrent); err != nil || pos != 0 {
+		return false
+	}
+	k, err := copyRange(f, off, src, base, length)
+	return err == nil && k == length
 }

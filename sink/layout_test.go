@@ -703,3 +703,44 @@ func TestLayoutTarParts(t *testing.T) {
 		require.Equal(t, digest.FromBytes(a), digest.FromBytes(b), "the tar written in parts is the tar written whole")
 	}
 }
+
+// A part that is a section of a file (a blob's first bytes spooled
+// before the tar was laid out) is copied from it as it is, not from the
+// start of the file: the tar is the one written whole.
+func TestLayoutTarPartFromFile(t *testing.T) {
+	f := singleRepo(t)
+	dir := t.TempDir()
+	whole := filepath.Join(dir, "whole.tar")
+	run(t, newLayout(t, whole, true), f)
+
+	out := filepath.Join(dir, "parts.tar")
+	l := newLayout(t, out, true)
+	ctx := context.Background()
+	need, _, err := l.Prepare(ctx, f.g)
+	require.NoError(t, err)
+	var parted *graph.Node
+	for _, n := range need {
+		data := f.content[n.Desc.Digest]
+		if n.Content != nil || len(data) < 2 || parted != nil {
+			require.NoError(t, l.Write(ctx, n, f.open(n)))
+			continue
+		}
+		parted = n
+		// The spool holds the blob at an offset, after other bytes.
+		spool, err := os.Create(filepath.Join(dir, "spool"))
+		require.NoError(t, err)
+		defer spool.Close()
+		const at = 4096
+		_, err = spool.WriteAt(append(bytes.Repeat([]byte{'x'}, at), data...), 0)
+		require.NoError(t, err)
+		half := int64(len(data) / 2)
+		require.NoError(t, l.WritePart(ctx, n, 0, half, io.NewSectionReader(spool, at, half)))
+		require.NoError(t, l.WritePart(ctx, n, half, int64(len(data))-half, io.NewSectionReader(spool, at+half, int64(len(data))-half)))
+		require.NoError(t, l.FinishParts(ctx, n, n.Desc.Digest))
+	}
+	require.NotNil(t, parted)
+	require.NoError(t, l.Commit(ctx))
+	a, _ := os.ReadFile(whole)
+	b, _ := os.ReadFile(out)
+	require.Equal(t, digest.FromBytes(a), digest.FromBytes(b), "the tar written from the spool file is the tar written whole")
+}

@@ -32,3 +32,38 @@ func datasync(f *os.File) error {
 	}
 	return serr
 }
+
+// copyRange copies n bytes of src at srcOff to dst at dstOff in the
+// kernel (copy_file_range), leaving both files' offsets alone; it returns
+// how many it copied (fewer when src ends first).
+func copyRange(dst *os.File, dstOff int64, src *os.File, srcOff, n int64) (int64, error) {
+	drc, err := dst.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	srcConn, err := src.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var done int64
+	var cerr error
+	err = drc.Control(func(dfd uintptr) {
+		cerr = srcConn.Control(func(sfd uintptr) {
+			for done < n {
+				k, err := unix.CopyFileRange(int(sfd), &srcOff, int(dfd), &dstOff, int(min(n-done, 1<<30)), 0)
+				if err != nil {
+					cerr = err
+					return
+				}
+				if k == 0 {
+					return
+				}
+				done += int64(k)
+			}
+		})
+	})
+	if err == nil {
+		err = cerr
+	}
+	return done, err
+}
