@@ -47,6 +47,9 @@ type earlyCopies struct {
 	conc   int
 	pw     sink.PartWriter
 	budget atomic.Int64 // spool bytes left (earlySpool)
+	// share: a connection's fair share of the run's bytes, as the
+	// transfer reckons it (see parts); 0 until the sink is prepared.
+	share atomic.Int64
 
 	mu     sync.Mutex
 	dir    string // created with the first copy
@@ -138,8 +141,23 @@ func (e *earlyCopies) onBlob(desc ocispec.Descriptor) {
 		c.parts.f = f
 		c.parts.mu.Unlock()
 		c.counted, c.err = e.r.copyParts(ctx, &largeCopy{r: e.r, pw: c.parts, n: n, conc: e.conc, repos: repos,
-			shareOf: func() int64 { return e.r.graph.Size() / int64(max(e.conc, 1)) }})
+			shareOf: e.shareOf})
 	}()
+}
+
+// shareOf is the share the copies split by (see largeCopy.shareOf): known
+// once the transfer has set it. Until then no copy splits: whether a blob
+// is larger than its share depends on every blob of the run.
+func (e *earlyCopies) shareOf() (int64, bool) {
+	s := e.share.Load()
+	return s, s > 0
+}
+
+// setShare gives the copies the transfer's share (at least 1).
+func (e *earlyCopies) setShare(share int64) {
+	if e != nil {
+		e.share.Store(max(share, 1))
+	}
 }
 
 // take returns the early copy of n for the transfer to adopt, or nil.

@@ -632,6 +632,7 @@ func (r *run) transferAny(ctx context.Context, need []*graph.Node, conc int, don
 		total += n.Desc.Size
 	}
 	share := total / int64(max(conc, 1))
+	r.early.setShare(share)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	eg, gctx := errgroup.WithContext(ctx)
@@ -674,6 +675,11 @@ func (r *run) transferAny(ctx context.Context, need []*graph.Node, conc int, don
 			continue
 		}
 		eg.Go(func() error {
+			if r.lost.skip(n) {
+				// its repositories failed already: nothing to adopt
+				r.early.discard(c)
+				return nil
+			}
 			return oneWith(n, func(ctx context.Context, n *graph.Node) error {
 				err := c.adopt(ctx, r.job.Sink.(sink.PartWriter))
 				if errors.Is(err, errRetrySources) {

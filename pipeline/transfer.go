@@ -542,9 +542,11 @@ type largeCopy struct {
 	n     *graph.Node
 	conc  int
 	share int64
-	// shareOf, if set, gives share when the stream splits (a copy that
-	// starts while the walk still finds the run's bytes: earlyCopies).
-	shareOf func() int64
+	// shareOf, if set, gives share once it is known (a copy that starts
+	// while the walk still finds the run's bytes: earlyCopies); until
+	// then the stream does not split, and its rate is looked at after
+	// every probeSegment, so that it splits soon after.
+	shareOf func() (int64, bool)
 	// repos, if set, are the source repositories to read n from (else
 	// n.Sources()): a copy started during the walk reads a snapshot.
 	repos       []string
@@ -589,7 +591,7 @@ func (lc *largeCopy) copy(ctx context.Context) error {
 	var checked, waitedThen time.Duration // at the last look at the rate
 	for pos < size {
 		seg := int64(steadySegment)
-		if time.Since(start) < splitWindow {
+		if _, known := lc.shareNow(); time.Since(start) < splitWindow || !known {
 			seg = probeSegment
 		}
 		seg = min(seg, size-pos)
@@ -616,7 +618,30 @@ func (lc *largeCopy) copy(ctx context.Context) error {
 
 // slow says whether the stream should split now.
 func (lc *largeCopy) slow(pos int64, elapsed, waited time.Duration) bool {
-	return !lc.noSplit && !lc.r.noRanges.Load() && splitNow(pos, lc.n.Desc.Size, elapsed, waited)
+	if lc.noSplit || lc.r.noRanges.Load() {
+		return false
+	}
+	if lc.shareOf != nil {
+		share, known := lc.shareOf()
+		if !known {
+			return false
+		}
+		if pieces(lc.n.Desc.Size, lc.conc, share) < 2 {
+			// A blob the transfer would have fetched as one stream
+			// (see parts): it stays one.
+			lc.noSplit = true
+			return false
+		}
+	}
+	return splitNow(pos, lc.n.Desc.Size, elapsed, waited)
+}
+
+// shareNow is the share the stream splits by, and whether it is known.
+func (lc *largeCopy) shareNow() (int64, bool) {
+	if lc.shareOf != nil {
+		return lc.shareOf()
+	}
+	return lc.share, true
 }
 
 // splitNow says whether a stream of a blob of size bytes that has
@@ -670,10 +695,7 @@ func (w *waitReader) Read(p []byte) (int, error) {
 // range with anything but that range.
 func (lc *largeCopy) split(ctx context.Context, pos int64, stream io.Reader, closeStream func() error) (bool, error) {
 	size := lc.n.Desc.Size
-	share := lc.share
-	if lc.shareOf != nil {
-		share = lc.shareOf()
-	}
+	share, _ := lc.shareNow()
 	w := pieces(size-pos, lc.conc, share)
 	if w < 2 && size-pos >= minPart {
 		// Less than a fair share is left, but splitNow found it takes
