@@ -30,11 +30,16 @@ import (
 // given, so that a test can look into it afterwards.
 func backupSpooling(ctx context.Context, t *testing.T, srv *registrytest.Server, output, spool string, repos []string, referrers bool) (*pipeline.Result, error) {
 	t.Helper()
+	return backupConc(ctx, t, srv, output, spool, repos, referrers, 8)
+}
+
+func backupConc(ctx context.Context, t *testing.T, srv *registrytest.Server, output, spool string, repos []string, referrers bool, conc int) (*pipeline.Result, error) {
+	t.Helper()
 	var full []string
 	for _, a := range repos {
 		full = append(full, srv.Host()+"/"+a)
 	}
-	p, err := plan.NewBackup(full, plan.BackupOptions{Output: output, IncludeReferrers: referrers, Concurrency: 8})
+	p, err := plan.NewBackup(full, plan.BackupOptions{Output: output, IncludeReferrers: referrers, Concurrency: conc})
 	require.NoError(t, err)
 	c, err := registry.New(p.Registry, registry.Options{PlainHTTP: true})
 	require.NoError(t, err)
@@ -284,4 +289,46 @@ func TestBackupEarlyCorruptBlobFails(t *testing.T) {
 	}
 	requireEmptyDir(t, spool, "the spool directory is left empty")
 	requireEmptyDir(t, dir, "no output and no temporary file remain")
+}
+
+// A slow large blob started during the walk splits into ranges only as
+// the transfer would have split it: beyond a connection's fair share of
+// the run's bytes (see pipeline.pieces). Within it (here: two transfers
+// at a time, the blob less than half the run) it stays one stream.
+func TestBackupEarlyBlobWithinItsShareStaysOneStream(t *testing.T) {
+	pipeline.SetSplitWaited(t, 0)
+	var slow, counted string
+	var ranges atomic.Int32
+	blobSeen := make(chan struct{})
+	var seenOnce sync.Once
+	var held, beside atomic.Bool
+	hold := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if slow != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+slow) {
+				seenOnce.Do(func() { close(blobSeen) })
+			}
+			if slow != "" && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/referrers/") && held.CompareAndSwap(false, true) {
+				select {
+				case <-blobSeen:
+					beside.Store(true)
+				case <-time.After(10 * time.Second): // a hang guard, not a timing
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	srv := registrytest.NewInProcess(t, registrytest.WithHandler(hold), registrytest.WithHandler(rangeCounter(&counted, &ranges)), registrytest.WithHandler(throttle(&slow, slowBlobRate)))
+	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{BaseLayerSize: 12 << 20})
+	// A second large layer, fast, makes the run's bytes more than twice
+	// the slow one's.
+	_, err := registrytest.PushImage(context.Background(), registrytest.Repo(t, srv, "extra/big"), "v1", registrytest.Bytes("extra", 14<<20))
+	require.NoError(t, err)
+	slow, counted = sample.BaseLayer.Digest.String(), sample.BaseLayer.Digest.String()
+	out := filepath.Join(t.TempDir(), "b.tar")
+	res, err := backupConc(context.Background(), t, srv, out, t.TempDir(), append(sample.Repositories, "extra/big"), true, 2)
+	require.NoError(t, err)
+	require.Empty(t, res.Failed())
+	require.True(t, beside.Load(), "the layer was not asked for while the walk went on")
+	require.Zero(t, ranges.Load(), "the layer, within its share, went in ranges")
+	requireBlobIn(t, out, sample.BaseLayer)
 }
