@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -51,11 +53,13 @@ type earlyCopies struct {
 	// transfer reckons it (see parts); 0 until the sink is prepared.
 	share atomic.Int64
 
-	mu     sync.Mutex
-	dir    string // created with the first copy
-	copies map[digest.Digest]*earlyCopy
-	closed bool
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	dir     string // created with the first copy
+	copies  map[digest.Digest]*earlyCopy
+	found   map[digest.Digest]bool
+	pending []ocispec.Descriptor // large blobs found, not started
+	closed  bool                 // no copy starts any more
+	wg      sync.WaitGroup
 }
 
 // earlyCopy is one blob on its way before Prepare.
@@ -87,49 +91,79 @@ func newEarlyCopies(ctx context.Context, r *run, conc int) *earlyCopies {
 	if !ok || !pw.AcceptsParts() {
 		return nil
 	}
-	e := &earlyCopies{r: r, conc: conc, pw: pw, copies: map[digest.Digest]*earlyCopy{}}
+	e := &earlyCopies{r: r, conc: conc, pw: pw, copies: map[digest.Digest]*earlyCopy{}, found: map[digest.Digest]bool{}}
 	e.ctx, e.cancel = context.WithCancel(ctx)
 	e.budget.Store(earlySpool)
 	return e
 }
 
-// onBlob starts the copy of a blob the walk just found, if it is large
-// and a transfer slot is free now: it never waits for one (the walk goes
-// on, and the transfer fetches a blob not started early as it would
-// have).
+// onBlob notes a blob the walk just found and, if it is large, starts
+// its copy when a transfer slot is free (see fill).
 func (e *earlyCopies) onBlob(desc ocispec.Descriptor) {
 	if e == nil || desc.Size < smallNode {
 		return
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closed || e.copies[desc.Digest] != nil || e.ctx.Err() != nil {
+	if e.closed || e.found[desc.Digest] {
 		return
 	}
-	n := e.r.graph.Node(desc.Digest)
-	repos := e.r.graph.SourcesOf(desc.Digest)
-	if n == nil || n.Content != nil || len(repos) == 0 || e.r.graph.Optional(desc.Digest) {
-		return
-	}
-	if e.dir == "" {
-		dir, err := os.MkdirTemp(e.r.job.SpoolDir, "regvault-early-")
-		if err != nil {
-			// No spool: the transfer fetches the blobs as it would have.
-			e.closed = true
+	e.found[desc.Digest] = true
+	e.pending = append(e.pending, desc)
+	e.fill()
+}
+
+// fill starts the largest blobs found and not started yet while a
+// transfer slot is free: it never waits for one (the walk goes on, and
+// the transfer fetches a blob not started early as it would have). It is
+// called as blobs are found and as early copies end; e.mu is held.
+func (e *earlyCopies) fill() {
+	for len(e.pending) > 0 && !e.closed && e.ctx.Err() == nil {
+		if e.dir == "" {
+			dir, err := os.MkdirTemp(e.r.job.SpoolDir, "regvault-early-")
+			if err != nil {
+				// No spool: the transfer fetches the blobs as it would have.
+				e.closed = true
+				return
+			}
+			e.dir = dir
+		}
+		largest := 0
+		for i, d := range e.pending {
+			if d.Size > e.pending[largest].Size {
+				largest = i
+			}
+		}
+		desc := e.pending[largest]
+		n := e.r.graph.Node(desc.Digest)
+		repos := e.r.graph.SourcesOf(desc.Digest)
+		if n == nil || n.Content != nil || len(repos) == 0 || e.r.graph.Optional(desc.Digest) {
+			e.pending = slices.Delete(e.pending, largest, largest+1)
+			continue
+		}
+		if !e.r.slots.tryAcquire() {
 			return
 		}
-		e.dir = dir
+		e.pending = slices.Delete(e.pending, largest, largest+1)
+		e.start(n, repos)
 	}
-	if !e.r.slots.tryAcquire() {
-		return
-	}
+}
+
+// start runs the copy of n, from repos, on the slot just taken.
+func (e *earlyCopies) start(n *graph.Node, repos []string) {
 	ctx, cancel := context.WithCancel(e.ctx)
 	c := &earlyCopy{n: n, repos: repos, cancel: cancel, done: make(chan struct{}),
 		parts: &spoolParts{budget: &e.budget, handed: make(chan struct{})}}
-	e.copies[desc.Digest] = c
+	e.copies[n.Desc.Digest] = c
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
+		defer func() {
+			// its slot to the next blob found
+			e.mu.Lock()
+			e.fill()
+			e.mu.Unlock()
+		}()
 		defer close(c.done)
 		defer e.r.slots.release()
 		f, err := os.CreateTemp(e.dir, "blob-")
@@ -140,8 +174,15 @@ func (e *earlyCopies) onBlob(desc ocispec.Descriptor) {
 		c.parts.mu.Lock()
 		c.parts.f = f
 		c.parts.mu.Unlock()
+		begun := time.Now()
 		c.counted, c.err = e.r.copyParts(ctx, &largeCopy{r: e.r, pw: c.parts, n: n, conc: e.conc, repos: repos,
-			shareOf: e.shareOf})
+			shareOf: e.shareOf, opened: func() {
+				// The first transfers' latencies set the level of the
+				// slots (adapt.go): the early ones are the first.
+				if e.r.firstBytes != nil {
+					e.r.firstBytes.add(begun, time.Since(begun))
+				}
+			}})
 	}()
 }
 
@@ -186,6 +227,8 @@ func (e *earlyCopies) keep(need []*graph.Node) {
 		want[n] = true
 	}
 	e.mu.Lock()
+	// The transfer takes over: the blobs not started are its own.
+	e.closed, e.pending = true, nil
 	var drop []*earlyCopy
 	for d, c := range e.copies {
 		if !want[c.n] {

@@ -509,7 +509,7 @@ func (r *run) copyLarge(ctx context.Context, n *graph.Node, conc int, share int6
 func (r *run) copyParts(ctx context.Context, base *largeCopy) (int64, error) {
 	n := base.n
 	fresh := func() *largeCopy {
-		return &largeCopy{r: r, pw: base.pw, n: n, conc: base.conc, share: base.share, shareOf: base.shareOf, repos: base.repos, src: &sourceFaults{}}
+		return &largeCopy{r: r, pw: base.pw, n: n, conc: base.conc, share: base.share, shareOf: base.shareOf, opened: base.opened, repos: base.repos, src: &sourceFaults{}}
 	}
 	lc := fresh()
 	err := lc.copy(ctx)
@@ -547,6 +547,8 @@ type largeCopy struct {
 	// then the stream does not split, and its rate is looked at after
 	// every probeSegment, so that it splits soon after.
 	shareOf func() (int64, bool)
+	// opened, if set, is told when the stream's answer has come.
+	opened func()
 	// repos, if set, are the source repositories to read n from (else
 	// n.Sources()): a copy started during the walk reads a snapshot.
 	repos       []string
@@ -578,6 +580,9 @@ func (lc *largeCopy) copy(ctx context.Context) error {
 	rc, err := lc.src.track(lc.r.fetchFrom(ctx, n, lc.sources()))
 	if err != nil {
 		return err
+	}
+	if lc.opened != nil {
+		lc.opened()
 	}
 	closeStream := sync.OnceValue(rc.Close)
 	defer closeStream()
