@@ -15,6 +15,7 @@ type aheadHash struct {
 	full chan []byte
 	free chan []byte
 	cur  []byte
+	made int // buffers allocated: only as many as the hash falls behind by
 	done chan struct{}
 	once sync.Once
 }
@@ -26,9 +27,6 @@ const (
 
 func newAheadHash(h hash.Hash) *aheadHash {
 	a := &aheadHash{h: h, full: make(chan []byte, aheadBuffers), free: make(chan []byte, aheadBuffers), done: make(chan struct{})}
-	for range aheadBuffers {
-		a.free <- make([]byte, 0, aheadBufferSize)
-	}
 	// Owned by the aheadHash: it ends when wait closes full, which the
 	// copy does on every path out (a deferred wait).
 	go func() {
@@ -47,7 +45,7 @@ func (a *aheadHash) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
 		if a.cur == nil {
-			a.cur = <-a.free
+			a.cur = a.buffer()
 		}
 		k := copy(a.cur[len(a.cur):cap(a.cur)], p)
 		a.cur = a.cur[:len(a.cur)+k]
@@ -58,6 +56,22 @@ func (a *aheadHash) Write(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// buffer is a free buffer: one the hash is done with, else a new one
+// while fewer than aheadBuffers exist, else the next the hash frees. A
+// hash that keeps up (a stream capped far below hashing speed) has two.
+func (a *aheadHash) buffer() []byte {
+	select {
+	case b := <-a.free:
+		return b
+	default:
+	}
+	if a.made < aheadBuffers {
+		a.made++
+		return make([]byte, 0, aheadBufferSize)
+	}
+	return <-a.free
 }
 
 // wait hashes what is left and ends the goroutine; h then holds every

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"math/rand"
 	"testing"
+	"time"
 )
 
 // TestAheadHash: bytes written in pieces of every size, smaller and
@@ -30,5 +31,22 @@ func TestAheadHash(t *testing.T) {
 		if got := a.h.Sum(nil); !bytes.Equal(got, want[:]) {
 			t.Errorf("writes of %v: digest %x, want %x", sizes, got, want)
 		}
+	}
+}
+
+// A hash that keeps up with the writer (a stream capped far below hashing
+// speed) gets by with the buffers it reuses: the others are never made.
+func TestAheadHashMakesBuffersOnlyWhenBehind(t *testing.T) {
+	a := newAheadHash(sha256.New())
+	data := make([]byte, aheadBufferSize)
+	for range 4 * aheadBuffers {
+		a.Write(data)
+		for deadline := time.Now().Add(10 * time.Second); len(a.free) < a.made && time.Now().Before(deadline); { // a hang guard, not a timing
+			time.Sleep(time.Millisecond)
+		}
+	}
+	a.wait()
+	if a.made > 1 {
+		t.Errorf("%d buffers made for a hash that kept up, want 1", a.made)
 	}
 }
