@@ -47,7 +47,6 @@ type earlyCopies struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	conc   int
-	pw     sink.PartWriter
 	budget atomic.Int64 // spool bytes left (earlySpool)
 	// share: a connection's fair share of the run's bytes, as the
 	// transfer reckons it (see parts); 0 until the sink is prepared.
@@ -72,6 +71,7 @@ type earlyCopy struct {
 	counted int64    // bytes added to the run's progress
 	repos   []string // the source repositories it reads from
 	adopted atomic.Bool
+	opened  atomic.Bool // a source repository answered with the blob
 }
 
 // newEarlyCopies returns the early copies of a run, or nil when its
@@ -87,11 +87,10 @@ func newEarlyCopies(ctx context.Context, r *run, conc int) *earlyCopies {
 	if _, ok := r.job.Source.(source.RangeFetcher); !ok {
 		return nil
 	}
-	pw, ok := r.job.Sink.(sink.PartWriter)
-	if !ok || !pw.AcceptsParts() {
+	if pw, ok := r.job.Sink.(sink.PartWriter); !ok || !pw.AcceptsParts() {
 		return nil
 	}
-	e := &earlyCopies{r: r, conc: conc, pw: pw, copies: map[digest.Digest]*earlyCopy{}, found: map[digest.Digest]bool{}}
+	e := &earlyCopies{r: r, conc: conc, copies: map[digest.Digest]*earlyCopy{}, found: map[digest.Digest]bool{}}
 	e.ctx, e.cancel = context.WithCancel(ctx)
 	e.budget.Store(earlySpool)
 	return e
@@ -175,8 +174,12 @@ func (e *earlyCopies) start(n *graph.Node, repos []string) {
 		c.parts.f = f
 		c.parts.mu.Unlock()
 		begun := time.Now()
-		c.counted, c.err = e.r.copyParts(ctx, &largeCopy{r: e.r, pw: c.parts, n: n, conc: e.conc, repos: repos,
+		// The copy's own node: the walk still adds to the graph's (its
+		// repositories, its kind), which adopt takes once it is done.
+		own := &graph.Node{Desc: n.Desc, Repos: repos}
+		c.counted, c.err = e.r.copyParts(ctx, &largeCopy{r: e.r, pw: c.parts, n: own, conc: e.conc, repos: repos,
 			shareOf: e.shareOf, opened: func() {
+				c.opened.Store(true)
 				// The first transfers' latencies set the level of the
 				// slots (adapt.go): the early ones are the first.
 				if e.r.firstBytes != nil {
@@ -296,10 +299,17 @@ func (c *earlyCopy) adopt(ctx context.Context, pw sink.PartWriter) error {
 		return stop(ctx.Err())
 	}
 	if c.err != nil {
-		if ctx.Err() == nil && len(c.n.Sources()) > len(c.repos) {
-			// Found in more repositories since it started: the transfer
-			// tries each, as it would have.
+		if !c.opened.Load() && ctx.Err() == nil && len(c.n.Sources()) > len(c.repos) {
+			// None of the repositories it tried had it, and the walk
+			// found it in more since: the transfer tries each, as it
+			// would have.
 			return errRetrySources
+		}
+		var te *TransferError
+		if errors.As(c.err, &te) {
+			// Its repositories and kind as the walk ended: every
+			// repository that needs the blob fails with it.
+			te.Kind, te.Repos = c.n.Kind, slices.Clone(c.n.Repos)
 		}
 		return c.err
 	}

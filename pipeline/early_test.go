@@ -332,3 +332,119 @@ func TestBackupEarlyBlobWithinItsShareStaysOneStream(t *testing.T) {
 	require.Zero(t, ranges.Load(), "the layer, within its share, went in ranges")
 	requireBlobIn(t, out, sample.BaseLayer)
 }
+
+// A large blob that two repositories share, fetched early while only the
+// first of them was walked and found damaged, fails both, as the transfer
+// of it would have: the error names every repository that needs it, the
+// blob is fetched once (not again from the other repository: bytes that
+// do not match are no reason to ask elsewhere), and the backup holds the
+// third repository alone.
+func TestBackupEarlyDamagedBlobFailsEveryRepositoryThatNeedsIt(t *testing.T) {
+	var bad atomic.Value
+	bad.Store("")
+	blobSeen := make(chan struct{})
+	var seenOnce sync.Once
+	var held atomic.Bool
+	var gets atomic.Int32
+	h := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			d := bad.Load().(string)
+			if d != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+d) {
+				gets.Add(1)
+				next.ServeHTTP(&registrytest.FlipWriter{ResponseWriter: w}, r)
+				seenOnce.Do(func() { close(blobSeen) })
+				return
+			}
+			// The second repository's manifest waits for the shared
+			// blob's early fetch to be sent whole, and a moment more for
+			// the fetch to find it damaged (were the moment too short,
+			// the test would pass without testing that case, never fail).
+			if d != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/two/app/manifests/v1") {
+				select {
+				case <-blobSeen:
+					held.Store(true)
+					time.Sleep(300 * time.Millisecond)
+				case <-time.After(10 * time.Second): // a hang guard, not a timing
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	srv := registrytest.NewInProcess(t, registrytest.WithHandler(h))
+	ctx := context.Background()
+	shared := registrytest.Bytes("a shared large layer", 2<<20)
+	for _, repo := range []string{"one/app", "two/app"} {
+		_, err := registrytest.PushImage(ctx, registrytest.Repo(t, srv, repo), "v1", shared, []byte(repo+"'s own layer"))
+		require.NoError(t, err)
+	}
+	_, err := registrytest.PushImage(ctx, registrytest.Repo(t, srv, "three/app"), "v1", []byte("three's layer"))
+	require.NoError(t, err)
+	bad.Store(registrytest.Descriptor("", shared).Digest.String())
+
+	dir := t.TempDir()
+	spool := t.TempDir()
+	out := filepath.Join(dir, "b.tar")
+	res, err := backupSpooling(ctx, t, srv, out, spool, []string{"one/app", "three/app", "two/app"}, false)
+	require.NoError(t, err)
+	require.True(t, held.Load(), "the shared layer was not fetched before the second repository was walked")
+	var failed []string
+	for _, f := range res.Failed() {
+		failed = append(failed, f.Repo)
+		var te *pipeline.TransferError
+		require.True(t, errors.As(f.Err, &te), "%s: %v", f.Repo, f.Err)
+		require.True(t, te.Source, "%s: the failure is not the source's", f.Repo)
+		require.ElementsMatch(t, []string{"one/app", "two/app"}, te.Repos, "%s: the repositories the error names", f.Repo)
+	}
+	require.ElementsMatch(t, []string{"one/app", "two/app"}, failed)
+	require.Equal(t, int32(1), gets.Load(), "the damaged blob was fetched more than once")
+	_, has := blobBytes(t, out, bad.Load().(string))
+	require.False(t, has)
+	requireEmptyDir(t, spool, "the spool directory is left empty")
+}
+
+// A large blob fetched early from the one repository the walk had found
+// it in, which does not have it, is fetched from another that reached it
+// since, as the transfer tries each: the backup is whole.
+func TestBackupEarlyBlobMissingInOneRepositoryComesFromAnother(t *testing.T) {
+	var layer atomic.Value
+	layer.Store("")
+	missed := make(chan struct{})
+	var missedOnce sync.Once
+	var held atomic.Bool
+	h := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			d := layer.Load().(string)
+			if d != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/one/app/blobs/"+d) {
+				// a registry that lost the blob's link in one repository
+				http.Error(w, `{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}`, http.StatusNotFound)
+				missedOnce.Do(func() { close(missed) })
+				return
+			}
+			if d != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/two/app/manifests/v1") {
+				select {
+				case <-missed:
+					held.Store(true)
+					time.Sleep(300 * time.Millisecond) // for the early fetch to give up: see above
+				case <-time.After(10 * time.Second): // a hang guard, not a timing
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	srv := registrytest.NewInProcess(t, registrytest.WithHandler(h))
+	ctx := context.Background()
+	shared := registrytest.Bytes("a shared large layer", 2<<20)
+	for _, repo := range []string{"one/app", "two/app"} {
+		_, err := registrytest.PushImage(ctx, registrytest.Repo(t, srv, repo), "v1", shared)
+		require.NoError(t, err)
+	}
+	d := registrytest.Descriptor("", shared).Digest.String()
+	layer.Store(d)
+	out := filepath.Join(t.TempDir(), "b.tar")
+	res, err := backupSpooling(ctx, t, srv, out, t.TempDir(), []string{"one/app", "two/app"}, false)
+	require.NoError(t, err)
+	require.True(t, held.Load(), "the layer was not asked for before the second repository was walked")
+	require.Empty(t, res.Failed())
+	_, has := blobBytes(t, out, d)
+	require.True(t, has)
+}
