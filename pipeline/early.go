@@ -173,17 +173,19 @@ func (e *earlyCopies) start(n *graph.Node, repos []string) {
 		c.parts.mu.Lock()
 		c.parts.f = f
 		c.parts.mu.Unlock()
-		begun := time.Now()
 		// The copy's own node: the walk still adds to the graph's (its
 		// repositories, its kind), which adopt takes once it is done.
 		own := &graph.Node{Desc: n.Desc, Repos: repos}
 		c.counted, c.err = e.r.copyParts(ctx, &largeCopy{r: e.r, pw: c.parts, n: own, conc: e.conc, repos: repos,
-			shareOf: e.shareOf, opened: func() {
+			shareOf: e.shareOf, opened: func(took time.Duration) {
 				c.opened.Store(true)
 				// The first transfers' latencies set the level of the
-				// slots (adapt.go): the early ones are the first.
+				// slots (adapt.go): the early ones are the first. From
+				// the request on: during the walk a request waits for
+				// its slot among the walk's, which says nothing of the
+				// link.
 				if e.r.firstBytes != nil {
-					e.r.firstBytes.add(begun, time.Since(begun))
+					e.r.firstBytes.add(time.Now().Add(-took), took)
 				}
 			}})
 	}()

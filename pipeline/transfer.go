@@ -233,13 +233,22 @@ func (r *run) fetch(ctx context.Context, n *graph.Node) (io.ReadCloser, error) {
 
 // fetchFrom is fetch trying the source repositories repos.
 func (r *run) fetchFrom(ctx context.Context, n *graph.Node, repos []string) (io.ReadCloser, error) {
+	rc, _, err := r.fetchTimed(ctx, n, repos)
+	return rc, err
+}
+
+// fetchTimed is fetchFrom telling too how long the answer took from the
+// request (not from the wait for a request slot before it).
+func (r *run) fetchTimed(ctx context.Context, n *graph.Node, repos []string) (io.ReadCloser, time.Duration, error) {
 	var errs []error
 	for _, repo := range repos {
 		release, err := r.walker.Acquire(ctx)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
+		sent := time.Now()
 		rc, err := r.job.Source.Fetch(ctx, repo, n.Desc)
+		took := time.Since(sent)
 		release()
 		if err != nil {
 			errs = append(errs, err)
@@ -248,9 +257,9 @@ func (r *run) fetchFrom(ctx context.Context, n *graph.Node, repos []string) (io.
 			}
 			continue
 		}
-		return readCloser{&countingReader{r: rc, n: &r.progress.Done}, rc}, nil
+		return readCloser{&countingReader{r: rc, n: &r.progress.Done}, rc}, took, nil
 	}
-	return nil, errors.Join(errs...)
+	return nil, 0, errors.Join(errs...)
 }
 
 type readCloser struct {
@@ -547,8 +556,9 @@ type largeCopy struct {
 	// then the stream does not split, and its rate is looked at after
 	// every probeSegment, so that it splits soon after.
 	shareOf func() (int64, bool)
-	// opened, if set, is told when the stream's answer has come.
-	opened func()
+	// opened, if set, is told when the stream's answer has come, and
+	// how long it took.
+	opened func(time.Duration)
 	// repos, if set, are the source repositories to read n from (else
 	// n.Sources()): a copy started during the walk reads a snapshot.
 	repos       []string
@@ -577,12 +587,12 @@ type chunk struct {
 func (lc *largeCopy) copy(ctx context.Context) error {
 	n, size := lc.n, lc.n.Desc.Size
 	lc.h = n.Desc.Digest.Algorithm().Hash()
-	rc, err := lc.src.track(lc.r.fetchFrom(ctx, n, lc.sources()))
-	if err != nil {
+	rc, took, err := lc.r.fetchTimed(ctx, n, lc.sources())
+	if rc, err = lc.src.track(rc, err); err != nil {
 		return err
 	}
 	if lc.opened != nil {
-		lc.opened()
+		lc.opened(took)
 	}
 	closeStream := sync.OnceValue(rc.Close)
 	defer closeStream()
