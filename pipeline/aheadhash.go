@@ -16,6 +16,8 @@ type aheadHash struct {
 	free chan []byte
 	cur  []byte
 	made int // buffers allocated: only as many as the hash falls behind by
+	// inline: hash on the writer's goroutine, no buffers (see inlineHash)
+	inline bool
 	done chan struct{}
 	once sync.Once
 }
@@ -39,9 +41,18 @@ func newAheadHash(h hash.Hash) *aheadHash {
 	return a
 }
 
+// inlineHash is an aheadHash that hashes as it is written, on the
+// writer's goroutine: for streams that the hash keeps up with anyway, or
+// many at once (the early copies of a walk), where buffers per stream
+// would add up.
+func inlineHash(h hash.Hash) *aheadHash { return &aheadHash{h: h, inline: true} }
+
 // Write never fails: it copies p and hands full buffers to the hashing
 // goroutine.
 func (a *aheadHash) Write(p []byte) (int, error) {
+	if a.inline {
+		return a.h.Write(p)
+	}
 	n := len(p)
 	for len(p) > 0 {
 		if a.cur == nil {
@@ -78,6 +89,9 @@ func (a *aheadHash) buffer() []byte {
 // byte written. Only the writer's goroutine calls it, once it writes no
 // more; later calls do nothing.
 func (a *aheadHash) wait() {
+	if a.inline {
+		return
+	}
 	a.once.Do(func() {
 		if len(a.cur) > 0 {
 			a.full <- a.cur

@@ -50,3 +50,20 @@ func TestAheadHashMakesBuffersOnlyWhenBehind(t *testing.T) {
 		t.Errorf("%d buffers made for a hash that kept up, want 1", a.made)
 	}
 }
+
+// An inline hash hashes as it is written and needs no wait.
+func TestInlineHash(t *testing.T) {
+	data := make([]byte, 3*aheadBufferSize+17)
+	rand.New(rand.NewSource(2)).Read(data)
+	want := sha256.Sum256(data)
+	a := inlineHash(sha256.New())
+	a.Write(data[:100])
+	a.Write(data[100:])
+	if got := a.h.Sum(nil); !bytes.Equal(got, want[:]) {
+		t.Errorf("digest %x, want %x", got, want)
+	}
+	a.wait()
+	if a.made != 0 {
+		t.Errorf("%d buffers made", a.made)
+	}
+}

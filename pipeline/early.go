@@ -176,8 +176,10 @@ func (e *earlyCopies) start(n *graph.Node, repos []string) {
 		// The copy's own node: the walk still adds to the graph's (its
 		// repositories, its kind), which adopt takes once it is done.
 		own := &graph.Node{Desc: n.Desc, Repos: repos}
+		// Hashed inline, as the transfer hashes a blob it fetches whole:
+		// many early copies at once would each hold hashing buffers.
 		c.counted, c.err = e.r.copyParts(ctx, &largeCopy{r: e.r, pw: c.parts, n: own, conc: e.conc, repos: repos,
-			shareOf: e.shareOf, opened: func(took time.Duration) {
+			inlineHash: true, shareOf: e.shareOf, opened: func(took time.Duration) {
 				c.opened.Store(true)
 				// The first transfers' latencies set the level of the
 				// slots (adapt.go): the early ones are the first. From

@@ -518,7 +518,7 @@ func (r *run) copyLarge(ctx context.Context, n *graph.Node, conc int, share int6
 func (r *run) copyParts(ctx context.Context, base *largeCopy) (int64, error) {
 	n := base.n
 	fresh := func() *largeCopy {
-		return &largeCopy{r: r, pw: base.pw, n: n, conc: base.conc, share: base.share, shareOf: base.shareOf, opened: base.opened, repos: base.repos, src: &sourceFaults{}}
+		return &largeCopy{r: r, pw: base.pw, n: n, conc: base.conc, share: base.share, shareOf: base.shareOf, opened: base.opened, inlineHash: base.inlineHash, repos: base.repos, src: &sourceFaults{}}
 	}
 	lc := fresh()
 	err := lc.copy(ctx)
@@ -556,6 +556,9 @@ type largeCopy struct {
 	// then the stream does not split, and its rate is looked at after
 	// every probeSegment, so that it splits soon after.
 	shareOf func() (int64, bool)
+	// inlineHash: the stream is hashed on its own goroutine (see
+	// inlineHash), not ahead of it.
+	inlineHash bool
 	// opened, if set, is told when the stream's answer has come, and
 	// how long it took.
 	opened func(time.Duration)
@@ -598,6 +601,9 @@ func (lc *largeCopy) copy(ctx context.Context) error {
 	defer closeStream()
 	wait := &waitReader{r: rc}
 	ahead := newAheadHash(lc.h)
+	if lc.inlineHash {
+		ahead = inlineHash(lc.h)
+	}
 	defer ahead.wait()
 	lc.ahead = ahead
 	stream := io.TeeReader(&countingReader{r: wait, n: &lc.counted}, ahead)
