@@ -429,10 +429,17 @@ func (s *spoolParts) remove() {
 	_ = os.Remove(s.f.Name())
 }
 
+// spoolBufs are the buffers of spoolExact.
+var spoolBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
 // spoolExact copies exactly size bytes of r to w: r ending early, or
 // holding more, is an error (as a sink's part).
 func spoolExact(w io.Writer, r io.Reader, size int64) error {
-	got, err := io.Copy(w, io.LimitReader(r, size))
+	bp := spoolBufs.Get().(*[]byte)
+	defer spoolBufs.Put(bp)
+	// Hide any ReaderFrom of w so that the pooled buffer is the one used:
+	// few large writes, as into the sink.
+	got, err := io.CopyBuffer(struct{ io.Writer }{w}, io.LimitReader(r, size), *bp)
 	if err != nil {
 		return err
 	}
