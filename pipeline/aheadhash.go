@@ -18,8 +18,8 @@ type aheadHash struct {
 	made int // buffers allocated: only as many as the hash falls behind by
 	// inline: hash on the writer's goroutine, no buffers (see inlineHash)
 	inline bool
-	done chan struct{}
-	once sync.Once
+	done   chan struct{}
+	once   sync.Once
 }
 
 const (
