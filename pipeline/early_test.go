@@ -448,3 +448,81 @@ func TestBackupEarlyBlobMissingInOneRepositoryComesFromAnother(t *testing.T) {
 	_, has := blobBytes(t, out, d)
 	require.True(t, has)
 }
+
+// gateWriter writes the first bytes of a body, then waits for open to
+// close before writing more.
+type gateWriter struct {
+	http.ResponseWriter
+	open    <-chan struct{}
+	written int
+	waited  *atomic.Bool
+}
+
+func (g *gateWriter) Write(p []byte) (int, error) {
+	done := 0
+	if head := 64<<10 - g.written; head > 0 {
+		k, err := g.ResponseWriter.Write(p[:min(head, len(p))])
+		g.written += k
+		done += k
+		if err != nil || done == len(p) {
+			return done, err
+		}
+		g.ResponseWriter.(http.Flusher).Flush()
+		select {
+		case <-g.open:
+			g.waited.Store(true)
+		case <-time.After(10 * time.Second): // a hang guard, not a timing
+		}
+	}
+	k, err := g.ResponseWriter.Write(p[done:])
+	g.written += k
+	return done + k, err
+}
+
+// The run's largest blob, found only once the transfer slots were all
+// taken by blobs started during the walk, starts as soon as the walk is
+// done, not after them.
+func TestBackupLargestBlobDoesNotWaitForEarlyOnes(t *testing.T) {
+	var small, large atomic.Value
+	small.Store("")
+	large.Store("")
+	smallSeen, largeSeen := make(chan struct{}), make(chan struct{})
+	var smallOnce, largeOnce sync.Once
+	var beside atomic.Bool
+	h := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s, l := small.Load().(string), large.Load().(string)
+			switch {
+			case s != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+s):
+				smallOnce.Do(func() { close(smallSeen) })
+				// the first blob found goes on only once the largest is asked for
+				next.ServeHTTP(&gateWriter{ResponseWriter: w, open: largeSeen, waited: &beside}, r)
+				return
+			case l != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+l):
+				largeOnce.Do(func() { close(largeSeen) })
+			case s != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/two/app/manifests/v1"):
+				// the largest is found once the first holds the slot
+				select {
+				case <-smallSeen:
+				case <-time.After(10 * time.Second): // a hang guard, not a timing
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	srv := registrytest.NewInProcess(t, registrytest.WithHandler(h))
+	ctx := context.Background()
+	first := registrytest.Bytes("found first", 2<<20)
+	largest := registrytest.Bytes("the largest, found later", 3<<20)
+	_, err := registrytest.PushImage(ctx, registrytest.Repo(t, srv, "one/app"), "v1", first)
+	require.NoError(t, err)
+	_, err = registrytest.PushImage(ctx, registrytest.Repo(t, srv, "two/app"), "v1", largest)
+	require.NoError(t, err)
+	small.Store(registrytest.Descriptor("", first).Digest.String())
+	large.Store(registrytest.Descriptor("", largest).Digest.String())
+	out := filepath.Join(t.TempDir(), "b.tar")
+	res, err := backupConc(ctx, t, srv, out, t.TempDir(), []string{"one/app", "two/app"}, false, 1)
+	require.NoError(t, err)
+	require.Empty(t, res.Failed())
+	require.True(t, beside.Load(), "the largest blob waited for the one started during the walk to end")
+}

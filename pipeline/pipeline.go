@@ -668,12 +668,14 @@ func (r *run) transferAny(ctx context.Context, need []*graph.Node, conc int, don
 	// The blobs started during the walk first: each holds a slot of its
 	// own already, and is adopted into the sink where Prepare placed it.
 	var rest []*graph.Node
+	var earliest int64 // the largest blob started during the walk
 	for _, n := range need {
 		c := r.early.take(n)
 		if c == nil {
 			rest = append(rest, n)
 			continue
 		}
+		earliest = max(earliest, n.Desc.Size)
 		eg.Go(func() error {
 			if r.lost.skip(n) {
 				// its repositories failed already: nothing to adopt
@@ -710,8 +712,15 @@ func (r *run) transferAny(ctx context.Context, need []*graph.Node, conc int, don
 			small.Go(func() error { return one(n) })
 		}
 	}()
-	for _, n := range need {
+	for i, n := range need {
 		if n.Desc.Size < smallNode && n.Content == nil {
+			continue
+		}
+		if i == 0 && earliest > 0 && n.Desc.Size > earliest {
+			// The run's largest blob, found once the slots were taken by
+			// blobs started during the walk: it starts now, not after
+			// them (it is the longest transfer), one beyond the slots.
+			eg.Go(func() error { return oneWith(n, whole) })
 			continue
 		}
 		g.Go(func() error { return oneWith(n, whole) })
