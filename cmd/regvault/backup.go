@@ -155,10 +155,11 @@ temporary one, fetching only the blobs it lacks (interrupted or failing
 too, the resuming run keeps it for the next one).
 
 Into a .tar, blobs of 1 MiB and more start downloading as soon as a manifest
-that lists them is read, while the other tags and referrers are still being
-found; until every member's place in the file is known, their first bytes
-wait in a spool file in the system temporary directory ($TMPDIR; 128 MiB
-at most across the run), which is removed however the run ends.
+that lists them is read (the largest found first, as many as --concurrency
+allows), while the other tags and referrers are still being found; until
+every member's place in the file is known, their first bytes wait in a
+spool file in the system temporary directory ($TMPDIR; 128 MiB at most
+across the run), which is removed however the run ends.
 
 A non-distributable ("foreign") layer — OCI nondistributable media types,
 Docker foreign layers, any layer with urls, as Windows base images have — is
