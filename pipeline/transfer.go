@@ -610,9 +610,18 @@ func (lc *largeCopy) copy(ctx context.Context) error {
 	start := time.Now()
 	var pos int64
 	var checked, waitedThen time.Duration // at the last look at the rate
+	var knownAt time.Time                 // when the share was first known
 	for pos < size {
 		seg := int64(steadySegment)
-		if _, known := lc.shareNow(); time.Since(start) < splitWindow || !known {
+		_, known := lc.shareNow()
+		if known && knownAt.IsZero() {
+			knownAt = time.Now()
+		}
+		if time.Since(start) < splitWindow || !known || time.Since(knownAt) < splitWindow {
+			// The rate is looked at often while it is new, and while the
+			// share that says whether to split is new (an early copy's
+			// comes with the transfer, a busy moment that one look could
+			// take for this end's limit).
 			seg = probeSegment
 		}
 		seg = min(seg, size-pos)
