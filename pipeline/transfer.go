@@ -485,6 +485,10 @@ var (
 	splitWaited = 0.8 // the part of the time spent waiting for the bytes: see splitNow
 )
 
+// earlyProbe is how long after its share is known an early copy's rate
+// is looked at after every probeSegment.
+const earlyProbe = 300 * time.Millisecond
+
 // probeSegment is how much of a large blob's stream is written at a time
 // while its rate is not known yet; steadySegment afterwards. The rate is
 // looked at between segments.
@@ -617,11 +621,12 @@ func (lc *largeCopy) copy(ctx context.Context) error {
 		if known && knownAt.IsZero() {
 			knownAt = time.Now()
 		}
-		if time.Since(start) < splitWindow || !known || time.Since(knownAt) < splitWindow {
-			// The rate is looked at often while it is new, and while the
-			// share that says whether to split is new (an early copy's
-			// comes with the transfer, a busy moment that one look could
-			// take for this end's limit).
+		if time.Since(start) < splitWindow || !known || lc.shareOf != nil && time.Since(knownAt) < earlyProbe {
+			// The rate is looked at often while it is new, and, for an
+			// early copy, for a while after the share that says whether
+			// to split is known: it comes with the transfer, a busy
+			// moment, after a copy may have waited for its spool (the
+			// bytes that piled up meanwhile come at once, unwaited for).
 			seg = probeSegment
 		}
 		seg = min(seg, size-pos)
