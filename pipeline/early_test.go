@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -50,6 +51,28 @@ func backupConc(ctx context.Context, t *testing.T, srv *registrytest.Server, out
 		Concurrency: p.Concurrency, Source: source.NewRegistry(c), Sink: l, SpoolDir: spool,
 	})
 	return res, err
+}
+
+// requireNoPipelineGoroutines fails t unless every goroutine of the
+// pipeline's own code has ended (a hang guard of 10 s, not a timing):
+// those a run starts end with it.
+func requireNoPipelineGoroutines(t *testing.T) {
+	t.Helper()
+	var left []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		left = left[:0]
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "regvault/regvault/pipeline.") && !strings.Contains(g, "_test.go") {
+				left = append(left, g)
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	require.Empty(t, left, "goroutines of the run left after it returned")
 }
 
 // requireEmptyDir fails t unless dir holds nothing.
@@ -130,6 +153,7 @@ func TestBackupFetchesLargeBlobsWhileWalking(t *testing.T) {
 	require.True(t, held.Load(), "the registry was never asked for referrers")
 	require.True(t, beside.Load(), "no large blob was asked for while the referrers were looked up: the blobs waited for the whole walk")
 	requireEmptyDir(t, spool, "the spool directory is left empty")
+	requireNoPipelineGoroutines(t)
 
 	st := srv.Stats()
 	members := len(tarMembers(t, out)) - 2 // oci-layout, index.json
@@ -222,6 +246,7 @@ func TestBackupEarlyBlobOfFailedRepositoryIsDiscarded(t *testing.T) {
 	}
 	require.Equal(t, []string{"gone/app"}, names)
 	requireEmptyDir(t, spool, "the spool directory is left empty")
+	requireNoPipelineGoroutines(t)
 	moved, has := blobBytes(t, out, d)
 	require.False(t, has, "the failed repository's layer is in the archive")
 	require.Equal(t, moved, res.Moved, "the bytes moved are the archive's blobs: the discarded copy's are not counted")
@@ -267,6 +292,7 @@ func TestBackupCancelledWhileFetchingEarlyLeavesNothing(t *testing.T) {
 	}
 	requireEmptyDir(t, spool, "the spool directory is left empty")
 	requireEmptyDir(t, dir, "no archive and no temporary file")
+	requireNoPipelineGoroutines(t)
 }
 
 // A large blob fetched early whose bytes do not match its digest fails
@@ -480,8 +506,8 @@ func (g *gateWriter) Write(p []byte) (int, error) {
 }
 
 // The run's largest blob, found only once the transfer slots were all
-// taken by blobs started during the walk, starts as soon as the walk is
-// done, not after them.
+// taken by blobs started during the walk, and much larger than them,
+// starts as soon as the walk is done, not after them.
 func TestBackupLargestBlobDoesNotWaitForEarlyOnes(t *testing.T) {
 	var small, large atomic.Value
 	small.Store("")
@@ -513,7 +539,7 @@ func TestBackupLargestBlobDoesNotWaitForEarlyOnes(t *testing.T) {
 	srv := registrytest.NewInProcess(t, registrytest.WithHandler(h))
 	ctx := context.Background()
 	first := registrytest.Bytes("found first", 2<<20)
-	largest := registrytest.Bytes("the largest, found later", 3<<20)
+	largest := registrytest.Bytes("the largest, found later", 5<<20)
 	_, err := registrytest.PushImage(ctx, registrytest.Repo(t, srv, "one/app"), "v1", first)
 	require.NoError(t, err)
 	_, err = registrytest.PushImage(ctx, registrytest.Repo(t, srv, "two/app"), "v1", largest)

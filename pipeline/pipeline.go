@@ -716,10 +716,11 @@ func (r *run) transferAny(ctx context.Context, need []*graph.Node, conc int, don
 		if n.Desc.Size < smallNode && n.Content == nil {
 			continue
 		}
-		if i == 0 && earliest > 0 && n.Desc.Size > earliest {
+		if i == 0 && earliest > 0 && n.Desc.Size > 2*earliest {
 			// The run's largest blob, found once the slots were taken by
-			// blobs started during the walk: it starts now, not after
-			// them (it is the longest transfer), one beyond the slots.
+			// blobs started during the walk, and much larger than any of
+			// them: it starts now, not after them (it is the run's
+			// longest transfer by far), one beyond the slots.
 			eg.Go(func() error { return oneWith(n, whole) })
 			continue
 		}

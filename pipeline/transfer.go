@@ -604,9 +604,11 @@ func (lc *largeCopy) copy(ctx context.Context) error {
 	closeStream := sync.OnceValue(rc.Close)
 	defer closeStream()
 	wait := &waitReader{r: rc}
-	ahead := newAheadHash(lc.h)
+	var ahead *aheadHash
 	if lc.inlineHash {
 		ahead = inlineHash(lc.h)
+	} else {
+		ahead = newAheadHash(lc.h)
 	}
 	defer ahead.wait()
 	lc.ahead = ahead
