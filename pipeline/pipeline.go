@@ -329,6 +329,9 @@ type run struct {
 	// leftOut: an optional node was left out during the transfer
 	// (graph.LeaveOut): the counts of the walk are redone.
 	leftOut atomic.Bool
+	// earlyLargest is the largest blob's transfer into a sink.Early,
+	// started before Prepare (startEarly); nil if none.
+	earlyLargest *earlyWrite
 	// slots hold the blob transfers in flight (adapt.go); firstBytes, when
 	// they adapt, the first transfers' latencies.
 	slots      *limiter
@@ -575,22 +578,28 @@ func (r *run) summarize(rr *RepoResult) {
 // transfer moves every node the sink needs, each once, in the order the
 // sink asks for.
 func (r *run) transfer(ctx context.Context, res *Result, conc int) error {
-	need, ord, err := r.job.Sink.Prepare(ctx, r.graph)
-	if err != nil {
-		return err
-	}
-	if ord == sink.AnyOrder {
-		r.early.keep(need)
-	} else {
-		r.early.keep(nil)
-	}
 	if s, ok := r.job.Source.(Streaming); ok && s.Streaming() {
 		r.streaming = true
+		var err error
 		r.spoolDir, err = os.MkdirTemp(r.job.SpoolDir, "regvault-tee-")
 		if err != nil {
 			return fmt.Errorf("creating spool directory: %w", err)
 		}
 		defer os.RemoveAll(r.spoolDir)
+	}
+	r.earlyLargest = r.startEarly(ctx)
+	defer r.earlyLargest.stop()
+	need, ord, err := r.job.Sink.Prepare(ctx, r.graph)
+	if err != nil {
+		return err
+	}
+	if e := r.earlyLargest; e != nil && !slices.Contains(need, e.n) {
+		need = append(need, e.n) // under way: needed whatever Prepare found
+	}
+	if ord == sink.AnyOrder {
+		r.early.keep(need)
+	} else {
+		r.early.keep(nil)
 	}
 	var total int64
 	for _, n := range need {
@@ -866,6 +875,9 @@ func (r *run) transferChildrenFirst(ctx context.Context, need []*graph.Node, con
 		if !r.streaming && isLarge(n) && (largest == nil || n.Desc.Size > largest.Desc.Size) {
 			largest = n
 		}
+	}
+	if r.earlyLargest != nil && slices.Contains(order, r.earlyLargest.n) {
+		largest = r.earlyLargest.n // under way since before Prepare: its task waits for it
 	}
 	going := make(chan struct{})
 	var goingOnce sync.Once

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"oras.land/oras-go/v2/content"
 
 	"github.com/regvault/regvault/graph"
 	"github.com/regvault/regvault/internal/registrytest"
@@ -226,8 +227,18 @@ func TestRestoreRefusedTaggedManifestSetsNoOtherTag(t *testing.T) {
 	require.Equal(t, other.Digest, got.Digest)
 }
 
+// crossMount says whether r is a mount from another repository. A mount
+// from the repository itself opens an upload session (or finds the blob
+// there already): the sink opens the largest blob's upload so while its
+// HEADs are still under way.
+func crossMount(r *http.Request) bool {
+	q := r.URL.Query()
+	from := q.Get("from")
+	return q.Get("mount") != "" && r.URL.Path != "/v2/"+from+"/blobs/uploads/"
+}
+
 // uploadOrder records, on a registry, which upload session the first
-// upload (POST, not a mount) opened, and which session each blob was
+// upload (POST, not a mount from another repository) opened, and which session each blob was
 // completed in (PUT ...?digest=).
 type uploadOrder struct {
 	mu        sync.Mutex
@@ -240,7 +251,7 @@ func (u *uploadOrder) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		upload := strings.Contains(r.URL.Path, "/blobs/uploads/")
 		isFirst := false
-		if upload && r.Method == http.MethodPost && r.URL.Query().Get("mount") == "" {
+		if upload && r.Method == http.MethodPost && !crossMount(r) {
 			u.mu.Lock()
 			u.posts++
 			isFirst = u.posts == 1
@@ -318,4 +329,151 @@ func TestRestoreAsksLargeBlobsBesideTheListings(t *testing.T) {
 	require.Positive(t, dst.Stats().Count(http.MethodHead, registrytest.KindBlob))
 	require.EqualValues(t, len(sample.Repositories), dst.Stats().Count(http.MethodGet, registrytest.KindTags))
 	require.Positive(t, beside.Load(), "every HEAD of a large blob waited for the listings")
+}
+
+// inFlight counts a registry's requests of one kind under way, and
+// remembers whether the first upload session (a POST that is not a mount)
+// was opened while one was.
+type inFlight struct {
+	match  func(*http.Request) bool
+	delay  time.Duration
+	now    atomic.Int32
+	posted atomic.Bool
+	beside atomic.Bool // the first upload POST came while one was under way
+	// mounted counts the mounts from another repository that were
+	// answered 201, by digest.
+	mu      sync.Mutex
+	mounted map[string]int
+}
+
+func (f *inFlight) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case f.match(r):
+			f.now.Add(1)
+			defer f.now.Add(-1)
+			time.Sleep(f.delay)
+		case r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/blobs/uploads/") && !crossMount(r):
+			if !f.posted.Swap(true) && f.now.Load() > 0 {
+				f.beside.Store(true)
+			}
+		}
+		if q := r.URL.Query(); r.Method == http.MethodPost && crossMount(r) {
+			rec := &statusRecorder{ResponseWriter: w}
+			next.ServeHTTP(rec, r)
+			if rec.status == http.StatusCreated {
+				f.mu.Lock()
+				if f.mounted == nil {
+					f.mounted = map[string]int{}
+				}
+				f.mounted[q.Get("mount")]++
+				f.mu.Unlock()
+			}
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// The largest blob's upload does not wait for the target's other answers
+// (which repositories exist, the HEADs of the other blobs): its upload
+// session opens while a listing is still being answered. (The time it
+// saves is the benchmark's to show.)
+func TestRestoreLargestUploadStartsBeforeTheChecks(t *testing.T) {
+	src := registrytest.NewInProcess(t)
+	sample := registrytest.Seed(t, src, registrytest.SampleOptions{BaseLayerSize: 2 << 20})
+	out := filepath.Join(t.TempDir(), "b.tar")
+	_, err := backup(t, src, out, sample.Repositories, true)
+	require.NoError(t, err)
+	slow := &inFlight{match: func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/tags/list") }, delay: 300 * time.Millisecond}
+	order := &uploadOrder{completed: map[string]string{}}
+	dst := registrytest.NewInProcess(t, registrytest.WithHandler(func(next http.Handler) http.Handler { return slow.wrap(order.wrap(next)) }))
+	res, _, err := restore(t, out, []string{dst.Host()}, false)
+	require.NoError(t, err)
+	require.Empty(t, res.Failed())
+	require.Equal(t, order.first, order.completed[sample.BaseLayer.Digest.String()], "the first upload session opened is not the largest blob's")
+	require.True(t, slow.beside.Load(), "the largest blob's upload waited for every listing")
+	checkSampleTags(t, dst, sample)
+}
+
+// The largest blob's upload session opens beside its HEADs, not after
+// them (they are asked anyway: a repository with no tag may hold it).
+func TestRestoreLargestUploadOpensBesideItsHeads(t *testing.T) {
+	src := registrytest.NewInProcess(t)
+	sample := registrytest.Seed(t, src, registrytest.SampleOptions{BaseLayerSize: 2 << 20})
+	out := filepath.Join(t.TempDir(), "b.tar")
+	_, err := backup(t, src, out, sample.Repositories, true)
+	require.NoError(t, err)
+	base := sample.BaseLayer.Digest.String()
+	slow := &inFlight{match: func(r *http.Request) bool {
+		return r.Method == http.MethodHead && strings.HasSuffix(r.URL.Path, "/blobs/"+base)
+	}, delay: 300 * time.Millisecond}
+	order := &uploadOrder{completed: map[string]string{}}
+	dst := registrytest.NewInProcess(t, registrytest.WithHandler(func(next http.Handler) http.Handler { return slow.wrap(order.wrap(next)) }))
+	res, snk, err := restore(t, out, []string{dst.Host()}, false)
+	require.NoError(t, err)
+	require.Empty(t, res.Failed())
+	require.Equal(t, order.first, order.completed[base], "the first upload session opened is not the largest blob's")
+	require.True(t, slow.beside.Load(), "the largest blob's upload session waited for its HEADs")
+	require.Equal(t, len(sample.Repositories)-1, slow.mounted[base], "uploaded once, mounted into the others")
+	require.Zero(t, snk.Stats().Present.Load())
+	checkSampleTags(t, dst, sample)
+}
+
+// A target repository that holds the largest blob but no tag (a restore
+// interrupted before its first tag) does not get it uploaded again, even
+// though its upload session opens before the HEADs are answered: the
+// session is left unused and the blob mounted from there.
+func TestRestoreLargestBlobHeldUntaggedIsNotUploadedAgain(t *testing.T) {
+	src := registrytest.NewInProcess(t)
+	sample := registrytest.Seed(t, src, registrytest.SampleOptions{BaseLayerSize: 2 << 20})
+	out := filepath.Join(t.TempDir(), "b.tar")
+	_, err := backup(t, src, out, sample.Repositories, true)
+	require.NoError(t, err)
+	base := sample.BaseLayer.Digest.String()
+	ctx := context.Background()
+	data, err := content.FetchAll(ctx, registrytest.Repo(t, src, sample.Repositories[0]), sample.BaseLayer)
+	require.NoError(t, err)
+
+	for _, holder := range []string{sample.Repositories[0], sample.Repositories[len(sample.Repositories)-1]} {
+		slow := &inFlight{match: func(r *http.Request) bool {
+			return r.Method == http.MethodHead && strings.HasSuffix(r.URL.Path, "/blobs/"+base)
+		}, delay: 300 * time.Millisecond}
+		order := &uploadOrder{completed: map[string]string{}}
+		dst := registrytest.NewInProcess(t, registrytest.WithHandler(func(next http.Handler) http.Handler { return slow.wrap(order.wrap(next)) }))
+		_, err = registrytest.PushBlob(ctx, registrytest.Repo(t, dst, holder), sample.BaseLayer.MediaType, data)
+		require.NoError(t, err)
+		order.completed = map[string]string{}
+		dst.ResetStats()
+		res, snk, err := restore(t, out, []string{dst.Host()}, false)
+		require.NoError(t, err)
+		require.Empty(t, res.Failed())
+		require.Empty(t, order.completed[base], "holder %s: the base layer was uploaded again", holder)
+		require.Equal(t, len(sample.Repositories)-1, slow.mounted[base], "holder %s: mounted into the others", holder)
+		require.EqualValues(t, 1, snk.Stats().Present.Load(), "holder %s: counted present once", holder)
+		checkSampleTags(t, dst, sample)
+	}
+}
+
+// checkSampleTags checks that every tag of the sample is in dst, at its
+// digest.
+func checkSampleTags(t *testing.T, dst *registrytest.Server, sample registrytest.Sample) {
+	t.Helper()
+	for repo, tags := range sample.Tags {
+		for tag, want := range tags {
+			got, err := registrytest.Repo(t, dst, repo).Resolve(context.Background(), tag)
+			require.NoError(t, err, "%s:%s", repo, tag)
+			require.Equal(t, want.Digest, got.Digest, "%s:%s", repo, tag)
+		}
+	}
 }

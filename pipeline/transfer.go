@@ -32,6 +32,15 @@ func (r *run) copyNode(ctx context.Context, n *graph.Node) error {
 // sink reads the first byte of n, or is done with it without reading any
 // (a mount, a failure).
 func (r *run) copyNodeStarting(ctx context.Context, n *graph.Node, started func()) error {
+	if e := r.earlyLargest; e != nil && e.n == n {
+		return e.wait(ctx, started) // started before Prepare (startEarly)
+	}
+	return r.copyNodeWith(ctx, n, started, r.job.Sink.Write, r.firstBytes)
+}
+
+// copyNodeWith is copyNodeStarting writing through write, its first
+// byte's latency recorded in firstBytes (if not nil).
+func (r *run) copyNodeWith(ctx context.Context, n *graph.Node, started func(), write func(context.Context, *graph.Node, sink.Opener) error, firstBytes *latencies) error {
 	if started != nil {
 		defer started()
 	}
@@ -88,10 +97,10 @@ func (r *run) copyNodeStarting(ctx context.Context, n *graph.Node, started func(
 			return &startReader{ReadCloser: rc, started: started}, nil
 		}
 	}
-	if r.firstBytes != nil {
-		open = r.firstBytes.timed(open)
+	if firstBytes != nil {
+		open = firstBytes.timed(open)
 	}
-	if err := r.job.Sink.Write(ctx, n, open); err != nil {
+	if err := write(ctx, n, open); err != nil {
 		return src.wrap(ctx, n, err)
 	}
 	return nil

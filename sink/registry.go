@@ -43,6 +43,7 @@ type Registry struct {
 	current map[string]bool                   // repo:tag already points at the right digest
 	byTag   map[string]bool                   // repo@digest pushed by its tag in Commit (see indexTagged)
 	failed  map[string]error                  // target repo → first failure
+	early   map[digest.Digest]bool            // blobs given to WriteEarly
 
 	// fanout bounds the small requests (mounts, manifest pushes, uploads
 	// of small blobs) to 4× the concurrency, however many nodes are being
@@ -98,6 +99,7 @@ func NewRegistry(clients *registry.Clients, failFast bool, concurrency int, opts
 	s := &Registry{
 		clients: clients, failFast: failFast, concurrency: max(concurrency, 1),
 		have: map[digest.Digest]map[string]bool{}, current: map[string]bool{}, failed: map[string]error{},
+		early:  map[digest.Digest]bool{},
 		fanout: semaphore.NewWeighted(int64(max(concurrency, 1) * 4)),
 	}
 	for _, o := range opts {
@@ -494,7 +496,13 @@ func (s *Registry) Prepare(ctx context.Context, g *graph.Graph) ([]*graph.Node, 
 	}
 	var need []*graph.Node
 	for _, n := range g.Nodes() {
-		if len(s.missing(n)) > 0 {
+		s.mu.Lock()
+		early := s.early[n.Desc.Digest]
+		s.mu.Unlock()
+		if early || len(s.missing(n)) > 0 {
+			// A blob taken early is needed whatever WriteEarly found
+			// by now: the caller waits for it, and it counts what it
+			// found present itself.
 			need = append(need, n)
 		} else {
 			s.stats.Present.Add(int64(s.holders(n)))
@@ -559,6 +567,30 @@ func (s *Registry) Write(ctx context.Context, n *graph.Node, open Opener) error 
 	if n.Kind == graph.KindManifest {
 		return s.writeManifest(ctx, n, missing)
 	}
+	return s.writeBlob(ctx, n, missing, open, false)
+}
+
+// WriteEarly puts blob n into every target repository that lacks it,
+// before Check (sink.Early): the run's largest upload starts while the
+// targets are still asked about everything else. Which repositories
+// hold n already is not known yet: the HEADs asked during the walk
+// (AskBlob) are awaited beside the upload session, which is opened at
+// once and sent no byte until they are answered; if some repository of
+// that registry holds n (a restore interrupted before its first tag), the
+// session is dropped unused and n mounted from there instead.
+func (s *Registry) WriteEarly(ctx context.Context, n *graph.Node, open Opener) error {
+	if n.Kind == graph.KindManifest {
+		return fmt.Errorf("manifest %s: only blobs are written early", n.Desc.Digest)
+	}
+	s.mu.Lock()
+	s.early[n.Desc.Digest] = true
+	s.mu.Unlock()
+	return s.writeBlob(ctx, n, s.missing(n), open, true)
+}
+
+// writeBlob puts blob n into the target repositories missing; ahead: they
+// are not checked yet (WriteEarly).
+func (s *Registry) writeBlob(ctx context.Context, n *graph.Node, missing []string, open Opener, ahead bool) error {
 	// Per registry host: upload once (unless some repository there has it
 	// already), then mount into the rest.
 	byHost := map[string][]string{}
@@ -578,12 +610,12 @@ func (s *Registry) Write(ctx context.Context, n *graph.Node, open Opener) error 
 	sort.Strings(hosts)
 	eg, ectx := errgroup.WithContext(ctx)
 	for _, host := range hosts {
-		eg.Go(func() error { return s.writeBlobToHost(ectx, n, host, byHost[host], open) })
+		eg.Go(func() error { return s.writeBlobToHost(ectx, n, host, byHost[host], open, ahead) })
 	}
 	return eg.Wait()
 }
 
-func (s *Registry) writeBlobToHost(ctx context.Context, n *graph.Node, host string, repos []string, open Opener) error {
+func (s *Registry) writeBlobToHost(ctx context.Context, n *graph.Node, host string, repos []string, open Opener, ahead bool) error {
 	from, held := s.holderOn(n.Desc.Digest, host)
 	if !held && host == s.source && len(n.Sources()) > 0 {
 		// A copy within one registry: the source repository holds it.
@@ -592,10 +624,28 @@ func (s *Registry) writeBlobToHost(ctx context.Context, n *graph.Node, host stri
 	rest := repos
 	if !held {
 		// Upload into the first repository that takes it.
+		var gate func() error
+		if ahead {
+			gate = s.gate(ctx, n, repos)
+		}
 		for len(rest) > 0 {
 			repo := rest[0]
 			rest = rest[1:]
-			if err := s.upload(ctx, repo, n, open); err != nil {
+			upload := s.upload
+			if ahead {
+				upload = func(ctx context.Context, repo string, n *graph.Node, open Opener) error {
+					return s.uploadAhead(ctx, repo, n, open, gate)
+				}
+			}
+			if err := upload(ctx, repo, n, open); err != nil {
+				if errors.Is(err, errHeld) {
+					// The HEADs found it on this registry: mount it
+					// from there into the others that lack it, this
+					// one too (unless it is the holder).
+					from, held = s.holderOn(n.Desc.Digest, host)
+					rest = append([]string{repo}, rest...)
+					break
+				}
 				if isSourceFailure(err) && !s.failFast {
 					// The source cannot deliver it: no other target
 					// gets it either. The run fails the targets that
@@ -617,6 +667,13 @@ func (s *Registry) writeBlobToHost(ctx context.Context, n *graph.Node, host stri
 			return nil
 		}
 	}
+	if ahead {
+		// The HEADs answered by now: leave out the repositories that
+		// hold it already.
+		s.mu.Lock()
+		rest = slices.DeleteFunc(slices.Clone(rest), func(repo string) bool { return s.have[n.Desc.Digest][repo] })
+		s.mu.Unlock()
+	}
 	eg, ectx := errgroup.WithContext(ctx)
 	for _, repo := range rest {
 		eg.Go(func() error {
@@ -634,6 +691,102 @@ func (s *Registry) writeBlobToHost(ctx context.Context, n *graph.Node, host stri
 		})
 	}
 	return eg.Wait()
+}
+
+// errHeld ends an upload that WriteEarly opened ahead of its HEADs when
+// they find the blob on the registry already.
+var errHeld = errors.New("the target registry holds the blob already")
+
+// gate waits for the HEAD of n in each of repos (of one registry; asked
+// during the walk, AskBlob, or now if not), marks those that hold it, and
+// returns errHeld if one does; each that holds it counts as present (the
+// node is needed all the same: Prepare does not count it). A HEAD that failed counts as "not held":
+// uploading is the safe side, and Check asks again (and fails that
+// repository if it must). It asks and waits once, however often called.
+func (s *Registry) gate(ctx context.Context, n *graph.Node, repos []string) func() error {
+	return sync.OnceValue(func() error {
+		keys := make([]string, len(repos))
+		for i, repo := range repos {
+			keys[i] = "blob " + repo + "@" + n.Desc.Digest.String()
+			s.ask(ctx, keys[i], func(ctx context.Context) (bool, error) { return s.exists(ctx, repo, n) })
+		}
+		held := false
+		for i, repo := range repos {
+			if yes, ok := s.answered(ctx, keys[i]); ok && yes {
+				held = true
+				s.markHave(n.Desc.Digest, repo) // Check may have marked it first
+				s.stats.Present.Add(1)
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if held {
+			return errHeld
+		}
+		return nil
+	})
+}
+
+// uploadAhead uploads n into repo before its HEADs are answered
+// (WriteEarly): the upload session is opened at once, as a mount of n
+// from repo itself, which a registry answers 201 if repo holds n already
+// and otherwise with the session (202). The bytes go only once gate
+// allows: errHeld if some repository of that registry holds n (the session
+// is left unused, and expires at the registry). No request is open while
+// gate waits: a registry that answers one request at a time must not wait
+// for an upload whose bytes wait for it. A registry that refuses the mount
+// form, or an upload that fails, gets the ordinary upload, after gate.
+func (s *Registry) uploadAhead(ctx context.Context, repo string, n *graph.Node, open Opener, gate func() error) error {
+	r, err := s.repository(repo)
+	if err != nil {
+		return err
+	}
+	asked := false
+	var openErr error
+	var src *sourceReader
+	getContent := func() (io.ReadCloser, error) {
+		asked = true
+		if err := gate(); err != nil {
+			return nil, err
+		}
+		rc, err := open()
+		if err != nil {
+			openErr = err
+			return nil, err
+		}
+		src = &sourceReader{r: rc}
+		return readCloser{src, rc}, nil
+	}
+	err = r.Mount(ctx, n.Desc, r.Reference.Repository, getContent)
+	switch {
+	case err == nil && !asked:
+		// 201: repo holds n already (a restore interrupted before its
+		// first tag). The HEADs tell which others do.
+		_ = gate()
+		if s.markHave(n.Desc.Digest, repo) {
+			s.stats.Present.Add(1) // its HEAD had not said so
+		}
+		return nil
+	case err == nil:
+		s.stats.Uploaded.Add(1)
+		s.stats.UploadedBytes.Add(n.Desc.Size)
+		s.markHave(n.Desc.Digest, repo)
+		return nil
+	case errors.Is(err, errHeld):
+		return fmt.Errorf("uploading %s to %s: %w", n.Desc.Digest, repo, err)
+	case openErr != nil:
+		return fmt.Errorf("uploading %s to %s: %w", n.Desc.Digest, repo, &permanent{openErr})
+	case src != nil && src.error() != nil:
+		return fmt.Errorf("uploading %s to %s: %w", n.Desc.Digest, repo, &permanent{src.error()})
+	case ctx.Err() != nil:
+		return ctx.Err()
+	}
+	s.clients.Debugf("uploading %s to %s through a mount from itself: %v: uploading it again", n.Desc.Digest, repo, err)
+	if err := gate(); err != nil {
+		return fmt.Errorf("uploading %s to %s: %w", n.Desc.Digest, repo, err)
+	}
+	return s.upload(ctx, repo, n, open)
 }
 
 // holderOn returns the first repository (in graph.Compare order) on host

@@ -84,6 +84,16 @@ type Dropper interface {
 	Drop(ctx context.Context, g *graph.Graph) error
 }
 
+// Early is a Sink that can take one large blob before Prepare, so that
+// the run's longest upload starts while the sink is still asking its
+// targets what they hold (a registry). WriteEarly asks for itself whether
+// the targets hold n, beside the upload it opens, and writes n where they
+// do not. Prepare then lists n as needed, and the caller waits for
+// WriteEarly rather than calling Write for n.
+type Early interface {
+	WriteEarly(ctx context.Context, n *graph.Node, open Opener) error
+}
+
 // Asker is a Sink that can start asking its targets, read-only, while the
 // source is still being walked, so that Prepare finds the answers there
 // rather than asking then (a registry: which target repositories exist,
