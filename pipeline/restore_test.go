@@ -477,3 +477,57 @@ func checkSampleTags(t *testing.T, dst *registrytest.Server, sample registrytest
 		}
 	}
 }
+
+// The largest blob's HEADs, which its upload waits for, do not queue
+// behind the other questions asked before them: at --concurrency 1 (4
+// small requests at once), with every slot held by a slow listing (6
+// target repositories), its bytes still go before the first listing is
+// answered.
+func TestRestoreLargestBlobHeadsJumpTheQueue(t *testing.T) {
+	src := registrytest.NewInProcess(t)
+	var repos []string
+	var base string
+	for _, prefix := range []string{"a/", "b/"} {
+		sample := registrytest.Seed(t, src, registrytest.SampleOptions{Prefix: prefix, Seed: "queue-" + prefix, BaseLayerSize: 2 << 20 << len(repos)})
+		repos = append(repos, sample.Repositories...)
+		base = sample.BaseLayer.Digest.String() // b/'s, the larger
+	}
+	out := filepath.Join(t.TempDir(), "b.tar")
+	_, err := backup(t, src, out, repos, true)
+	require.NoError(t, err)
+
+	var answered atomic.Int32 // listings
+	var beside atomic.Bool
+	slow := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case strings.HasSuffix(r.URL.Path, "/tags/list"):
+				defer answered.Add(1)
+				time.Sleep(500 * time.Millisecond)
+			case r.Method == http.MethodPut && r.URL.Query().Get("digest") == base:
+				beside.Store(answered.Load() == 0)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	dst := registrytest.NewInProcess(t, registrytest.WithHandler(slow))
+	ctx := context.Background()
+	l, err := source.OpenLayout(ctx, out, nil, t.TempDir())
+	require.NoError(t, err)
+	defer l.Close()
+	var entries []plan.BackupEntry
+	for _, e := range l.Entries() {
+		if !e.Referrer && e.TagSchema == "" {
+			entries = append(entries, plan.BackupEntry{Repo: e.Repo, Tag: e.Tag, Digest: e.Desc.Digest, Size: e.Desc.Size})
+		}
+	}
+	p, err := plan.NewRestore(entries, []string{dst.Host()}, "", plan.RestoreOptions{Concurrency: 1})
+	require.NoError(t, err)
+	snk := sink.NewRegistry(registry.NewClients(registry.Options{PlainHTTP: true}), p.FailFast, 1)
+	res, _, err := pipeline.Run(ctx, pipeline.Job{Selections: pipeline.RestoreSelections(p), FailFast: p.FailFast, WholeSource: true,
+		Source: l, Sink: snk, Concurrency: 1})
+	require.NoError(t, err)
+	require.Empty(t, res.Failed())
+	require.GreaterOrEqual(t, len(repos), 6, "more listings than the 4 slots")
+	require.True(t, beside.Load(), "the largest blob's upload waited for a listing asked ahead of its HEADs")
+}

@@ -66,6 +66,10 @@ type answer struct {
 	done chan struct{}
 	yes  bool
 	err  error
+	// hurry, closed, lets the question go without waiting for a slot of
+	// the small requests (see gate).
+	hurry     chan struct{}
+	hurryOnce sync.Once
 }
 
 // RegistryStats counts what a restore did.
@@ -144,19 +148,42 @@ func (s *Registry) ask(ctx context.Context, key string, fn func(context.Context)
 		s.askMu.Unlock()
 		return
 	}
-	a := &answer{done: make(chan struct{})}
+	a := &answer{done: make(chan struct{}), hurry: make(chan struct{})}
 	s.asked[key] = a
 	s.asking.Add(1)
 	s.askMu.Unlock()
 	go func() {
 		defer s.asking.Done()
 		defer close(a.done)
-		if a.err = s.fanout.Acquire(ctx, 1); a.err != nil {
+		slot, cancel := context.WithCancel(ctx)
+		go func() { // ends with slot
+			select {
+			case <-a.hurry:
+				cancel()
+			case <-slot.Done():
+			}
+		}()
+		err := s.fanout.Acquire(slot, 1)
+		cancel()
+		if err == nil {
+			defer s.fanout.Release(1)
+		} else if a.err = ctx.Err(); a.err != nil {
 			return
 		}
-		defer s.fanout.Release(1)
 		a.yes, a.err = fn(ctx)
 	}()
+}
+
+// hurry lets the questions asked ahead under keys that still wait for a
+// slot go at once (at most max of them).
+func (s *Registry) hurry(keys []string, max int) {
+	s.askMu.Lock()
+	defer s.askMu.Unlock()
+	for _, k := range keys[:min(len(keys), max)] {
+		if a := s.asked[k]; a != nil {
+			a.hurryOnce.Do(func() { close(a.hurry) })
+		}
+	}
 }
 
 // answered is the answer to a question asked ahead (ask), waiting for it;
@@ -710,6 +737,11 @@ func (s *Registry) gate(ctx context.Context, n *graph.Node, repos []string) func
 			keys[i] = "blob " + repo + "@" + n.Desc.Digest.String()
 			s.ask(ctx, keys[i], func(ctx context.Context) (bool, error) { return s.exists(ctx, repo, n) })
 		}
+		// The run's longest upload waits for these: they go before the
+		// other questions still waiting for a slot (the HEADs of every
+		// blob of 1 MiB or more, asked during the walk, may take more
+		// than one round of slots), up to as many again as the slots.
+		s.hurry(keys, s.concurrency*4)
 		held := false
 		for i, repo := range repos {
 			if yes, ok := s.answered(ctx, keys[i]); ok && yes {

@@ -108,7 +108,11 @@ Blobs go before the manifests that use them, referrers after their
 subjects, tags last. What a target already has is not sent again (a
 re-run sends only what it still lacks), a blob shared by several target
 repositories of one registry is uploaded once and mounted into the
-others. --dry-run says what the targets lack and the upload size.
+others. The largest blob's upload starts first, once the sources are
+walked, before the targets have answered about the rest: its session
+opens at once, its bytes go once its own checks have answered (a target
+repository of that registry that holds it already gets it mounted
+instead). --dry-run says what the targets lack and the upload size.
 
 The first repository that fails stops the copy (rules: settings.fail-fast);
 --fail-fast=false goes on with the others: a source blob that cannot be

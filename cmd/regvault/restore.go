@@ -153,7 +153,11 @@ referrer policy, use a rules file (--rules; not together with targets).
 Every source → target mapping is printed before anything is pushed. Blobs go
 before the manifests that use them and tags last; what a target already has
 is not pushed again, and a blob shared by several repositories of one
-registry is uploaded once and mounted into the others. Referrers (signatures,
+registry is uploaded once and mounted into the others. The largest blob's
+upload starts first, before the target has answered about the rest (not
+from a compressed tar or standard input): its session opens at once, its
+bytes go once its own checks have answered (a repository of that registry
+that holds it already gets it mounted instead). Referrers (signatures,
 SBOMs) are restored into the repositories they were backed up from, unless
 --exclude-referrers; a referrer counts as in place only where its subject
 lists it (the Referrers API, or the sha256-<hex> tag-schema index on a
