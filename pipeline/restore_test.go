@@ -531,3 +531,34 @@ func TestRestoreLargestBlobHeadsJumpTheQueue(t *testing.T) {
 	require.GreaterOrEqual(t, len(repos), 6, "more listings than the 4 slots")
 	require.True(t, beside.Load(), "the largest blob's upload waited for a listing asked ahead of its HEADs")
 }
+
+// A registry that refuses a mount from the repository itself (the form
+// the largest blob's upload session is opened with) gets the blob by the
+// ordinary upload, once.
+func TestRestoreLargestBlobSelfMountRefused(t *testing.T) {
+	src := registrytest.NewInProcess(t)
+	sample := registrytest.Seed(t, src, registrytest.SampleOptions{BaseLayerSize: 2 << 20})
+	out := filepath.Join(t.TempDir(), "b.tar")
+	_, err := backup(t, src, out, sample.Repositories, true)
+	require.NoError(t, err)
+	var refused atomic.Int32
+	refuse := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && r.URL.Query().Get("mount") != "" && !crossMount(r) {
+				refused.Add(1)
+				http.Error(w, `{"errors":[{"code":"UNSUPPORTED","message":"no mount from the same repository"}]}`, http.StatusBadRequest)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	order := &uploadOrder{completed: map[string]string{}}
+	dst := registrytest.NewInProcess(t, registrytest.WithHandler(func(next http.Handler) http.Handler { return refuse(order.wrap(next)) }))
+	res, snk, err := restore(t, out, []string{dst.Host()}, false)
+	require.NoError(t, err)
+	require.Empty(t, res.Failed())
+	require.Positive(t, refused.Load(), "the upload session was not opened as a mount from the repository itself")
+	require.NotEmpty(t, order.completed[sample.BaseLayer.Digest.String()], "the base layer was not uploaded")
+	require.Zero(t, snk.Stats().Present.Load())
+	checkSampleTags(t, dst, sample)
+}
