@@ -497,3 +497,38 @@ func TestCopyConsolidatedSourcesBringTheirOwnReferrers(t *testing.T) {
 	}
 	require.Equal(t, []digest.Digest{refs["a"].Digest}, digests)
 }
+
+// A copy opens the largest blob at the source (its GET) beside the upload
+// session at the target, not after it: each is a round trip.
+func TestCopyLargestBlobFetchedBesideItsUploadSession(t *testing.T) {
+	var answered, beside atomic.Bool // the session, the GET before it
+	var base atomic.Value            // digest string, once seeded
+	base.Store("")
+	watch := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if b := base.Load().(string); b != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+b) && !answered.Load() {
+				beside.Store(true)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	src := registrytest.NewInProcess(t, registrytest.WithHandler(watch))
+	sample := registrytest.Seed(t, src, registrytest.SampleOptions{BaseLayerSize: 2 << 20})
+	base.Store(sample.BaseLayer.Digest.String())
+	slowSession := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && r.URL.Query().Get("mount") == base.Load().(string) && !crossMount(r) {
+				time.Sleep(300 * time.Millisecond)
+				answered.Store(true)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	dst := registrytest.NewInProcess(t, registrytest.WithHandler(slowSession))
+	res, _, _, err := copyRepos(t, src, sample.Repositories, copyOptions{targets: []string{dst.Host()}, failFast: true})
+	require.NoError(t, err)
+	require.Empty(t, res.Failed())
+	require.True(t, answered.Load(), "the upload session was not opened as a mount from the repository itself")
+	require.True(t, beside.Load(), "the largest blob was fetched from the source only after its upload session was open")
+	requireCopied(t, src, dst, sample.Repositories, func(r string) string { return r })
+}

@@ -774,6 +774,25 @@ func (s *Registry) uploadAhead(ctx context.Context, repo string, n *graph.Node, 
 	if err != nil {
 		return err
 	}
+	// The source is opened beside the session and the HEADs (a copy's
+	// GET is a round trip too), and closed unread if not needed.
+	type opened struct {
+		rc  io.ReadCloser
+		err error
+	}
+	ready := make(chan opened, 1)
+	go func() {
+		rc, err := open()
+		ready <- opened{rc, err}
+	}()
+	used := false
+	defer func() {
+		if !used {
+			if o := <-ready; o.rc != nil {
+				o.rc.Close()
+			}
+		}
+	}()
 	asked := false
 	var openErr error
 	var src *sourceReader
@@ -782,13 +801,14 @@ func (s *Registry) uploadAhead(ctx context.Context, repo string, n *graph.Node, 
 		if err := gate(); err != nil {
 			return nil, err
 		}
-		rc, err := open()
-		if err != nil {
-			openErr = err
-			return nil, err
+		o := <-ready
+		used = true
+		if o.err != nil {
+			openErr = o.err
+			return nil, o.err
 		}
-		src = &sourceReader{r: rc}
-		return readCloser{src, rc}, nil
+		src = &sourceReader{r: o.rc}
+		return readCloser{src, o.rc}, nil
 	}
 	err = r.Mount(ctx, n.Desc, r.Reference.Repository, getContent)
 	switch {
@@ -817,6 +837,21 @@ func (s *Registry) uploadAhead(ctx context.Context, repo string, n *graph.Node, 
 	s.clients.Debugf("uploading %s to %s through a mount from itself: %v: uploading it again", n.Desc.Digest, repo, err)
 	if err := gate(); err != nil {
 		return fmt.Errorf("uploading %s to %s: %w", n.Desc.Digest, repo, err)
+	}
+	if !used {
+		// The session was refused before the bytes were asked for: the
+		// source opened beside it goes to the upload.
+		used = true
+		o := <-ready
+		first := &o
+		again := open
+		open = func() (io.ReadCloser, error) {
+			if f := first; f != nil {
+				first = nil
+				return f.rc, f.err
+			}
+			return again()
+		}
 	}
 	return s.upload(ctx, repo, n, open)
 }
