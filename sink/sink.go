@@ -1,6 +1,7 @@
 // Package sink is where a run's content ends up: an OCI image layout
 // (directory, tar, compressed tar, stdout) for a backup, a registry for a
-// restore. Every sink sees the whole graph before any byte moves.
+// restore. Every sink sees the whole graph before any byte moves (but
+// the one blob an Early sink takes ahead of Prepare).
 package sink
 
 import (
@@ -32,7 +33,8 @@ type Opener func() (io.ReadCloser, error)
 
 // Sink receives the content of one run.
 type Sink interface {
-	// Prepare sees the whole graph before any byte moves. It returns the
+	// Prepare sees the whole graph before any byte moves (see Early for
+	// the exception). It returns the
 	// nodes it still needs (a node it already holds, verified, is left
 	// out) in the order it wants them, and how Write may be called.
 	Prepare(ctx context.Context, g *graph.Graph) (need []*graph.Node, ord Ordering, err error)
