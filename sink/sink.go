@@ -34,9 +34,9 @@ type Opener func() (io.ReadCloser, error)
 // Sink receives the content of one run.
 type Sink interface {
 	// Prepare sees the whole graph before any byte moves (see Early for
-	// the exception). It returns the
-	// nodes it still needs (a node it already holds, verified, is left
-	// out) in the order it wants them, and how Write may be called.
+	// the exception). It returns the nodes it still needs (a node it
+	// already holds, verified, is left out) in the order it wants them,
+	// and how Write may be called.
 	Prepare(ctx context.Context, g *graph.Graph) (need []*graph.Node, ord Ordering, err error)
 	// Write stores one node. open returns the node's bytes; the reader
 	// returns an error instead of io.EOF when they do not match the node's
