@@ -176,6 +176,27 @@ func (l *limiter) tryAcquire() bool {
 	return true
 }
 
+// tryAcquireIdle takes a slot only if one is free and no transfer waits
+// for one: a split blob's extra streams (largeCopy.join) take what the
+// run leaves idle, never a slot a transfer waits for.
+func (l *limiter) tryAcquireIdle() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.inFlight >= l.limit || l.waiting > 0 {
+		return false
+	}
+	l.inFlight++
+	return true
+}
+
+// freed is closed when a slot may have come free (a release, a raised
+// limit).
+func (l *limiter) freed() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.wake
+}
+
 func (l *limiter) release() {
 	l.mu.Lock()
 	l.inFlight--

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -22,4 +23,11 @@ func SetSplitWaited(t testing.TB, f float64) {
 	old := splitWaited
 	splitWaited = f
 	t.Cleanup(func() { splitWaited = old })
+}
+
+// CountJoins counts, for one test, the streams that join a split blob
+// (see largeCopy.join).
+func CountJoins(t testing.TB, n *atomic.Int32) {
+	onJoin = func() { n.Add(1) }
+	t.Cleanup(func() { onJoin = nil })
 }

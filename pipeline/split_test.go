@@ -141,3 +141,31 @@ func TestSplitBlobHashedAsItArrives(t *testing.T) {
 	require.True(t, errors.Is(err, content.ErrMismatchedDigest), "%v", err)
 	require.NotEqual(t, layer.Digest, snk.got[layer.Digest])
 }
+
+// A split blob that is the last transfer left takes the idle slots: the
+// other blobs done, more streams join its ranges than it split into, and
+// the parts still cover it once, hashed in order.
+func TestSplitBlobTakesIdleSlots(t *testing.T) {
+	pipeline.SetSplitWaited(t, 0)
+	var joins atomic.Int32
+	pipeline.CountJoins(t, &joins)
+	var slow string
+	srv := registrytest.NewInProcess(t, registrytest.WithHandler(throttle(&slow, slowBlobRate)))
+	// 20 MiB: the split makes two streams (minPart), eight slots.
+	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{BaseLayerSize: 20 << 20})
+	layer := sample.BaseLayer
+	slow = layer.Digest.String()
+
+	snk := &partSink{}
+	require.NoError(t, backupInto(t, srv, snk, []string{registrytest.SampleBase}))
+	require.Positive(t, joins.Load(), "streams joined the split layer once the other blobs were done")
+	require.Equal(t, layer.Digest, snk.got[layer.Digest])
+	parts := slices.Clone(snk.parts[layer.Digest])
+	slices.SortFunc(parts, func(a, b [2]int64) int { return int(a[0] - b[0]) })
+	var end int64
+	for _, p := range parts {
+		require.Equal(t, end, p[0], "parts %v: a gap or an overlap at %d", parts, end)
+		end += p[1]
+	}
+	require.Equal(t, layer.Size, end, "parts %v cover the layer", parts)
+}

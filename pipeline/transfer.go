@@ -753,10 +753,11 @@ func (lc *largeCopy) split(ctx context.Context, pos int64, stream io.Reader, clo
 		lc.noSplit = true
 		return false, nil
 	}
-	// w pieces of the rest, or smaller ones when w of them would not
-	// fit in the buffers (see fetchChunks: two per stream and one to
-	// spare).
-	c := min((size-pos+int64(w)-1)/int64(w), rangeBuffers/int64(2*w+1))
+	// w pieces of the rest, or smaller ones when the buffers of as many
+	// streams as may join (join: up to conc) would not hold them (see
+	// fetchChunks: two per stream and one to spare).
+	most := max(w, lc.conc)
+	c := min((size-pos+int64(w)-1)/int64(w), rangeBuffers/int64(2*most+1))
 	lc.chunkSize = c
 	for off := pos + c; off < size; off += c {
 		lc.chunks = append(lc.chunks, &chunk{off: off, end: min(off+c, size), ready: make(chan struct{})})
@@ -774,7 +775,7 @@ func (lc *largeCopy) split(ctx context.Context, pos int64, stream io.Reader, clo
 		}
 		return false, nil
 	}
-	lc.bufs = make(chan []byte, 2*w+1)
+	lc.bufs = make(chan []byte, 2*most+1)
 	for range 2*w + 1 {
 		lc.bufs <- nil
 	}
@@ -788,6 +789,7 @@ func (lc *largeCopy) split(ctx context.Context, pos int64, stream io.Reader, clo
 	for range w - 2 {
 		g.Go(func() error { return lc.fetchChunks(gctx, nil) })
 	}
+	g.Go(func() error { return lc.join(gctx, g, w, most) })
 	g.Go(func() error {
 		// The first stream carries on up to the first range, hashed as
 		// it goes, then fetches ranges as the others do.
@@ -802,6 +804,54 @@ func (lc *largeCopy) split(ctx context.Context, pos int64, stream io.Reader, clo
 	})
 	return true, g.Wait()
 }
+
+// join adds a stream to the split blob's w whenever a transfer slot is
+// idle (no transfer waits for it), up to most streams in all, while at
+// least two chunks are left to claim: the run's last large blob, split
+// while the others still took the link, would otherwise end alone on its
+// w streams, the slots of the finished transfers idle beside it. A
+// joined stream holds its slot until it finds no chunk left.
+func (lc *largeCopy) join(ctx context.Context, g *errgroup.Group, w, most int) error {
+	l := lc.r.slots
+	if l == nil {
+		return nil
+	}
+	tick := time.NewTicker(joinPoll)
+	defer tick.Stop()
+	for streams := w; streams < most; {
+		freed := l.freed()
+		if lc.next.Load() >= int64(len(lc.chunks))-1 {
+			return nil
+		}
+		if l.tryAcquireIdle() {
+			streams++
+			if onJoin != nil {
+				onJoin()
+			}
+			lc.bufs <- nil // its two buffers (the channel holds most streams')
+			lc.bufs <- nil
+			g.Go(func() error {
+				defer l.release()
+				return lc.fetchChunks(ctx, nil)
+			})
+			continue
+		}
+		select {
+		case <-freed:
+		case <-tick.C: // the chunks claimed meanwhile
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return nil
+}
+
+// onJoin, if set (by a test), is called as a stream joins.
+var onJoin func()
+
+// joinPoll is how often join looks whether chunks are left when no slot
+// comes free.
+const joinPoll = 20 * time.Millisecond
 
 func (lc *largeCopy) rangeReader(ctx context.Context, c *chunk) *rangeReader {
 	return &rangeReader{ctx: ctx, rf: lc.r.job.Source.(source.RangeFetcher), repos: lc.sources(), desc: lc.n.Desc, off: c.off, end: c.end, r: lc.r}
