@@ -1,11 +1,13 @@
 package source
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -40,7 +42,8 @@ type Walker struct {
 	// Requests bounds the requests under way at once, across all walks.
 	Requests *semaphore.Weighted
 	// OnBlob, if set, is told of each blob as a manifest that lists it is
-	// recorded, in the graph's repository repo: the sink may start asking
+	// recorded (a manifest's blobs largest first), in the graph's
+	// repository repo: the sink may start asking
 	// the target about it while the walk goes on (sink.Asker).
 	OnBlob func(repo string, desc ocispec.Descriptor)
 
@@ -123,6 +126,7 @@ func (w *Walker) walk(ctx context.Context, repo, from string, desc ocispec.Descr
 		return fmt.Errorf("%s@%s: %w", repo, desc.Digest, err)
 	}
 	children := make([]digest.Digest, 0, len(m.blobs)+len(m.manifests))
+	var found []ocispec.Descriptor // told to OnBlob
 	for _, b := range m.blobs {
 		if b.kind == graph.KindLayer && IsNonDistributable(b.desc) {
 			has, err := w.has(ctx, from, b.desc)
@@ -146,8 +150,15 @@ func (w *Walker) walk(ctx context.Context, repo, from string, desc ocispec.Descr
 			return fmt.Errorf("%s@%s: %s %s has size %d, another manifest gives it %d", repo, desc.Digest, b.kind, b.desc.Digest, b.desc.Size, n.Desc.Size)
 		}
 		children = append(children, b.desc.Digest)
-		if w.OnBlob != nil {
-			w.OnBlob(repo, b.desc)
+		found = append(found, b.desc)
+	}
+	if w.OnBlob != nil {
+		// Largest first: whoever listens may start moving what it is
+		// told of at once, and a manifest's largest layer is the one
+		// that should not wait for a slot its small ones took.
+		slices.SortStableFunc(found, func(a, b ocispec.Descriptor) int { return cmp.Compare(b.Size, a.Size) })
+		for _, d := range found {
+			w.OnBlob(repo, d)
 		}
 	}
 	for _, c := range m.manifests {
