@@ -639,6 +639,12 @@ func (lc *largeCopy) copy(ctx context.Context) error {
 			// moment, after a copy may have waited for its spool (the
 			// bytes that piled up meanwhile come at once, unwaited for).
 			seg = probeSegment
+		} else if el := time.Since(start).Seconds(); pos > 0 && float64(pos)/el < slowStream {
+			// A stream under slowStream may still split (splitNow): a
+			// steady segment of it takes long enough (0.3 s at 25 MB/s)
+			// that the split would come late, with the run's other
+			// transfers done and the rest of this blob alone.
+			seg = 2 * probeSegment
 		}
 		seg = min(seg, size-pos)
 		var r io.Reader = stream
