@@ -333,13 +333,17 @@ func TestRestoreAsksLargeBlobsBesideTheListings(t *testing.T) {
 
 // inFlight counts a registry's requests of one kind under way, and
 // remembers whether the first upload session (a POST that is not a mount)
-// was opened while one was.
+// was opened before any of them was answered: beside them, or before the
+// first was even sent (goroutines race for the connection), but not
+// after waiting for one.
 type inFlight struct {
 	match  func(*http.Request) bool
 	delay  time.Duration
 	now    atomic.Int32
+	seen   atomic.Int32 // matched requests that came
+	done   atomic.Int32 // matched requests answered
 	posted atomic.Bool
-	beside atomic.Bool // the first upload POST came while one was under way
+	beside atomic.Bool // the first upload POST came before any was answered
 	// mounted counts the mounts from another repository that were
 	// answered 201, by digest.
 	mu      sync.Mutex
@@ -350,11 +354,13 @@ func (f *inFlight) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case f.match(r):
+			f.seen.Add(1)
+			defer f.done.Add(1)
 			f.now.Add(1)
 			defer f.now.Add(-1)
 			time.Sleep(f.delay)
 		case r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/blobs/uploads/") && !crossMount(r):
-			if !f.posted.Swap(true) && f.now.Load() > 0 {
+			if !f.posted.Swap(true) && f.done.Load() == 0 {
 				f.beside.Store(true)
 			}
 		}
@@ -403,6 +409,7 @@ func TestRestoreLargestUploadStartsBeforeTheChecks(t *testing.T) {
 	require.Empty(t, res.Failed())
 	require.Equal(t, order.first, order.completed[sample.BaseLayer.Digest.String()], "the first upload session opened is not the largest blob's")
 	require.True(t, slow.beside.Load(), "the largest blob's upload waited for every listing")
+	require.Positive(t, slow.seen.Load(), "the listings were asked")
 	checkSampleTags(t, dst, sample)
 }
 
@@ -425,6 +432,7 @@ func TestRestoreLargestUploadOpensBesideItsHeads(t *testing.T) {
 	require.Empty(t, res.Failed())
 	require.Equal(t, order.first, order.completed[base], "the first upload session opened is not the largest blob's")
 	require.True(t, slow.beside.Load(), "the largest blob's upload session waited for its HEADs")
+	require.Positive(t, slow.seen.Load(), "its HEADs were asked")
 	require.Equal(t, len(sample.Repositories)-1, slow.mounted[base], "uploaded once, mounted into the others")
 	require.Zero(t, snk.Stats().Present.Load())
 	checkSampleTags(t, dst, sample)
