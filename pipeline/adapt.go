@@ -15,6 +15,9 @@ import (
 // flight adapts to the link. It starts at Job.Concurrency and is only ever
 // raised, up to AdaptMax:
 //
+//   - from the registry's first answer to a small request (the walk's),
+//     before any transfer has its first byte (onPath: the blobs a backup
+//     starts while walking take slots that early);
 //   - from the latency of the first transfers (the time from a transfer's
 //     start to its first byte, the least of the first few, or the least
 //     time the registry took to answer a small request when that is
@@ -34,6 +37,10 @@ import (
 
 // AdaptMax is the most blob transfers the adaptive default runs at once.
 const AdaptMax = 32
+
+// pathPoll is how often, before the first transfers' first bytes, the
+// adapter looks for the registry's first answer to a small request.
+const pathPoll = 10 * time.Millisecond
 
 // adaptWindow is how long the throughput of one level is measured; the
 // window after a change is not judged (the new transfers are still
@@ -72,9 +79,28 @@ type adapter struct {
 	prevRate   float64 // bytes/s measured at prev
 	latency    bool    // the latency has been heard
 	start      int     // the level before the latency raised it
+	initial    int     // the level before anything raised it (0: not yet known)
 	base       time.Duration
 	checking   bool // the queueing check of the latency's raise is due
 	settled    bool
+}
+
+// onPath takes the least time the registry took to answer a small
+// request, before any transfer's first byte: a bound below the path's
+// round trip that no queue of transfers inflates, so the level is raised
+// for it at once (the blobs a walk starts early take slots before the
+// first bytes say anything), and not checked for queueing. The first
+// bytes may still raise it further (onLatency), counted from the same
+// starting level.
+func (a *adapter) onPath(rtt time.Duration) int {
+	if a.latency || a.settled {
+		return a.level
+	}
+	if a.initial == 0 {
+		a.initial = a.level
+	}
+	a.level = max(a.level, latencyLevel(a.initial, a.max, rtt))
+	return a.level
 }
 
 // onLatency takes the least first-byte latency of the first transfers;
@@ -83,9 +109,12 @@ func (a *adapter) onLatency(rtt time.Duration) int {
 	if a.latency || a.settled {
 		return a.level
 	}
+	if a.initial == 0 {
+		a.initial = a.level
+	}
 	a.latency = true
 	a.start, a.base = a.level, rtt
-	a.level = max(a.level, latencyLevel(a.level, a.max, rtt))
+	a.level = max(a.level, latencyLevel(a.initial, a.max, rtt))
 	a.checking = a.level > a.start
 	return a.level
 }
@@ -359,6 +388,11 @@ func (r *run) adapt(ctx context.Context, a *adapter) {
 	full, more := r.firstBytes.full, (<-chan struct{})(nil)
 	last, lastAt := r.progress.Done.Load(), time.Now()
 	skip := true // the first window: transfers are starting
+	// Until the first bytes come, the small requests' answers (the
+	// walk's) tell of the path: looked at often, so that the blobs the
+	// walk starts early start at the level the path asks for.
+	path := time.NewTicker(pathPoll)
+	defer path.Stop()
 	set := func(n int) {
 		if n != r.slots.limitNow() {
 			r.slots.set(n)
@@ -377,6 +411,16 @@ func (r *run) adapt(ctx context.Context, a *adapter) {
 					r.firstBytes.watch()
 					more = r.firstBytes.more
 				}
+			}
+			continue
+		case <-path.C:
+			if a.latency || r.job.RoundTrip == nil {
+				path.Stop()
+				continue
+			}
+			if rt, ok := r.job.RoundTrip(); ok {
+				path.Stop()
+				set(a.onPath(rt))
 			}
 			continue
 		case <-more:

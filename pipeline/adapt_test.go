@@ -248,3 +248,34 @@ func TestLatenciesAfterRaise(t *testing.T) {
 		t.Errorf("median %s, want 300ms", got)
 	}
 }
+
+// The path's round trip, known from the small requests before any first
+// byte, raises the level at once, from where it started; the first bytes
+// then raise it further by the same rule, never above what the starting
+// level and their latency ask for, and never down.
+func TestAdapterPath(t *testing.T) {
+	for _, tc := range []struct {
+		path, first time.Duration
+		afterPath   int
+		afterFirst  int
+	}{
+		{time.Millisecond, 60 * time.Millisecond, 8, 32},       // loopback: the first bytes decide (and the run's RoundTrip caps them: linkLatency)
+		{40 * time.Millisecond, 45 * time.Millisecond, 16, 16}, // wan: 16 at once, not 32
+		{40 * time.Millisecond, 60 * time.Millisecond, 16, 32},
+		{150 * time.Millisecond, 150 * time.Millisecond, 32, 32}, // far: 32 before the first byte
+	} {
+		a := &adapter{level: 8, max: AdaptMax}
+		if got := a.onPath(tc.path); got != tc.afterPath {
+			t.Errorf("path %s: level %d, want %d", tc.path, got, tc.afterPath)
+		}
+		if got := a.onLatency(tc.first); got != tc.afterFirst {
+			t.Errorf("path %s, first byte %s: level %d, want %d", tc.path, tc.first, got, tc.afterFirst)
+		}
+	}
+	// Once the first bytes are heard, the path says nothing more.
+	a := &adapter{level: 8, max: AdaptMax}
+	a.onLatency(time.Millisecond)
+	if got := a.onPath(150 * time.Millisecond); got != 8 {
+		t.Errorf("path after the first bytes: level %d, want 8", got)
+	}
+}

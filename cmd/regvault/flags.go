@@ -108,7 +108,7 @@ func (f *endFlags) addFlags(fs *pflag.FlagSet) {
 
 func (f *sharedFlags) addFlags(fs *pflag.FlagSet, withConcurrency bool) {
 	if withConcurrency {
-		fs.IntVar(&f.concurrency, "concurrency", 8, "blob transfers under way at once, across repositories, tags and blobs (small requests, blobs under 1 MiB among them: up to 4× as many; a large blob may use several for byte ranges, and the slots the others leave idle). Default: adapts, starting at 8, raised from the latency of the first transfers (16 from 25 ms to their first byte, 32 from 50 ms, or less if a small request is answered sooner; back to 8 if the transfers started then wait over twice as long for theirs), then doubled while the throughput grows with it, up to 32; given, the number is fixed")
+		fs.IntVar(&f.concurrency, "concurrency", 8, "blob transfers under way at once, across repositories, tags and blobs (small requests, blobs under 1 MiB among them: up to 4× as many; a large blob may use several for byte ranges, and the slots the others leave idle). Default: adapts, starting at 8, raised from the registry's first answer to a small request and from the latency of the first transfers (16 from 25 ms to their first byte, 32 from 50 ms, or less if a small request is answered sooner; back to 8 if the transfers started then wait over twice as long for theirs), then doubled while the throughput grows with it, up to 32; given, the number is fixed")
 		f.concFlag = fs.Lookup("concurrency")
 		// Not given, it adapts (the help says how), rather than being 8:
 		// no "(default 8)" in the help.
