@@ -374,4 +374,4 @@ func (r *runner) finishSweeps() error {
 
 // SweepDefaultAbout is what regvault does without --concurrency, for the
 // sweep's table.
-const SweepDefaultAbout = "adapts: from 8 blob transfers at once, raised by the first transfers' latency (16 from 25 ms, 32 from 50 ms, or less when the registry answers a small request sooner; back to 8 if the transfers started then wait over twice as long for their first byte), then doubled while the throughput grows with it, up to 32"
+const SweepDefaultAbout = "adapts: from 8 blob transfers at once, raised by the registry's first answer to a small request and by the first transfers' latency (16 from 25 ms, 32 from 50 ms, or less when the registry answers a small request sooner; back to 8 if the transfers started then wait over twice as long for their first byte), then doubled while the throughput grows with it, up to 32"
