@@ -365,7 +365,7 @@ func (s *spoolParts) WritePart(ctx context.Context, n *graph.Node, off, length i
 	if to != nil {
 		return to.WritePart(ctx, n, off, length, r)
 	}
-	if err := spoolExact(io.NewOffsetWriter(s.f, off), r, length); err != nil {
+	if err := sink.CopyExact(io.NewOffsetWriter(s.f, off), r, length); err != nil {
 		return fmt.Errorf("spooling bytes %d-%d: %w", off, off+length-1, err)
 	}
 	s.mu.Lock()
@@ -427,32 +427,4 @@ func (s *spoolParts) remove() {
 	s.spooled = nil
 	_ = s.f.Close()
 	_ = os.Remove(s.f.Name())
-}
-
-// spoolBufs are the buffers of spoolExact.
-var spoolBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
-
-// spoolExact copies exactly size bytes of r to w: r ending early, or
-// holding more, is an error (as a sink's part).
-func spoolExact(w io.Writer, r io.Reader, size int64) error {
-	bp := spoolBufs.Get().(*[]byte)
-	defer spoolBufs.Put(bp)
-	// Hide any ReaderFrom of w so that the pooled buffer is the one used:
-	// few large writes, as into the sink.
-	got, err := io.CopyBuffer(struct{ io.Writer }{w}, io.LimitReader(r, size), *bp)
-	if err != nil {
-		return err
-	}
-	if got < size {
-		return fmt.Errorf("content ended after %d of %d bytes", got, size)
-	}
-	var one [1]byte
-	k, err := io.ReadAtLeast(r, one[:], 1)
-	if k > 0 {
-		return fmt.Errorf("content is longer than its size, %d bytes", size)
-	}
-	if !errors.Is(err, io.EOF) {
-		return err
-	}
-	return nil
 }

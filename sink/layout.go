@@ -376,11 +376,12 @@ const copyBufSize = 256 << 10
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
-// copyExact copies a node's content from r to w: exactly size bytes, and
+// CopyExact copies a node's content from r to w: exactly size bytes, and
 // then r must end (io.EOF). Reading on to the end matters: the pipeline's
 // reader reports a digest mismatch at the end, instead of io.EOF. Never
-// more than size bytes reach w.
-func copyExact(w io.Writer, r io.Reader, size int64) error {
+// more than size bytes reach w. The pipeline spools with it too
+// (pipeline/early.go): a spooled part is a sink's part written early.
+func CopyExact(w io.Writer, r io.Reader, size int64) error {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	// Hide any ReaderFrom of w so that the pooled buffer is the one used.

@@ -435,7 +435,7 @@ func (d *dirLayout) write(ctx context.Context, n *graph.Node, open Opener) error
 			return err
 		}
 		defer rc.Close()
-		return copyExact(f, rc, n.Desc.Size)
+		return CopyExact(f, rc, n.Desc.Size)
 	}()
 	err = finishFile(f, err)
 

@@ -185,7 +185,7 @@ func (s *streamLayout) write(ctx context.Context, n *graph.Node, open Opener) er
 	}
 	err = tw.WriteHeader(tarHeader(archive.BlobPath(d), n.Desc.Size))
 	if err == nil {
-		err = copyExact(tw, rc, n.Desc.Size)
+		err = CopyExact(tw, rc, n.Desc.Size)
 	}
 	rc.Close()
 

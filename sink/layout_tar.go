@@ -171,7 +171,7 @@ func (t *tarLayout) write(ctx context.Context, n *graph.Node, open Opener) error
 			return err
 		}
 		defer rc.Close()
-		return copyExact(io.NewOffsetWriter(f, s.off), rc, s.size)
+		return CopyExact(io.NewOffsetWriter(f, s.off), rc, s.size)
 	}()
 
 	if err == nil {
@@ -214,7 +214,7 @@ func (t *tarLayout) writePart(ctx context.Context, n *graph.Node, off, length in
 		return fmt.Errorf("layout %s: write %s: part %d+%d outside its %d bytes", t.output, n.Desc.Digest, off, length, s.size)
 	}
 	if !copyFromFile(f, s.off+off, r, length) {
-		if err := copyExact(io.NewOffsetWriter(f, s.off+off), ctxReader{ctx: ctx, r: r}, length); err != nil {
+		if err := CopyExact(io.NewOffsetWriter(f, s.off+off), ctxReader{ctx: ctx, r: r}, length); err != nil {
 			return fmt.Errorf("layout %s: write %s (bytes %d-%d): %w", t.output, n.Desc.Digest, off, off+length-1, err)
 		}
 	}
