@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -120,27 +119,10 @@ func blobBytes(t *testing.T, path, d string) (int64, bool) {
 func TestBackupFetchesLargeBlobsWhileWalking(t *testing.T) {
 	var big atomic.Value
 	big.Store("")
-	blobSeen := make(chan struct{})
-	var seenOnce sync.Once
-	var held, beside atomic.Bool
-	hold := func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			d := big.Load().(string)
-			if d != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+d) {
-				seenOnce.Do(func() { close(blobSeen) })
-			}
-			// the referrers lookups: the walk's last requests
-			if d != "" && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/referrers/") && held.CompareAndSwap(false, true) {
-				select {
-				case <-blobSeen:
-					beside.Store(true)
-				case <-time.After(10 * time.Second): // a hang guard, not a timing
-				}
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
-	srv := registrytest.NewInProcess(t, registrytest.WithHandler(hold))
+	digest := func() string { return big.Load().(string) }
+	blobSeen := newEvent()
+	hold := &referrersHold{until: blobSeen, active: func() bool { return digest() != "" }}
+	srv := registrytest.NewInProcess(t, registrytest.WithHandler(onBlobGet(digest, blobSeen)), registrytest.WithHandler(hold.wrap))
 	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{BaseLayerSize: 2 << 20})
 	big.Store(sample.BaseLayer.Digest.String())
 	srv.ResetStats()
@@ -150,8 +132,8 @@ func TestBackupFetchesLargeBlobsWhileWalking(t *testing.T) {
 	res, err := backupSpooling(context.Background(), t, srv, out, spool, sample.Repositories, true)
 	require.NoError(t, err)
 	require.Empty(t, res.Failed())
-	require.True(t, held.Load(), "the registry was never asked for referrers")
-	require.True(t, beside.Load(), "no large blob was asked for while the referrers were looked up: the blobs waited for the whole walk")
+	require.True(t, hold.held.Load(), "the registry was never asked for referrers")
+	require.True(t, hold.beside.Load(), "no large blob was asked for while the referrers were looked up: the blobs waited for the whole walk")
 	requireEmptyDir(t, spool, "the spool directory is left empty")
 	requireNoPipelineGoroutines(t)
 
@@ -203,8 +185,7 @@ func bigRepos(t *testing.T, srv *registrytest.Server) string {
 func TestBackupEarlyBlobOfFailedRepositoryIsDiscarded(t *testing.T) {
 	var big atomic.Value
 	big.Store("")
-	blobSeen := make(chan struct{})
-	var seenOnce sync.Once
+	blobSeen := newEvent()
 	var failed atomic.Bool
 	h := func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -214,16 +195,14 @@ func TestBackupEarlyBlobOfFailedRepositoryIsDiscarded(t *testing.T) {
 				return
 			}
 			if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+d) {
-				seenOnce.Do(func() { close(blobSeen) })
+				blobSeen.happen()
 				// slow: still on its way when the repository fails
 				next.ServeHTTP(&slowWriter{ResponseWriter: w, rate: 256 << 10}, r)
 				return
 			}
 			if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/gone/app/manifests/v2") {
-				select {
-				case <-blobSeen:
+				if blobSeen.wait() {
 					failed.Store(true)
-				case <-time.After(10 * time.Second): // a hang guard, not a timing
 				}
 				http.Error(w, `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}`, http.StatusNotFound)
 				return
@@ -325,25 +304,10 @@ func TestBackupEarlyBlobWithinItsShareStaysOneStream(t *testing.T) {
 	pipeline.SetSplitWaited(t, 0)
 	var slow, counted string
 	var ranges atomic.Int32
-	blobSeen := make(chan struct{})
-	var seenOnce sync.Once
-	var held, beside atomic.Bool
-	hold := func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if slow != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+slow) {
-				seenOnce.Do(func() { close(blobSeen) })
-			}
-			if slow != "" && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/referrers/") && held.CompareAndSwap(false, true) {
-				select {
-				case <-blobSeen:
-					beside.Store(true)
-				case <-time.After(10 * time.Second): // a hang guard, not a timing
-				}
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
-	srv := registrytest.NewInProcess(t, registrytest.WithHandler(hold), registrytest.WithHandler(rangeCounter(&counted, &ranges)), registrytest.WithHandler(throttle(&slow, slowBlobRate)))
+	digest := func() string { return slow }
+	blobSeen := newEvent()
+	hold := &referrersHold{until: blobSeen, active: func() bool { return slow != "" }}
+	srv := registrytest.NewInProcess(t, registrytest.WithHandler(onBlobGet(digest, blobSeen)), registrytest.WithHandler(hold.wrap), registrytest.WithHandler(rangeCounter(&counted, &ranges)), registrytest.WithHandler(throttle(&slow, slowBlobRate)))
 	sample := registrytest.Seed(t, srv, registrytest.SampleOptions{BaseLayerSize: 12 << 20})
 	// A second large layer, fast, makes the run's bytes more than twice
 	// the slow one's.
@@ -354,7 +318,7 @@ func TestBackupEarlyBlobWithinItsShareStaysOneStream(t *testing.T) {
 	res, err := backupConc(context.Background(), t, srv, out, t.TempDir(), append(sample.Repositories, "extra/big"), true, 2)
 	require.NoError(t, err)
 	require.Empty(t, res.Failed())
-	require.True(t, beside.Load(), "the layer was not asked for while the walk went on")
+	require.True(t, hold.beside.Load(), "the layer was not asked for while the walk went on")
 	require.Zero(t, ranges.Load(), "the layer, within its share, went in ranges")
 	requireBlobIn(t, out, sample.BaseLayer)
 }
@@ -368,8 +332,7 @@ func TestBackupEarlyBlobWithinItsShareStaysOneStream(t *testing.T) {
 func TestBackupEarlyDamagedBlobFailsEveryRepositoryThatNeedsIt(t *testing.T) {
 	var bad atomic.Value
 	bad.Store("")
-	blobSeen := make(chan struct{})
-	var seenOnce sync.Once
+	blobSeen := newEvent()
 	var held atomic.Bool
 	var gets atomic.Int32
 	h := func(next http.Handler) http.Handler {
@@ -378,7 +341,7 @@ func TestBackupEarlyDamagedBlobFailsEveryRepositoryThatNeedsIt(t *testing.T) {
 			if d != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+d) {
 				gets.Add(1)
 				next.ServeHTTP(&registrytest.FlipWriter{ResponseWriter: w}, r)
-				seenOnce.Do(func() { close(blobSeen) })
+				blobSeen.happen()
 				return
 			}
 			// The second repository's manifest waits for the shared
@@ -386,11 +349,9 @@ func TestBackupEarlyDamagedBlobFailsEveryRepositoryThatNeedsIt(t *testing.T) {
 			// the fetch to find it damaged (were the moment too short,
 			// the test would pass without testing that case, never fail).
 			if d != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/two/app/manifests/v1") {
-				select {
-				case <-blobSeen:
+				if blobSeen.wait() {
 					held.Store(true)
 					time.Sleep(300 * time.Millisecond)
-				case <-time.After(10 * time.Second): // a hang guard, not a timing
 				}
 			}
 			next.ServeHTTP(w, r)
@@ -434,8 +395,7 @@ func TestBackupEarlyDamagedBlobFailsEveryRepositoryThatNeedsIt(t *testing.T) {
 func TestBackupEarlyBlobMissingInOneRepositoryComesFromAnother(t *testing.T) {
 	var layer atomic.Value
 	layer.Store("")
-	missed := make(chan struct{})
-	var missedOnce sync.Once
+	missed := newEvent()
 	var held atomic.Bool
 	h := func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -443,15 +403,13 @@ func TestBackupEarlyBlobMissingInOneRepositoryComesFromAnother(t *testing.T) {
 			if d != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/one/app/blobs/"+d) {
 				// a registry that lost the blob's link in one repository
 				http.Error(w, `{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}`, http.StatusNotFound)
-				missedOnce.Do(func() { close(missed) })
+				missed.happen()
 				return
 			}
 			if d != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/two/app/manifests/v1") {
-				select {
-				case <-missed:
+				if missed.wait() {
 					held.Store(true)
 					time.Sleep(300 * time.Millisecond) // for the early fetch to give up: see above
-				case <-time.After(10 * time.Second): // a hang guard, not a timing
 				}
 			}
 			next.ServeHTTP(w, r)
@@ -479,7 +437,7 @@ func TestBackupEarlyBlobMissingInOneRepositoryComesFromAnother(t *testing.T) {
 // close before writing more.
 type gateWriter struct {
 	http.ResponseWriter
-	open    <-chan struct{}
+	open    *event
 	written int
 	waited  *atomic.Bool
 }
@@ -494,10 +452,8 @@ func (g *gateWriter) Write(p []byte) (int, error) {
 			return done, err
 		}
 		g.ResponseWriter.(http.Flusher).Flush()
-		select {
-		case <-g.open:
+		if g.open.wait() {
 			g.waited.Store(true)
-		case <-time.After(10 * time.Second): // a hang guard, not a timing
 		}
 	}
 	k, err := g.ResponseWriter.Write(p[done:])
@@ -512,26 +468,22 @@ func TestBackupLargestBlobDoesNotWaitForEarlyOnes(t *testing.T) {
 	var small, large atomic.Value
 	small.Store("")
 	large.Store("")
-	smallSeen, largeSeen := make(chan struct{}), make(chan struct{})
-	var smallOnce, largeOnce sync.Once
+	smallSeen, largeSeen := newEvent(), newEvent()
 	var beside atomic.Bool
 	h := func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			s, l := small.Load().(string), large.Load().(string)
 			switch {
 			case s != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+s):
-				smallOnce.Do(func() { close(smallSeen) })
+				smallSeen.happen()
 				// the first blob found goes on only once the largest is asked for
 				next.ServeHTTP(&gateWriter{ResponseWriter: w, open: largeSeen, waited: &beside}, r)
 				return
 			case l != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+l):
-				largeOnce.Do(func() { close(largeSeen) })
+				largeSeen.happen()
 			case s != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/two/app/manifests/v1"):
 				// the largest is found once the first holds the slot
-				select {
-				case <-smallSeen:
-				case <-time.After(10 * time.Second): // a hang guard, not a timing
-				}
+				smallSeen.wait()
 			}
 			next.ServeHTTP(w, r)
 		})

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,6 +143,59 @@ func corruptRanges(d *string) func(http.Handler) http.Handler {
 			if *d != "" && r.Method == http.MethodGet && r.Header.Get("Range") != "" && strings.HasSuffix(r.URL.Path, "/blobs/"+*d) {
 				next.ServeHTTP(&registrytest.FlipWriter{ResponseWriter: w}, r)
 				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// event is what a test registry's handler waits for: it happens once, and
+// waiting for it is bounded by a hang guard, never a timing.
+type event struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func newEvent() *event { return &event{ch: make(chan struct{})} }
+
+func (e *event) happen() { e.once.Do(func() { close(e.ch) }) }
+
+// wait reports whether the event happened before the hang guard.
+func (e *event) wait() bool {
+	select {
+	case <-e.ch:
+		return true
+	case <-time.After(10 * time.Second): // a hang guard, not a timing
+		return false
+	}
+}
+
+// referrersHold holds the first referrers lookup a registry gets (a
+// walk's last requests) until an event has happened; beside records that
+// it did, the walk not yet done. active, if set, says when to hold.
+type referrersHold struct {
+	until        *event
+	active       func() bool
+	held, beside atomic.Bool
+}
+
+func (h *referrersHold) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if (h.active == nil || h.active()) && r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/referrers/") &&
+			h.held.CompareAndSwap(false, true) && h.until.wait() {
+			h.beside.Store(true)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// onBlobGet makes e happen at the first GET of the blob whose digest
+// digest gives (nothing while it gives "").
+func onBlobGet(digest func() string, e *event) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if d := digest(); d != "" && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/blobs/"+d) {
+				e.happen()
 			}
 			next.ServeHTTP(w, r)
 		})

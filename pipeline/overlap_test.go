@@ -3,10 +3,7 @@ package pipeline_test
 import (
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -19,28 +16,15 @@ import (
 // referrer of the source is found. Over a far link those round trips were
 // in front of the first byte moved.
 func TestCopyAsksTheTargetWhileTheSourceIsWalked(t *testing.T) {
-	headSeen := make(chan struct{})
-	var headOnce sync.Once
-	var held, beside atomic.Bool
-	hold := func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			// the source's referrers lookups: the walk's last requests
-			if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/referrers/") && held.CompareAndSwap(false, true) {
-				select {
-				case <-headSeen:
-					beside.Store(true)
-				case <-time.After(10 * time.Second): // a hang guard, not a timing
-				}
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
-	src := registrytest.NewInProcess(t, registrytest.WithHandler(hold))
+	headSeen := newEvent()
+	// the source's referrers lookups: the walk's last requests
+	hold := &referrersHold{until: headSeen}
+	src := registrytest.NewInProcess(t, registrytest.WithHandler(hold.wrap))
 	sample := registrytest.Seed(t, src, registrytest.SampleOptions{BaseLayerSize: 2 << 20})
 	seeHead := func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method == http.MethodHead && strings.Contains(r.URL.Path, "/blobs/") {
-				headOnce.Do(func() { close(headSeen) })
+				headSeen.happen()
 			}
 			next.ServeHTTP(w, r)
 		})
@@ -50,6 +34,6 @@ func TestCopyAsksTheTargetWhileTheSourceIsWalked(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, res.Failed())
 	requireCopied(t, src, dst, sample.Repositories, func(r string) string { return r })
-	require.True(t, held.Load(), "the source was never asked for referrers")
-	require.True(t, beside.Load(), "the target was asked nothing while the source's referrers were being looked up: its checks waited for the whole walk")
+	require.True(t, hold.held.Load(), "the source was never asked for referrers")
+	require.True(t, hold.beside.Load(), "the target was asked nothing while the source's referrers were being looked up: its checks waited for the whole walk")
 }
