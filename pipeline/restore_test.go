@@ -302,11 +302,7 @@ func TestRestoreLargestBlobStartsFirst(t *testing.T) {
 // exist, not after them: a restore's first upload waits one round trip,
 // not two.
 func TestRestoreAsksLargeBlobsBesideTheListings(t *testing.T) {
-	src := registrytest.NewInProcess(t)
-	sample := registrytest.Seed(t, src, registrytest.SampleOptions{BaseLayerSize: 2 << 20})
-	out := filepath.Join(t.TempDir(), "b.tar")
-	_, err := backup(t, src, out, sample.Repositories, false)
-	require.NoError(t, err)
+	_, sample, out := backedUpSample(t, false)
 	// One listing per target repository; a HEAD counts as beside them
 	// when it comes before the last of them is answered.
 	var listed, beside atomic.Int32
@@ -396,14 +392,9 @@ func (s *statusRecorder) WriteHeader(code int) {
 // session opens while a listing is still being answered. (The time it
 // saves is the benchmark's to show.)
 func TestRestoreLargestUploadStartsBeforeTheChecks(t *testing.T) {
-	src := registrytest.NewInProcess(t)
-	sample := registrytest.Seed(t, src, registrytest.SampleOptions{BaseLayerSize: 2 << 20})
-	out := filepath.Join(t.TempDir(), "b.tar")
-	_, err := backup(t, src, out, sample.Repositories, true)
-	require.NoError(t, err)
+	_, sample, out := backedUpSample(t, true)
 	slow := &inFlight{match: func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/tags/list") }, delay: 300 * time.Millisecond}
-	order := &uploadOrder{completed: map[string]string{}}
-	dst := registrytest.NewInProcess(t, registrytest.WithHandler(func(next http.Handler) http.Handler { return slow.wrap(order.wrap(next)) }))
+	dst, order := watchedTarget(t, slow.wrap)
 	res, _, err := restore(t, out, []string{dst.Host()}, false)
 	require.NoError(t, err)
 	require.Empty(t, res.Failed())
@@ -416,17 +407,12 @@ func TestRestoreLargestUploadStartsBeforeTheChecks(t *testing.T) {
 // The largest blob's upload session opens beside its HEADs, not after
 // them (they are asked anyway: a repository with no tag may hold it).
 func TestRestoreLargestUploadOpensBesideItsHeads(t *testing.T) {
-	src := registrytest.NewInProcess(t)
-	sample := registrytest.Seed(t, src, registrytest.SampleOptions{BaseLayerSize: 2 << 20})
-	out := filepath.Join(t.TempDir(), "b.tar")
-	_, err := backup(t, src, out, sample.Repositories, true)
-	require.NoError(t, err)
+	_, sample, out := backedUpSample(t, true)
 	base := sample.BaseLayer.Digest.String()
 	slow := &inFlight{match: func(r *http.Request) bool {
 		return r.Method == http.MethodHead && strings.HasSuffix(r.URL.Path, "/blobs/"+base)
 	}, delay: 300 * time.Millisecond}
-	order := &uploadOrder{completed: map[string]string{}}
-	dst := registrytest.NewInProcess(t, registrytest.WithHandler(func(next http.Handler) http.Handler { return slow.wrap(order.wrap(next)) }))
+	dst, order := watchedTarget(t, slow.wrap)
 	res, snk, err := restore(t, out, []string{dst.Host()}, false)
 	require.NoError(t, err)
 	require.Empty(t, res.Failed())
@@ -443,11 +429,7 @@ func TestRestoreLargestUploadOpensBesideItsHeads(t *testing.T) {
 // though its upload session opens before the HEADs are answered: the
 // session is left unused and the blob mounted from there.
 func TestRestoreLargestBlobHeldUntaggedIsNotUploadedAgain(t *testing.T) {
-	src := registrytest.NewInProcess(t)
-	sample := registrytest.Seed(t, src, registrytest.SampleOptions{BaseLayerSize: 2 << 20})
-	out := filepath.Join(t.TempDir(), "b.tar")
-	_, err := backup(t, src, out, sample.Repositories, true)
-	require.NoError(t, err)
+	src, sample, out := backedUpSample(t, true)
 	base := sample.BaseLayer.Digest.String()
 	ctx := context.Background()
 	data, err := content.FetchAll(ctx, registrytest.Repo(t, src, sample.Repositories[0]), sample.BaseLayer)
@@ -457,8 +439,7 @@ func TestRestoreLargestBlobHeldUntaggedIsNotUploadedAgain(t *testing.T) {
 		slow := &inFlight{match: func(r *http.Request) bool {
 			return r.Method == http.MethodHead && strings.HasSuffix(r.URL.Path, "/blobs/"+base)
 		}, delay: 300 * time.Millisecond}
-		order := &uploadOrder{completed: map[string]string{}}
-		dst := registrytest.NewInProcess(t, registrytest.WithHandler(func(next http.Handler) http.Handler { return slow.wrap(order.wrap(next)) }))
+		dst, order := watchedTarget(t, slow.wrap)
 		_, err = registrytest.PushBlob(ctx, registrytest.Repo(t, dst, holder), sample.BaseLayer.MediaType, data)
 		require.NoError(t, err)
 		order.completed = map[string]string{}
@@ -544,11 +525,7 @@ func TestRestoreLargestBlobHeadsJumpTheQueue(t *testing.T) {
 // the largest blob's upload session is opened with) gets the blob by the
 // ordinary upload, once.
 func TestRestoreLargestBlobSelfMountRefused(t *testing.T) {
-	src := registrytest.NewInProcess(t)
-	sample := registrytest.Seed(t, src, registrytest.SampleOptions{BaseLayerSize: 2 << 20})
-	out := filepath.Join(t.TempDir(), "b.tar")
-	_, err := backup(t, src, out, sample.Repositories, true)
-	require.NoError(t, err)
+	_, sample, out := backedUpSample(t, true)
 	var refused atomic.Int32
 	refuse := func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -560,8 +537,7 @@ func TestRestoreLargestBlobSelfMountRefused(t *testing.T) {
 			next.ServeHTTP(w, r)
 		})
 	}
-	order := &uploadOrder{completed: map[string]string{}}
-	dst := registrytest.NewInProcess(t, registrytest.WithHandler(func(next http.Handler) http.Handler { return refuse(order.wrap(next)) }))
+	dst, order := watchedTarget(t, refuse)
 	res, snk, err := restore(t, out, []string{dst.Host()}, false)
 	require.NoError(t, err)
 	require.Empty(t, res.Failed())
@@ -569,4 +545,23 @@ func TestRestoreLargestBlobSelfMountRefused(t *testing.T) {
 	require.NotEmpty(t, order.completed[sample.BaseLayer.Digest.String()], "the base layer was not uploaded")
 	require.Zero(t, snk.Stats().Present.Load())
 	checkSampleTags(t, dst, sample)
+}
+
+// backedUpSample seeds the sample, its base layer large (2 MiB), into a
+// registry and backs it up into a plain tar.
+func backedUpSample(t *testing.T, referrers bool) (*registrytest.Server, registrytest.Sample, string) {
+	t.Helper()
+	src := registrytest.NewInProcess(t)
+	sample := registrytest.Seed(t, src, registrytest.SampleOptions{BaseLayerSize: 2 << 20})
+	out := filepath.Join(t.TempDir(), "b.tar")
+	_, err := backup(t, src, out, sample.Repositories, referrers)
+	require.NoError(t, err)
+	return src, sample, out
+}
+
+// watchedTarget is a target registry whose requests pass through outer,
+// then an uploadOrder.
+func watchedTarget(t *testing.T, outer func(http.Handler) http.Handler) (*registrytest.Server, *uploadOrder) {
+	order := &uploadOrder{completed: map[string]string{}}
+	return registrytest.NewInProcess(t, registrytest.WithHandler(func(next http.Handler) http.Handler { return outer(order.wrap(next)) })), order
 }
