@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/stretchr/testify/require"
 	"oras.land/oras-go/v2/content"
 
@@ -88,6 +89,20 @@ func (s *partSink) FinishParts(_ context.Context, n *graph.Node, got digest.Dige
 	return nil
 }
 
+// requireCover checks that the parts written of desc cover it once: no
+// gap, no overlap.
+func (s *partSink) requireCover(t *testing.T, desc ocispec.Descriptor) {
+	t.Helper()
+	parts := slices.Clone(s.parts[desc.Digest])
+	slices.SortFunc(parts, func(a, b [2]int64) int { return int(a[0] - b[0]) })
+	var end int64
+	for _, p := range parts {
+		require.Equal(t, end, p[0], "parts %v: a gap or an overlap at %d", parts, end)
+		end += p[1]
+	}
+	require.Equal(t, desc.Size, end, "parts %v cover the layer", parts)
+}
+
 func (s *partSink) Commit(context.Context) error { return nil }
 func (s *partSink) Abort() error                 { return nil }
 
@@ -125,14 +140,7 @@ func TestSplitBlobHashedAsItArrives(t *testing.T) {
 	require.NoError(t, backupInto(t, srv, snk, []string{registrytest.SampleBase}))
 	require.Positive(t, ranges.Load(), "the slow layer went on in ranges")
 	require.Equal(t, layer.Digest, snk.got[layer.Digest], "hashed in order, without reading back")
-	parts := slices.Clone(snk.parts[layer.Digest])
-	slices.SortFunc(parts, func(a, b [2]int64) int { return int(a[0] - b[0]) })
-	var end int64
-	for _, p := range parts {
-		require.Equal(t, end, p[0], "parts %v: a gap or an overlap at %d", parts, end)
-		end += p[1]
-	}
-	require.Equal(t, layer.Size, end, "parts %v cover the layer", parts)
+	snk.requireCover(t, layer)
 
 	corrupt = layer.Digest.String()
 	snk = &partSink{}
@@ -160,12 +168,5 @@ func TestSplitBlobTakesIdleSlots(t *testing.T) {
 	require.NoError(t, backupInto(t, srv, snk, []string{registrytest.SampleBase}))
 	require.Positive(t, joins.Load(), "streams joined the split layer once the other blobs were done")
 	require.Equal(t, layer.Digest, snk.got[layer.Digest])
-	parts := slices.Clone(snk.parts[layer.Digest])
-	slices.SortFunc(parts, func(a, b [2]int64) int { return int(a[0] - b[0]) })
-	var end int64
-	for _, p := range parts {
-		require.Equal(t, end, p[0], "parts %v: a gap or an overlap at %d", parts, end)
-		end += p[1]
-	}
-	require.Equal(t, layer.Size, end, "parts %v cover the layer", parts)
+	snk.requireCover(t, layer)
 }
